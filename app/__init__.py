@@ -1,0 +1,52 @@
+"""DataFlow: import contact spreadsheets into PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+
+from flask import Flask, g, request
+
+from app.config import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(env: dict[str, str] | None = None) -> Flask:
+    """Build the app from the environment (or ``env``), checking every setting first."""
+    from app import cli, errors, extensions, logs, ops
+    from app.imports import bp as imports_bp
+
+    settings = load_settings(env)
+    app = Flask(
+        __name__,
+        instance_path=str(settings.instance_dir),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_mapping(settings.as_flask_config())
+    logs.configure()
+    for warning in settings.warnings:
+        logging.getLogger("app").warning(warning)
+
+    extensions.init_app(app)
+    errors.init_app(app)
+    ops.init_app(app)
+    app.register_blueprint(imports_bp)
+    cli.init_app(app)
+
+    @app.before_request
+    def _request_id() -> None:
+        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        logs.request_id.set(g.request_id)
+
+    @app.after_request
+    def _headers(response):
+        response.headers.setdefault("X-Request-ID", g.get("request_id", ""))
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+    return app

@@ -1,0 +1,173 @@
+"""Typed settings read from the environment and checked once, when the app starts."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STORAGE_BACKENDS = ("local", "supabase")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+
+
+class ConfigError(Exception):
+    """One or more settings are wrong; the message lists every mistake."""
+
+
+def parse_size(text: str) -> int:
+    """Read a byte size such as ``6291456``, ``6MB``, ``6MiB`` or ``1GB``."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size (examples: 6291456, 6MiB, 1GB)")
+    number, unit = match.groups()
+    unit = (unit or "").lower()
+    base = 1024 if "i" in unit else 1000
+    power = {"": 0, "b": 0, "k": 1, "m": 2, "g": 3, "t": 4}[unit.rstrip("ib")[:1]]
+    return int(float(number) * base**power)
+
+
+def database_url(url: str) -> str:
+    """Normalise a database URL: Heroku-style ``postgres://`` and bare ``postgresql://`` use psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything DataFlow reads from its environment."""
+
+    instance_dir: Path
+    database_url: str
+    redis_url: str | None
+    storage_backend: str
+    storage_dir: Path
+    secret_key: str
+    port: int
+    enable_metrics: bool
+    upload_chunk_size: int
+    worker_concurrency: int
+    max_upload_size: int
+    batch_size: int
+    supabase_url: str | None = None
+    supabase_service_role_key: str | None = None
+    supabase_bucket: str = "imports"
+    warnings: list[str] = field(default_factory=list)
+
+    def as_flask_config(self) -> dict[str, object]:
+        """The Flask config keys these settings feed."""
+        return {
+            "SECRET_KEY": self.secret_key,
+            "SQLALCHEMY_DATABASE_URI": self.database_url,
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+            # Uploads are streamed by the import routes, which enforce the limit themselves
+            # while reading, so Werkzeug must not refuse a chunked body it cannot measure.
+            "MAX_CONTENT_LENGTH": None,
+            "MAX_FORM_MEMORY_SIZE": 1024 * 1024,
+            "WTF_CSRF_TIME_LIMIT": None,
+            "SETTINGS": self,
+        }
+
+
+def _bool(name: str, text: str, errors: list[str]) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    errors.append(f"{name} must be true or false, not {text!r}")
+    return False
+
+
+def _int(name: str, text: str, errors: list[str], minimum: int = 1) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        errors.append(f"{name} must be a whole number, not {text!r}")
+        return minimum
+    if value < minimum:
+        errors.append(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def _size(name: str, text: str, errors: list[str]) -> int:
+    try:
+        value = parse_size(text)
+    except ValueError as exc:
+        errors.append(f"{name}: {exc}")
+        return 1
+    if value < 1:
+        errors.append(f"{name} must be more than 0 bytes")
+    return value
+
+
+def _secret_key(instance: Path) -> str:
+    """A key kept in the instance folder, so every process of an unconfigured install agrees."""
+    path = instance / "secret_key"
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def load_settings(env: dict[str, str] | None = None, instance: Path | None = None) -> Settings:
+    """Read and check the settings; raise ConfigError naming every mistake at once."""
+    env = dict(os.environ if env is None else env)
+    instance = instance or Path(env.get("INSTANCE_DIR", "instance")).resolve()
+    errors: list[str] = []
+    warnings: list[str] = []
+
+    raw_db = env.get("DATABASE_URL") or f"sqlite:///{instance / 'dataflow.db'}"
+    db_url = database_url(raw_db)
+    if not db_url.startswith(("postgresql+psycopg://", "sqlite:///")):
+        errors.append(
+            "DATABASE_URL must start with postgres://, postgresql:// or sqlite:///, "
+            f"not {raw_db.split(':', 1)[0]!r}"
+        )
+
+    redis_url = env.get("REDIS_URL") or None
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        errors.append("REDIS_URL must start with redis://, rediss:// or unix://")
+
+    backend = env.get("STORAGE_BACKEND", "local").strip().lower()
+    if backend not in STORAGE_BACKENDS:
+        errors.append(f"STORAGE_BACKEND must be one of {', '.join(STORAGE_BACKENDS)}, not {backend!r}")
+    supabase_url = env.get("SUPABASE_URL") or None
+    supabase_key = env.get("SUPABASE_SERVICE_ROLE_KEY") or None
+    if backend == "supabase":
+        if not supabase_url:
+            errors.append("STORAGE_BACKEND=supabase needs SUPABASE_URL")
+        if not supabase_key:
+            errors.append("STORAGE_BACKEND=supabase needs SUPABASE_SERVICE_ROLE_KEY")
+
+    secret = env.get("SECRET_KEY") or ""
+    if not secret:
+        secret = _secret_key(instance)
+        warnings.append("SECRET_KEY is not set: using a generated key kept in the instance folder")
+
+    settings = Settings(
+        instance_dir=instance,
+        database_url=db_url,
+        redis_url=redis_url,
+        storage_backend=backend,
+        storage_dir=Path(env.get("STORAGE_DIR") or instance / "uploads").resolve(),
+        secret_key=secret,
+        port=_int("PORT", env.get("PORT", "8000"), errors),
+        enable_metrics=_bool("ENABLE_METRICS", env.get("ENABLE_METRICS", "true"), errors),
+        upload_chunk_size=_size("UPLOAD_CHUNK_SIZE", env.get("UPLOAD_CHUNK_SIZE", "6MiB"), errors),
+        worker_concurrency=_int("WORKER_CONCURRENCY", env.get("WORKER_CONCURRENCY", "10"), errors),
+        max_upload_size=_size("MAX_UPLOAD_SIZE", env.get("MAX_UPLOAD_SIZE", "1GB"), errors),
+        batch_size=_int("BATCH_SIZE", env.get("BATCH_SIZE", "10000"), errors),
+        supabase_url=supabase_url,
+        supabase_service_role_key=supabase_key,
+        supabase_bucket=env.get("SUPABASE_BUCKET", "imports"),
+        warnings=warnings,
+    )
+    if errors:
+        raise ConfigError("DataFlow cannot start:\n" + "\n".join(f"  - {e}" for e in errors))
+    return settings

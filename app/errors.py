@@ -1,0 +1,50 @@
+"""Error handlers that answer JSON to API clients and a page to browsers."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+
+def wants_json() -> bool:
+    """Whether the client prefers JSON to HTML (API clients, curl, fetch)."""
+    accept = request.accept_mimetypes
+    return accept["application/json"] >= accept["text/html"]
+
+
+def error_response(status: int, message: str) -> Response:
+    """A JSON error in the original's shape: ``{"error": "..."}``."""
+    response = jsonify(error=message)
+    response.status_code = status
+    return response
+
+
+def _handle_http(exc: HTTPException) -> Response | tuple[str, int]:
+    if exc.code == 404 and (exc.description or "").startswith("The requested URL"):
+        message = "Not found"
+    elif exc.code == 413:
+        message = "The request body is larger than the upload limit"
+    else:
+        message = exc.description or exc.name
+    if wants_json():
+        response = error_response(exc.code or 500, message)
+        if exc.code == 405 and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+    template = "errors/404.html" if exc.code == 404 else "errors/error.html"
+    return render_template(template, code=exc.code, title=exc.name, message=message), exc.code
+
+
+def _handle_unexpected(exc: Exception) -> Response | tuple[str, int]:
+    log.exception("unhandled error")
+    return _handle_http(InternalServerError("Something went wrong on our side. It has been logged."))
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers."""
+    app.register_error_handler(HTTPException, _handle_http)
+    app.register_error_handler(Exception, _handle_unexpected)

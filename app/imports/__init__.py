@@ -1,0 +1,7 @@
+"""The imports blueprint: starting imports and following them, as JSON and as pages."""
+
+from flask import Blueprint
+
+bp = Blueprint("imports", __name__)
+
+from app.imports import routes  # noqa: E402,F401  (routes register themselves on bp)

@@ -1,0 +1,115 @@
+"""Checking a JSON import request (``{"source", "data", "useResumable"}``) without loading it whole."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import ijson
+
+from app.validation import NAME_MAX, check_email
+
+SOURCE_MAX = 100
+MAX_ISSUES = 100
+
+
+@dataclass
+class BodyCheck:
+    """What the check found: the request's fields, and every issue with a JSON path."""
+
+    source: str | None = None
+    use_resumable: bool = False
+    items: int = 0
+    issues: list[dict[str, Any]] = field(default_factory=list)
+    more_issues: int = 0
+
+    def add(self, path: list[str | int], message: str) -> None:
+        if len(self.issues) < MAX_ISSUES:
+            self.issues.append({"path": path, "message": message})
+        else:
+            self.more_issues += 1
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float) or type(value).__name__ == "Decimal":
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _expected(check: BodyCheck, path: list[str | int], want: str, value: Any) -> bool:
+    got = _kind(value)
+    if got != want:
+        check.add(path, f"Expected {want}, received {got}")
+        return False
+    return True
+
+
+def check_body(stream: BinaryIO) -> BodyCheck:
+    """Check the request body, in two streaming passes over a seekable file.
+
+    Raises ``ValueError`` with a readable message when the body is not JSON at all.
+    """
+    check = BodyCheck()
+    top: dict[str, Any] = {}
+    try:
+        events = ijson.parse(stream)
+        prefix, event, value = next(events)
+        if event != "start_map":
+            check.add([], f"Expected object, received {event.removeprefix('start_')}")
+            for _ in events:
+                pass
+            return check
+        for prefix, event, value in events:
+            if prefix in ("source", "useResumable", "data") and prefix not in top:
+                top[prefix] = (
+                    value
+                    if event not in ("start_map", "start_array")
+                    else ([] if event == "start_array" else {})
+                )
+    except StopIteration:
+        raise ValueError("The request body is empty") from None
+    except ijson.JSONError as exc:
+        raise ValueError(f"Malformed JSON in request body: {exc}") from None
+
+    if "source" not in top:
+        check.add(["source"], "Required")
+    elif _expected(check, ["source"], "string", top["source"]):
+        check.source = top["source"]
+        if not 1 <= len(check.source) <= SOURCE_MAX:
+            check.add(["source"], f"Source must be 1 to {SOURCE_MAX} characters long")
+    if "useResumable" in top and _expected(check, ["useResumable"], "boolean", top["useResumable"]):
+        check.use_resumable = top["useResumable"]
+    if "data" not in top:
+        check.add(["data"], "Required")
+        return check
+    if not _expected(check, ["data"], "array", top["data"]):
+        return check
+
+    stream.seek(0)
+    for index, item in enumerate(ijson.items(stream, "data.item", use_float=True)):
+        check.items += 1
+        if not _expected(check, ["data", index], "object", item):
+            continue
+        if "name" not in item:
+            check.add(["data", index, "name"], "Required")
+        elif _expected(check, ["data", index, "name"], "string", item["name"]):
+            name = item["name"].strip()
+            if not 1 <= len(name) <= NAME_MAX:
+                check.add(["data", index, "name"], f"Name must be 1 to {NAME_MAX} characters long")
+        if "email" not in item:
+            check.add(["data", index, "email"], "Required")
+        elif _expected(check, ["data", index, "email"], "string", item["email"]):
+            _, problem = check_email(item["email"])
+            if problem:
+                check.add(["data", index, "email"], problem)
+    if check.items == 0:
+        check.add(["data"], "Array must contain at least 1 item")
+    return check

@@ -1,0 +1,132 @@
+"""The tables: contacts, imports and the rows each import rejected."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+
+IMPORT_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+FINAL_STATUSES = ("completed", "failed", "cancelled")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware."""
+    return datetime.now(UTC)
+
+
+class Contact(db.Model):
+    """One person; an email is stored once per source."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("source", "email", name="contacts_source_email_key"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str] = mapped_column(String(254))
+    source: Mapped[str] = mapped_column(String(100))
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    import_id: Mapped[str | None] = mapped_column(String(36), index=True)
+
+
+class Import(db.Model):
+    """One file being imported: PostgreSQL is the truth about its status and progress."""
+
+    __tablename__ = "imports"
+    __table_args__ = (
+        Index("imports_created_at_idx", "created_at"),
+        Index("imports_status_idx", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    source: Mapped[str] = mapped_column(String(100))
+    format: Mapped[str | None] = mapped_column(String(16))
+    filename: Mapped[str | None] = mapped_column(String(255))
+    storage_key: Mapped[str | None] = mapped_column(String(255))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    use_resumable: Mapped[bool] = mapped_column(default=False)
+    total_rows: Mapped[int | None] = mapped_column(Integer)
+    processed_rows: Mapped[int] = mapped_column(Integer, default=0)
+    inserted_rows: Mapped[int] = mapped_column(Integer, default=0)
+    duplicate_rows: Mapped[int] = mapped_column(Integer, default=0)
+    rejected_rows: Mapped[int] = mapped_column(Integer, default=0)
+    # The last row number whose outcome is committed: a rerun skips up to here.
+    checkpoint: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the import has ended, one way or another."""
+        return self.status in FINAL_STATUSES
+
+    def to_dict(self) -> dict[str, object]:
+        """The import as the JSON API shows it."""
+
+        def iso(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:  # SQLite hands back naive datetimes
+                value = value.replace(tzinfo=UTC)
+            return value.isoformat().replace("+00:00", "Z")
+
+        return {
+            "jobId": self.id,
+            "status": self.status,
+            "source": self.source,
+            "format": self.format,
+            "filename": self.filename,
+            "useResumable": self.use_resumable,
+            "sizeBytes": self.size_bytes,
+            "totalRows": self.total_rows,
+            "processedRows": self.processed_rows,
+            "insertedRows": self.inserted_rows,
+            "duplicateRows": self.duplicate_rows,
+            "rejectedRows": self.rejected_rows,
+            "attempts": self.attempts,
+            "error": self.error,
+            "createdAt": iso(self.created_at),
+            "startedAt": iso(self.started_at),
+            "finishedAt": iso(self.finished_at),
+        }
+
+
+class RowError(db.Model):
+    """A rejected row: where it was, what was wrong, and the row as it came."""
+
+    __tablename__ = "import_errors"
+    __table_args__ = (Index("import_errors_import_row_idx", "import_id", "row"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    import_id: Mapped[str] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"))
+    row: Mapped[int] = mapped_column(Integer)
+    field: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    value: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[dict | None] = mapped_column(JSON)
+
+    def to_dict(self) -> dict[str, object]:
+        """The rejected row as the JSON API shows it."""
+        return {"row": self.row, "field": self.field, "message": self.message, "value": self.value}

@@ -1,0 +1,148 @@
+"""Readers turn a stored file into rows, whatever its format; the format comes from the bytes."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+SNIFF_BYTES = 64 * 1024
+READ_BUFFER = 1024 * 1024
+
+Record = dict[str, Any]
+
+
+class UnusableFile(Exception):
+    """The file as a whole cannot be imported; the message is written for the person who sent it."""
+
+
+@dataclass(frozen=True)
+class BrokenRow:
+    """A row the reader could not make into a record (a bad NDJSON line, a JSON item that is no object)."""
+
+    message: str
+    text: str
+
+
+@dataclass
+class Table:
+    """What a reader found: the format, an estimate of the row count, and the rows themselves.
+
+    ``rows`` yields ``(row_number, record)`` where the row number is the one the user sees
+    (spreadsheet rows counting the header as 1, the item's position for JSON, the line for
+    NDJSON) and the record maps each column as it was named in the file to its value.
+    """
+
+    format: str
+    rows: Iterator[tuple[int, Record | BrokenRow]]
+    total_rows: int | None = None
+    columns: list[str] = field(default_factory=list)
+
+
+class _Replay(io.RawIOBase):
+    """A stream that gives back the bytes already read for sniffing, then the rest."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def rewind(head: bytes, f: BinaryIO) -> BinaryIO:
+    """The whole stream again, from its first byte."""
+    if f.seekable():
+        f.seek(0)
+        return f
+    return io.BufferedReader(_Replay(head, f), READ_BUFFER)
+
+
+def detect_format(head: bytes) -> str:
+    """Name the format of a file from its first bytes; raise UnusableFile for what we cannot read."""
+    from app.readers import json as json_reader
+    from app.readers import spreadsheet, text
+
+    if not head.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
+        raise UnusableFile("The file is empty.")
+    for sniff in (spreadsheet.sniff, json_reader.sniff, text.sniff):
+        kind = sniff(head)
+        if kind:
+            return kind
+    raise UnusableFile(
+        "This is not a file we can read. Upload a CSV, TSV, Excel (.xlsx, .xls), "
+        "OpenDocument (.ods) or JSON file."
+    )
+
+
+def read_rows(f: BinaryIO, size: int | None = None) -> Table:
+    """Open a stored file as a Table; raise UnusableFile if it cannot be imported at all."""
+    from app.readers import json as json_reader
+    from app.readers import spreadsheet, text
+
+    readers: dict[str, Callable[[BinaryIO, bytes, str, int | None], Table]] = {
+        "csv": text.read,
+        "tsv": text.read,
+        "xlsx": spreadsheet.read,
+        "ods": spreadsheet.read,
+        "xls": spreadsheet.read,
+        "json": json_reader.read,
+        "ndjson": json_reader.read,
+    }
+    head = f.read(SNIFF_BYTES)
+    kind = detect_format(head)
+    return readers[kind](rewind(head, f), head, kind, size)
+
+
+def cell_text(value: Any) -> str:
+    """A cell as text: whole numbers lose their ``.0``, dates read as ISO dates."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def unique_columns(cells: list[Any]) -> list[str]:
+    """Header cells as column names: blanks get a position, repeats get a number."""
+    seen: dict[str, int] = {}
+    names = []
+    for position, cell in enumerate(cells, start=1):
+        name = cell_text(cell).strip() or f"Column {position}"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name} ({seen[name]})"
+        else:
+            seen[name] = 1
+        names.append(name)
+    return names
+
+
+def seekable(stream: BinaryIO) -> BinaryIO:
+    """The stream itself if it can seek, else a temporary copy that can (formats read twice)."""
+    import shutil
+    import tempfile
+
+    if stream.seekable():
+        return stream
+    copy = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller
+    shutil.copyfileobj(stream, copy, READ_BUFFER)
+    copy.seek(0)
+    return copy

@@ -1,0 +1,123 @@
+"""CSV and TSV: encoding and delimiter found from the bytes, quoting as spreadsheets write it."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from app.readers import BrokenRow, Record, Table, UnusableFile, unique_columns
+
+DELIMITERS = (",", ";", "\t", "|")
+FIELD_LIMIT = 1024 * 1024
+_FALLBACK = "dataflow-cp1252"
+
+
+def _cp1252_fallback(exc: UnicodeError) -> tuple[str, int]:
+    """Read bytes that are not UTF-8 as Windows-1252 (Latin-1 for its five unused bytes)."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    bad = exc.object[exc.start : exc.end]
+    return "".join(bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in bad), exc.end
+
+
+codecs.register_error(_FALLBACK, _cp1252_fallback)
+csv.field_size_limit(FIELD_LIMIT)
+
+
+def encoding_of(head: bytes) -> str:
+    """UTF-8 (with or without BOM), UTF-16 with a BOM, or Windows-1252 as the fallback."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return "cp1252"
+    return "utf-8"
+
+
+def _decode(head: bytes, encoding: str) -> str:
+    decoder = codecs.getincrementaldecoder(encoding)(errors=_FALLBACK)
+    return decoder.decode(head, final=False)
+
+
+def _looks_binary(sample: str) -> bool:
+    """Text files have next to no control characters; binary files are full of them."""
+    if not sample:
+        return False
+    control = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\r\n\f")
+    return control / len(sample) > 0.01
+
+
+def delimiter_of(sample: str) -> str:
+    """The delimiter that splits the first lines into the same number of columns, most of all."""
+    lines = sample.splitlines(keepends=True)
+    if len(lines) > 1:
+        lines = lines[:-1]  # the last line of a sample may be cut short
+    lines = lines[:50]
+    best, best_score = ",", (0, 0)
+    for delimiter in DELIMITERS:
+        try:
+            rows = [row for row in csv.reader(lines, delimiter=delimiter) if row]
+        except csv.Error:
+            continue
+        if not rows or len(rows[0]) < 2:
+            continue
+        width = len(rows[0])
+        score = (sum(1 for row in rows if len(row) == width), width)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def sniff(head: bytes) -> str | None:
+    """``csv`` or ``tsv`` if the bytes are text, else None."""
+    text = _decode(head, encoding_of(head))
+    if _looks_binary(text):
+        return None
+    return "tsv" if delimiter_of(text) == "\t" else "csv"
+
+
+def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
+    """Rows of a delimited text file; the first non-empty record is the header."""
+    encoding = encoding_of(head)
+    delimiter = delimiter_of(_decode(head, encoding))
+    text = io.TextIOWrapper(stream, encoding=encoding, errors=_FALLBACK, newline="")
+    records = csv.reader(text, delimiter=delimiter)
+    row_number = 0
+    columns: list[str] = []
+    for row_number, cells in enumerate(records, start=1):  # noqa: B007 - the loop finds the header
+        if any(cell.strip() for cell in cells):
+            columns = unique_columns(cells)
+            break
+    if not columns:
+        raise UnusableFile("The file has no header row: it is empty or holds only blank lines.")
+
+    total = None
+    if size:
+        lines = head.count(b"\n") or 1
+        total = max(0, round(size * lines / len(head)) - row_number)
+    return Table(kind, _rows(records, columns, row_number), total, columns)
+
+
+def _rows(
+    records: Iterator[list[str]], columns: list[str], row_number: int
+) -> Iterator[tuple[int, Record | BrokenRow]]:
+    """Records keyed by column, numbered as a spreadsheet numbers them."""
+    width = len(columns)
+    while True:
+        row_number += 1
+        try:
+            cells = next(records)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield row_number, BrokenRow(f"This row could not be read: {exc}", "")
+            continue
+        if len(cells) < width:
+            cells = cells + [""] * (width - len(cells))
+        yield row_number, dict(zip(columns, cells, strict=False))

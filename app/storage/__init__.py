@@ -1,0 +1,86 @@
+"""Where uploaded files wait for their import: one interface, a backend per place."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+from app.config import Settings
+
+COPY_CHUNK = 1024 * 1024
+
+
+class UploadTooLarge(Exception):
+    """The upload passed MAX_UPLOAD_SIZE; nothing of it was kept."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The file is larger than the limit of {limit:,} bytes")
+        self.limit = limit
+
+
+class StorageUnavailable(Exception):
+    """Storage could not be reached or refused us; worth trying again later."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file safely in storage."""
+
+    key: str
+    size: int
+    sha256: str
+
+
+class Storage(Protocol):
+    """What every backend does. Keys are generated, never taken from a filename."""
+
+    def save(self, stream: BinaryIO, limit: int, use_resumable: bool = False) -> StoredFile:
+        """Store a stream under a new key, refusing it past ``limit`` bytes."""
+
+    def open(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """Open a stored file for reading as a stream."""
+
+    def delete(self, key: str) -> None:
+        """Remove a stored file; a missing file is not an error."""
+
+    def check(self) -> None:
+        """Raise StorageUnavailable unless the backend works."""
+
+
+def new_key() -> str:
+    """A fresh storage key."""
+    return f"{uuid.uuid4().hex}.upload"
+
+
+def copy_limited(src: BinaryIO, write: Callable[[bytes], object], limit: int) -> tuple[int, str]:
+    """Copy ``src`` through ``write`` chunk by chunk; stop as soon as it passes ``limit``.
+
+    Returns the size and SHA-256 of what was copied.
+    """
+    size = 0
+    digest = hashlib.sha256()
+    while chunk := src.read(COPY_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise UploadTooLarge(limit)
+        digest.update(chunk)
+        write(chunk)
+    return size, digest.hexdigest()
+
+
+def make_storage(settings: Settings) -> Storage:
+    """The backend the settings name."""
+    from app.storage.local import LocalStorage
+
+    backends: dict[str, Callable[[Settings], Storage]] = {"local": LocalStorage.from_settings}
+    try:
+        from app.storage.supabase import SupabaseStorage
+
+        backends["supabase"] = SupabaseStorage.from_settings
+    except ImportError:  # the backend lands separately; local always works
+        pass
+    return backends[settings.storage_backend](settings)

@@ -1,0 +1,127 @@
+"""Pure checks: which columns hold a contact, and whether a row makes a valid one."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from app.readers import cell_text
+
+NAME_MAX = 255
+EMAIL_MAX = 254
+
+# local@domain.tld: no spaces, no leading, trailing or doubled dots, labels of letters, digits, hyphens.
+EMAIL = re.compile(
+    r"(?!\.)(?!.*\.\.)[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}(?<!\.)"
+    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})"
+)
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+
+NAME_HEADERS = {"name", "fullname", "contactname", "contact", "displayname"}
+EMAIL_HEADERS = {"email", "emailaddress", "mail", "emailid", "mailaddress", "contactemail"}
+FIRST_HEADERS = {"firstname", "givenname", "forename", "first"}
+LAST_HEADERS = {"lastname", "surname", "familyname", "last"}
+
+
+class Problem(NamedTuple):
+    """What is wrong with one field of a row."""
+
+    field: str | None
+    message: str
+    value: str | None
+
+
+class Contact(NamedTuple):
+    """A clean contact, ready to store."""
+
+    name: str
+    email: str
+
+
+def header_key(header: str) -> str:
+    """A header as compared: case, spaces and punctuation do not matter."""
+    return _NOT_ALNUM.sub("", header.lower())
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which of a file's columns give the name and the email."""
+
+    email: str | None
+    name: str | None = None
+    first: str | None = None
+    last: str | None = None
+
+
+def find_columns(headers: Iterable[str]) -> Columns:
+    """Pick the name and email columns by their headers; the first match of each wins."""
+    found: dict[str, str] = {}
+    for header in headers:
+        key = header_key(header)
+        for role, names in (
+            ("email", EMAIL_HEADERS),
+            ("name", NAME_HEADERS),
+            ("first", FIRST_HEADERS),
+            ("last", LAST_HEADERS),
+        ):
+            if key in names and role not in found:
+                found[role] = header
+    return Columns(**found)
+
+
+def check_email(value: Any) -> tuple[str | None, str | None]:
+    """A cleaned email, or the message saying why it is not one."""
+    email = cell_text(value).strip().lower()
+    if not email:
+        return None, "Email is missing"
+    if len(email) > EMAIL_MAX:
+        return None, f"Email is longer than {EMAIL_MAX} characters"
+    if not EMAIL.fullmatch(email):
+        return None, "Not a valid email address"
+    return email, None
+
+
+def check_name(value: Any) -> tuple[str | None, str | None]:
+    """A cleaned name, or the message saying why it is not one."""
+    name = cell_text(value).strip()
+    if not name:
+        return None, "Name is missing"
+    if len(name) > NAME_MAX:
+        return None, f"Name is longer than {NAME_MAX} characters"
+    return name, None
+
+
+def validate(record: Mapping[str, Any], columns: Columns) -> Contact | list[Problem]:
+    """A contact from one row, or every problem the row has."""
+    problems: list[Problem] = []
+    if columns.name is not None:
+        name_field, raw_name = "name", record.get(columns.name)
+    else:
+        name_field = "name"
+        parts = [cell_text(record.get(c)).strip() for c in (columns.first, columns.last) if c]
+        raw_name = " ".join(p for p in parts if p)
+    name, message = check_name(raw_name)
+    if message:
+        problems.append(Problem(name_field, message, _shown(raw_name)))
+    raw_email = record.get(columns.email) if columns.email else None
+    email, message = check_email(raw_email)
+    if message:
+        problems.append(Problem("email", message, _shown(raw_email)))
+    if problems:
+        return problems
+    return Contact(name, email)  # type: ignore[arg-type]
+
+
+def is_blank(record: Mapping[str, Any]) -> bool:
+    """A row with nothing in it: skipped, not counted."""
+    return all(cell_text(v).strip() == "" for v in record.values())
+
+
+def _shown(value: Any) -> str | None:
+    """The value as it came, cut to a length a page can show."""
+    if value is None:
+        return None
+    text = cell_text(value)
+    return text if len(text) <= 1000 else text[:1000] + "…"
