@@ -46,10 +46,7 @@ def worker_command(concurrency: int | None, burst: bool) -> None:
     """Run import workers until SIGTERM; each finishes its batch before it stops."""
     from rq.worker_pool import WorkerPool
 
-    from app.extensions import db
-
     count = concurrency or settings().worker_concurrency
-    db.engine.dispose()  # children open their own connections
     connection = redis()
     if count == 1:
         from rq import Worker

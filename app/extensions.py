@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from redis import Redis
 from rq import Queue
+from sqlalchemy import Engine, event, exc
 from sqlalchemy.orm import DeclarativeBase
 
 if TYPE_CHECKING:
@@ -75,8 +77,25 @@ def storage(app: Flask | None = None) -> Storage:
     return state["storage"]
 
 
+def _fork_safe(engine: Engine) -> None:
+    """Never hand a connection opened in one process to another (RQ forks a horse per job)."""
+
+    @event.listens_for(engine, "connect")
+    def _remember_pid(dbapi_connection: object, record: Any) -> None:
+        record.info["pid"] = os.getpid()
+
+    @event.listens_for(engine, "checkout")
+    def _refuse_foreign(dbapi_connection: object, record: Any, proxy: Any) -> None:
+        if record.info.get("pid") != os.getpid():
+            record.dbapi_connection = proxy.dbapi_connection = None
+            raise exc.DisconnectionError("connection belongs to another process")
+
+
 def init_app(app: Flask) -> None:
     """Bind the extensions and make room for the per-app objects."""
     app.extensions["dataflow"] = {}
     db.init_app(app)
     csrf.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            _fork_safe(engine)

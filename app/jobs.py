@@ -46,8 +46,6 @@ def run_import(import_id: str) -> None:
     from app.storage import StorageUnavailable
 
     with _app_context(), import_context(import_id):
-        # A forked work horse must not share the parent's database connections.
-        db.engine.dispose(close=False)
         try:
             pipeline.run(import_id)
         except (*TRANSIENT, StorageUnavailable) as exc:

@@ -95,19 +95,29 @@ def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
             columns = unique_columns(cells)
             break
     if not columns:
+        text.detach()
         raise UnusableFile("The file has no header row: it is empty or holds only blank lines.")
 
     total = None
     if size:
         lines = head.count(b"\n") or 1
         total = max(0, round(size * lines / len(head)) - row_number)
-    return Table(kind, _rows(records, columns, row_number), total, columns)
+    return Table(kind, _rows(text, records, columns, row_number), total, columns)
 
 
 def _rows(
-    records: Iterator[list[str]], columns: list[str], row_number: int
+    text: io.TextIOWrapper, records: Iterator[list[str]], columns: list[str], row_number: int
 ) -> Iterator[tuple[int, Record | BrokenRow]]:
     """Records keyed by column, numbered as a spreadsheet numbers them."""
+    try:
+        yield from _numbered(records, columns, row_number)
+    finally:
+        text.detach()  # the caller owns the stream and closes it
+
+
+def _numbered(
+    records: Iterator[list[str]], columns: list[str], row_number: int
+) -> Iterator[tuple[int, Record | BrokenRow]]:
     width = len(columns)
     while True:
         row_number += 1

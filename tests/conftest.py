@@ -1,0 +1,178 @@
+"""Fixtures: the real PostgreSQL and Redis, an app bound to them, and a way to run the queue."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis as redis_lib
+from flask import Flask
+from flask.testing import FlaskClient
+from rq import SimpleWorker
+from sqlalchemy import text
+
+from app import create_app
+from app.cli import upgrade_database
+from app.extensions import QUEUE_NAME, db
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+ADMIN_URL = os.environ.get("TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+DATABASE_NAME = os.environ.get("TEST_DATABASE_NAME", "dataflow_test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _database_url() -> str:
+    base = ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base}/{DATABASE_NAME}"
+
+
+def shared_file(name: str) -> Path:
+    """A sample file from the project's shared data, or skip where this checkout has none."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{name} is only in the shared sample data, which this machine does not have")
+    return path
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """A fresh database for the test run, migrated to the newest schema."""
+    try:
+        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.exit(f"PostgreSQL is needed for the tests ({ADMIN_URL}): {exc}", returncode=3)
+    with admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE_NAME}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+    return _database_url()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis database; the run stops if Redis is not there."""
+    try:
+        redis_lib.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
+    except redis_lib.exceptions.ConnectionError as exc:
+        pytest.exit(f"Redis is needed for the tests ({REDIS_URL}): {exc}", returncode=3)
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def _migrated(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    app = create_app(_env(database_url, redis_url, tmp_path_factory.mktemp("migrate")))
+    upgrade_database(app)
+    with app.app_context():
+        db.engine.dispose()
+
+
+def _env(database_url: str, redis_url: str, instance: Path, **extra: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "INSTANCE_DIR": str(instance),
+        "STORAGE_DIR": str(instance / "uploads"),
+        "SECRET_KEY": "test-secret",
+        "BATCH_SIZE": "500",
+        **extra,
+    }
+
+
+@pytest.fixture
+def env(database_url: str, redis_url: str, tmp_path: Path, _migrated: None) -> dict[str, str]:
+    """The environment a test app (or a worker process it starts) runs with."""
+    return _env(database_url, redis_url, tmp_path / "instance")
+
+
+@pytest.fixture
+def make_app(env: dict[str, str]) -> Iterator[Callable[..., Flask]]:
+    """Build apps on the test database with extra settings; tables are emptied after the test."""
+    apps: list[Flask] = []
+
+    def make(**extra: str) -> Flask:
+        app = create_app({**env, **extra})
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield make
+    if apps:
+        with apps[0].app_context():
+            db.session.execute(text("TRUNCATE contacts, import_errors, imports CASCADE"))
+            db.session.commit()
+        redis_lib.Redis.from_url(env["REDIS_URL"]).flushdb()
+    for app in apps:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Iterator[Flask]:
+    """An app on the real PostgreSQL and Redis, with an app context pushed."""
+    app = make_app(WTF_CSRF_ENABLED="false")
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client that asks for JSON, as API clients do."""
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT"] = "application/json"
+    return client
+
+
+@pytest.fixture
+def work(app: Flask) -> Callable[[], None]:
+    """Run every queued job in this process, as a worker would, until the queue is empty."""
+    from app.extensions import redis
+
+    def run() -> None:
+        SimpleWorker([QUEUE_NAME], connection=redis()).work(burst=True, with_scheduler=False)
+        db.session.remove()
+
+    return run
+
+
+@pytest.fixture
+def worker_process(env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start real ``flask worker`` processes on the test database and Redis."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str, **extra: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "worker", *args],
+            cwd=ROOT,
+            env={**os.environ, **env, **extra},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+    for process in started:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def wait_for(check: Callable[[], object], timeout: float = 60, interval: float = 0.1) -> object:
+    """Poll until ``check`` returns something truthy, or fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"gave up waiting after {timeout}s")

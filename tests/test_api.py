@@ -1,0 +1,186 @@
+"""POST /import and the JSON API: the original's contract, every error it promises."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Contact, Import
+
+CSV = b"name,email\nAda Lovelace,ada@example.com\nGrace Hopper,grace@example.com\n"
+
+
+def body(source: str = "crm", data: object = None, **extra: object) -> dict:
+    data = data if data is not None else [{"name": "Ada", "email": "ada@example.com"}]
+    return {"source": source, "data": data, **extra}
+
+
+def test_json_import_answers_compact_job_id_and_location(client, work):
+    response = client.post("/import", json=body())
+    assert response.status_code == 202
+    job_id = response.get_json()["jobId"]
+    assert response.get_data(as_text=True) == json.dumps({"jobId": job_id}, separators=(",", ":"))
+    assert response.headers["Location"] == f"/imports/{job_id}"
+    work()
+    status = client.get(f"/imports/{job_id}").get_json()
+    assert status["status"] == "completed"
+    assert status["insertedRows"] == 1
+    assert db.session.scalar(select(Contact.email).where(Contact.source == "crm")) == "ada@example.com"
+
+
+def test_json_body_issues_name_path_and_message(client):
+    response = client.post(
+        "/import",
+        json=body(data=[{"name": "Ada", "email": "ada@example.com"}, {"name": "", "email": "nope"}]),
+    )
+    assert response.status_code == 400
+    payload = response.get_json()
+    assert payload["error"]
+    paths = [issue["path"] for issue in payload["issues"]]
+    assert ["data", 1, "name"] in paths
+    assert ["data", 1, "email"] in paths
+    assert db.session.scalar(select(func.count()).select_from(Import)) == 0
+
+
+def test_json_body_rules(client):
+    cases = [
+        (body(source=""), ["source"]),
+        (body(source="x" * 101), ["source"]),
+        (body(data=[]), ["data"]),
+        ({"data": [{"name": "A", "email": "a@b.co"}]}, ["source"]),
+        (body(data=[{"name": "n" * 256, "email": "a@b.co"}]), ["data", 0, "name"]),
+        (body(data=[{"email": "a@b.co"}]), ["data", 0, "name"]),
+        (body(data=["not an object"]), ["data", 0]),
+        (body(useResumable="yes"), ["useResumable"]),
+        ({"source": "crm", "data": {"name": "A"}}, ["data"]),
+    ]
+    for payload, path in cases:
+        response = client.post("/import", json=payload)
+        assert response.status_code == 400, payload
+        assert path in [i["path"] for i in response.get_json()["issues"]], payload
+    assert db.session.scalar(select(func.count()).select_from(Import)) == 0
+
+
+def test_malformed_json_is_400_not_500(client):
+    for raw in (b"{", b"", b"[1,2", b'{"source": "x", "data": [}', b"\xff\xfe garbage"):
+        response = client.post("/import", data=raw, content_type="application/json")
+        assert response.status_code == 400, raw
+        assert "error" in response.get_json()
+
+
+def test_multipart_missing_fields(client):
+    response = client.post("/import", data={"source": "crm"}, content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "Missing required field: file"
+    response = client.post(
+        "/import", data={"file": (io.BytesIO(CSV), "c.csv")}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "Missing required field: source"
+
+
+def test_multipart_import(client, work):
+    response = client.post(
+        "/import",
+        data={"file": (io.BytesIO(CSV), "contacts.csv"), "source": "fair", "useResumable": "true"},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 202
+    work()
+    status = client.get(response.headers["Location"]).get_json()
+    assert status["status"] == "completed"
+    assert status["filename"] == "contacts.csv"
+    assert status["format"] == "csv"
+    assert status["useResumable"] is True
+    assert status["insertedRows"] == 2
+
+
+def test_stream_missing_source(client):
+    response = client.post("/import", data=CSV, content_type="text/csv")
+    assert response.status_code == 400
+    assert response.get_json() == {
+        "error": "Missing required parameters for stream upload: Missing required field: source"
+    }
+
+
+def test_stream_import_and_request_source_wins(client, work):
+    file = json.dumps({"source": "inside-the-file", "data": [{"name": "B", "email": "b@example.com"}]})
+    response = client.post(
+        "/import", data=file, content_type="application/octet-stream", headers={"X-Source": "header"}
+    )
+    assert response.status_code == 202
+    work()
+    assert db.session.scalar(select(Contact.source)) == "header"
+
+
+def test_empty_stream_is_refused(client):
+    response = client.post("/import", data=b"", headers={"X-Source": "s"})
+    assert response.status_code == 400
+    assert db.session.scalar(select(func.count()).select_from(Import)) == 0
+
+
+def test_oversize_stream_is_413_and_nothing_is_kept(make_app, env, tmp_path):
+    app = make_app(MAX_UPLOAD_SIZE="1000")
+    with app.app_context():
+        client = app.test_client()
+        response = client.post("/import", data=b"x" * 5000, headers={"X-Source": "s"})
+        assert response.status_code == 413
+        assert "limit" in response.get_json()["error"]
+        assert db.session.scalar(select(func.count()).select_from(Import)) == 0
+    uploads = tmp_path / "instance" / "uploads"
+    assert not uploads.exists() or not any(uploads.iterdir())
+
+
+def test_status_list_and_errors_pages(client, work):
+    csv = b"name,email\nA,a@example.com\nB,not-an-email\nC,\n"
+    job_id = client.post("/import", data=csv, headers={"X-Source": "s"}).get_json()["jobId"]
+    work()
+    status = client.get(f"/imports/{job_id}").get_json()
+    for key in (
+        "jobId", "status", "source", "format", "filename", "totalRows", "processedRows",
+        "insertedRows", "duplicateRows", "rejectedRows", "error", "createdAt", "startedAt",
+        "finishedAt",
+    ):
+        assert key in status
+    assert (status["insertedRows"], status["rejectedRows"], status["totalRows"]) == (1, 2, 3)
+    errors = client.get(f"/imports/{job_id}/errors?page=1").get_json()
+    assert errors["total"] == 2 and errors["page"] == 1 and errors["pages"] == 1
+    assert errors["items"][0] == {
+        "row": 3, "field": "email", "message": "Not a valid email address", "value": "not-an-email",
+    }
+    assert errors["items"][1]["row"] == 4 and errors["items"][1]["message"] == "Email is missing"
+    listing = client.get("/imports?status=completed&source=s").get_json()
+    assert [i["jobId"] for i in listing["items"]] == [job_id]
+    assert client.get("/imports?status=failed").get_json()["total"] == 0
+    assert client.get("/imports?status=bogus").status_code == 400
+
+
+def test_unknown_paths(client):
+    response = client.get("/no/such/thing")
+    assert response.status_code == 404
+    assert response.get_json() == {"error": "Not found"}
+    page = client.get("/no/such/thing", headers={"Accept": "text/html"})
+    assert page.status_code == 404
+    assert b"<html" in page.data and b"Page not found" in page.data
+    assert client.get("/imports/nope").status_code == 404
+
+
+def test_health(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "healthy", "checks": {"database": "ok", "redis": "ok", "storage": "ok"},
+    }
+
+
+def test_health_names_redis_when_it_is_down(make_app):
+    app = make_app(REDIS_URL="redis://127.0.0.1:1/0")
+    with app.app_context():
+        response = app.test_client().get("/health")
+    assert response.status_code == 503
+    payload = response.get_json()
+    assert payload["status"] == "unhealthy"
+    assert "redis" in payload["error"]
