@@ -43,17 +43,23 @@ def migrate_command() -> None:
 @click.option("--concurrency", type=int, default=None, help="Worker processes (WORKER_CONCURRENCY).")
 @click.option("--burst", is_flag=True, help="Stop once the queue is empty.")
 def worker_command(concurrency: int | None, burst: bool) -> None:
-    """Run import workers until SIGTERM; each finishes its batch before it stops."""
+    """Run import workers until SIGTERM, and the periodic upkeep in their supervisor."""
     from rq.worker_pool import WorkerPool
 
-    count = concurrency or settings().worker_concurrency
-    connection = redis()
-    if count == 1:
-        from rq import Worker
+    from app.maintenance import Ticker
 
-        Worker([QUEUE_NAME], connection=connection).work(burst=burst, with_scheduler=True)
-        return
-    WorkerPool([QUEUE_NAME], connection=connection, num_workers=count).start(burst=burst)
+    app = current_app._get_current_object()
+    ticker = Ticker(app, settings().maintenance_interval)
+
+    class ImportWorkerPool(WorkerPool):
+        """RQ's pool, whose supervisor loop also runs the maintenance tasks."""
+
+        def check_workers(self, respawn: bool = True) -> None:
+            super().check_workers(respawn)
+            ticker.tick()
+
+    count = concurrency or settings().worker_concurrency
+    ImportWorkerPool([QUEUE_NAME], connection=redis(), num_workers=count).start(burst=burst)
 
 
 @click.command("serve")

@@ -53,6 +53,7 @@ class Settings:
     worker_concurrency: int
     max_upload_size: int
     batch_size: int
+    maintenance_interval: float
     supabase_url: str | None = None
     supabase_service_role_key: str | None = None
     supabase_bucket: str = "imports"
@@ -163,6 +164,7 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
         worker_concurrency=_int("WORKER_CONCURRENCY", env.get("WORKER_CONCURRENCY", "10"), errors),
         max_upload_size=_size("MAX_UPLOAD_SIZE", env.get("MAX_UPLOAD_SIZE", "1GB"), errors),
         batch_size=_int("BATCH_SIZE", env.get("BATCH_SIZE", "10000"), errors),
+        maintenance_interval=_int("MAINTENANCE_INTERVAL", env.get("MAINTENANCE_INTERVAL", "30"), errors),
         supabase_url=supabase_url,
         supabase_service_role_key=supabase_key,
         supabase_bucket=env.get("SUPABASE_BUCKET", "imports"),
