@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(env: dict[str, str] | None = None) -> Flask:
     """Build the app from the environment (or ``env``), checking every setting first."""
-    from app import cli, errors, extensions, logs, ops
+    from app import cli, errors, extensions, logs, ops, uploads
     from app.imports import bp as imports_bp
 
     settings = load_settings(env)
@@ -34,6 +34,7 @@ def create_app(env: dict[str, str] | None = None) -> Flask:
     errors.init_app(app)
     ops.init_app(app)
     app.register_blueprint(imports_bp)
+    app.register_blueprint(uploads.bp)
     cli.init_app(app)
 
     @app.before_request

@@ -10,6 +10,8 @@ from pathlib import Path
 
 STORAGE_BACKENDS = ("local", "supabase")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$", re.IGNORECASE)
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class ConfigError(Exception):
@@ -26,6 +28,15 @@ def parse_size(text: str) -> int:
     base = 1024 if "i" in unit else 1000
     power = {"": 0, "b": 0, "k": 1, "m": 2, "g": 3, "t": 4}[unit.rstrip("ib")[:1]]
     return int(float(number) * base**power)
+
+
+def parse_duration(text: str) -> float:
+    """Read a duration in seconds, such as ``86400``, ``90s``, ``30m``, ``24h`` or ``7d``."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration (examples: 86400, 90s, 30m, 24h, 7d)")
+    number, unit = match.groups()
+    return float(number) * _SECONDS[(unit or "").lower()]
 
 
 def database_url(url: str) -> str:
@@ -54,6 +65,7 @@ class Settings:
     max_upload_size: int
     batch_size: int
     maintenance_interval: float
+    upload_expiry: float
     supabase_url: str | None = None
     supabase_service_role_key: str | None = None
     supabase_bucket: str = "imports"
@@ -103,6 +115,17 @@ def _size(name: str, text: str, errors: list[str]) -> int:
         return 1
     if value < 1:
         errors.append(f"{name} must be more than 0 bytes")
+    return value
+
+
+def _duration(name: str, text: str, errors: list[str]) -> float:
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        errors.append(f"{name}: {exc}")
+        return 1.0
+    if value <= 0:
+        errors.append(f"{name} must be longer than 0 seconds")
     return value
 
 
@@ -165,6 +188,7 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
         max_upload_size=_size("MAX_UPLOAD_SIZE", env.get("MAX_UPLOAD_SIZE", "1GB"), errors),
         batch_size=_int("BATCH_SIZE", env.get("BATCH_SIZE", "10000"), errors),
         maintenance_interval=_int("MAINTENANCE_INTERVAL", env.get("MAINTENANCE_INTERVAL", "30"), errors),
+        upload_expiry=_duration("UPLOAD_EXPIRY", env.get("UPLOAD_EXPIRY", "24h"), errors),
         supabase_url=supabase_url,
         supabase_service_role_key=supabase_key,
         supabase_bucket=env.get("SUPABASE_BUCKET", "imports"),

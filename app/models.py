@@ -1,4 +1,4 @@
-"""The tables: contacts, imports and the rows each import rejected."""
+"""The tables: contacts, imports, the rows each import rejected, and resumable uploads."""
 
 from __future__ import annotations
 
@@ -130,3 +130,27 @@ class RowError(db.Model):
     def to_dict(self) -> dict[str, object]:
         """The rejected row as the JSON API shows it."""
         return {"row": self.row, "field": self.field, "message": self.message, "value": self.value}
+
+
+class Upload(db.Model):
+    """A resumable (tus) upload: how far it has come, and the import it became once complete."""
+
+    __tablename__ = "uploads"
+    __table_args__ = (Index("uploads_expires_at_idx", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: uuid.uuid4().hex)
+    length: Mapped[int] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The Upload-Metadata header as the client sent it, echoed back on HEAD.
+    metadata_header: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(100))
+    filename: Mapped[str | None] = mapped_column(String(255))
+    use_resumable: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    import_id: Mapped[str | None] = mapped_column(String(36))
+
+    @property
+    def is_complete(self) -> bool:
+        """Whether every byte has arrived."""
+        return self.offset >= self.length

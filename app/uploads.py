@@ -1,0 +1,485 @@
+"""The tus 1.0.0 server at /uploads: resumable uploads that become imports when their last byte arrives."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fcntl
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import redis.exceptions
+from flask import Blueprint, Response, request, url_for
+from sqlalchemy import select, text
+from werkzeug.exceptions import ClientDisconnected
+from werkzeug.http import http_date
+
+from app.errors import error_response
+from app.extensions import csrf, db, settings, storage
+from app.imports.body import SOURCE_MAX
+from app.imports.service import EmptyUpload, create_import, enqueue_import
+from app.maintenance import TASKS
+from app.models import Upload, utcnow
+from app.storage import COPY_CHUNK, UploadTooLarge
+
+log = logging.getLogger(__name__)
+
+TUS_VERSION = "1.0.0"
+TUS_EXTENSIONS = "creation,creation-with-upload,termination,expiration,checksum"
+CHECKSUM_ALGORITHMS: dict[str, Callable[[], Any]] = {
+    "sha1": hashlib.sha1,
+    "md5": hashlib.md5,
+    "sha256": hashlib.sha256,
+}
+CHUNK_TYPE = "application/offset+octet-stream"
+CHECKSUM_MISMATCH = 460
+LOCKED = 423
+# Upload ids are generated here (uuid4 hex); anything else is unknown, and never reaches a path.
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+_TRUE = ("1", "true", "yes", "on")
+
+bp = Blueprint("uploads", __name__, url_prefix="/uploads")
+# tus clients send no CSRF token; a tus request cannot be forged by a plain form either,
+# since it needs the Tus-Resumable header, which only a same-origin script can set.
+csrf.exempt(bp)
+
+
+class TusError(Exception):
+    """A request the tus server refuses, with the status and a message the client can show."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@bp.errorhandler(TusError)
+def _tus_error(exc: TusError) -> Response:
+    return error_response(exc.status, exc.message)
+
+
+@bp.before_request
+def _require_tus_version() -> Response | None:
+    """Every request but OPTIONS names the protocol version it speaks (412 otherwise)."""
+    if request.method == "OPTIONS":
+        return None
+    version = request.headers.get("Tus-Resumable")
+    if version != TUS_VERSION:
+        said = "no Tus-Resumable header" if version is None else f"Tus-Resumable: {version}"
+        response = error_response(412, f"This server speaks tus {TUS_VERSION}; the request sent {said}")
+        response.headers["Tus-Version"] = TUS_VERSION
+        return response
+    return None
+
+
+@bp.after_request
+def _tus_headers(response: Response) -> Response:
+    response.headers["Tus-Resumable"] = TUS_VERSION
+    # An offset is only true at the moment it is read: no cache may keep it.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- files and locks -------------------------------------------------------------------------
+
+
+def upload_dir() -> Path:
+    """The folder where partial uploads grow, inside STORAGE_DIR."""
+    return settings().storage_dir / "tus"
+
+
+def partial_path(upload_id: str) -> Path:
+    """The file holding the bytes of an upload received so far."""
+    return upload_dir() / f"{upload_id}.part"
+
+
+def _lock_path(upload_id: str) -> Path:
+    return upload_dir() / f"{upload_id}.lock"
+
+
+def remove_files(upload_id: str) -> None:
+    """Delete an upload's partial file and lock file, if they are there."""
+    partial_path(upload_id).unlink(missing_ok=True)
+    _lock_path(upload_id).unlink(missing_ok=True)
+
+
+def _advisory_key(upload_id: str) -> int:
+    """A signed 64-bit key for pg_try_advisory_lock, derived from the upload id."""
+    return int.from_bytes(hashlib.sha256(f"upload:{upload_id}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def upload_lock(upload_id: str) -> Iterator[bool]:
+    """Try to take the upload's lock, shared by every process; yield whether it was taken.
+
+    PostgreSQL: a session advisory lock on a connection of its own, so no transaction stays
+    open while a chunk streams in, and a dying process releases it with its connection.
+    SQLite (one machine by nature): flock on a lock file, released when the process dies.
+    """
+    if db.engine.dialect.name == "postgresql":
+        key = _advisory_key(upload_id)
+        with db.engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            held = bool(connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}))
+            try:
+                yield held
+            finally:
+                if held:
+                    connection.scalar(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        return
+    upload_dir().mkdir(parents=True, exist_ok=True)
+    fd = os.open(_lock_path(upload_id), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
+        except BlockingIOError:
+            held = False
+        yield held
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextmanager
+def _locked(upload_id: str) -> Iterator[None]:
+    """Hold the upload's lock for the block, or refuse with 423 right away."""
+    with upload_lock(upload_id) as held:
+        if not held:
+            raise TusError(LOCKED, "Another request is writing to this upload; try again shortly")
+        yield
+
+
+# --- headers ---------------------------------------------------------------------------------
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite gives naive datetimes
+
+
+def _new_expiry() -> datetime:
+    return utcnow() + timedelta(seconds=settings().upload_expiry)
+
+
+def _byte_count(name: str, required: bool = True) -> int | None:
+    value = request.headers.get(name)
+    if value is None:
+        if required:
+            raise TusError(400, f"The {name} header is missing")
+        return None
+    if not (value.isascii() and value.isdigit()):
+        raise TusError(400, f"{name} must be a whole number of bytes, not {value!r}")
+    return int(value)
+
+
+def parse_metadata(header: str) -> dict[str, str]:
+    """Decode ``Upload-Metadata`` (``key base64value,key2 ...``); raise TusError 400 when malformed."""
+    metadata: dict[str, str] = {}
+    for pair in header.split(","):
+        pair = pair.strip()
+        if not pair:
+            continue
+        key, _, encoded = pair.partition(" ")
+        if not key.isascii() or " " in encoded.strip():
+            raise TusError(400, f"Upload-Metadata has a malformed pair: {pair[:100]!r}")
+        if key in metadata:
+            raise TusError(400, f"Upload-Metadata names {key!r} twice")
+        try:
+            metadata[key] = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise TusError(
+                400, f"Upload-Metadata value of {key!r} is not base64-encoded UTF-8 text"
+            ) from None
+    return metadata
+
+
+def _checksum() -> tuple[str, bytes] | None:
+    """The Upload-Checksum header as (algorithm, digest), or None."""
+    value = request.headers.get("Upload-Checksum")
+    if value is None:
+        return None
+    algorithm, _, encoded = value.strip().partition(" ")
+    if algorithm not in CHECKSUM_ALGORITHMS:
+        raise TusError(
+            400,
+            f"Upload-Checksum algorithm {algorithm!r} is not supported; use one of "
+            + ", ".join(CHECKSUM_ALGORITHMS),
+        )
+    try:
+        digest = base64.b64decode(encoded.strip(), validate=True)
+    except binascii.Error:
+        raise TusError(400, "Upload-Checksum must be the algorithm, a space and a base64 digest") from None
+    if len(digest) != CHECKSUM_ALGORITHMS[algorithm]().digest_size:
+        raise TusError(400, f"Upload-Checksum is not a {algorithm} digest")
+    return algorithm, digest
+
+
+def _upload_headers(response: Response, upload: Upload) -> Response:
+    response.headers["Upload-Offset"] = str(upload.offset)
+    response.headers["Upload-Expires"] = http_date(_aware(upload.expires_at))
+    if upload.import_id:
+        response.headers["X-Import-Id"] = upload.import_id
+    return response
+
+
+# --- state -----------------------------------------------------------------------------------
+
+
+def _find(upload_id: str) -> Upload:
+    """The live upload, or 404 (unknown or deleted) / 410 (expired)."""
+    upload = db.session.get(Upload, upload_id) if _UPLOAD_ID.match(upload_id) else None
+    if upload is None:
+        raise TusError(404, "Upload not found: it never existed, was deleted, or expired")
+    if _aware(upload.expires_at) <= utcnow():
+        raise TusError(410, "This upload expired before it was finished; start it again")
+    return upload
+
+
+def _receive(upload: Upload, stream: BinaryIO, checksum: tuple[str, bytes] | None) -> None:
+    """Append the request body to the upload's partial file, counting bytes as they arrive.
+
+    Commits the new offset. A body that would pass the upload's length, or whose checksum
+    does not match, is discarded whole; a body cut short keeps what arrived (unless it was
+    checksummed, since then it cannot be trusted).
+    """
+    start = upload.offset
+    upload_dir().mkdir(parents=True, exist_ok=True)
+    fd = os.open(partial_path(upload.id), os.O_RDWR | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "r+b") as partial:
+        on_disk = partial.seek(0, os.SEEK_END)
+        if on_disk < start:
+            # Bytes acknowledged before a crash never reached the disk: resume from what did.
+            upload.offset = on_disk
+            db.session.commit()
+            raise TusError(409, f"The upload is at offset {on_disk}; send from there (check with HEAD)")
+        # Bytes past the offset are from a request that never committed: they do not count.
+        partial.truncate(start)
+        partial.seek(start)
+        digest = CHECKSUM_ALGORITHMS[checksum[0]]() if checksum else None
+        received = 0
+        cut_short = False
+        while True:
+            try:
+                chunk = stream.read(COPY_CHUNK)
+            except (ClientDisconnected, OSError):
+                cut_short = True
+                break
+            if not chunk:
+                break
+            if start + received + len(chunk) > upload.length:
+                partial.truncate(start)
+                raise TusError(413, f"The data runs past the upload's length of {upload.length:,} bytes")
+            partial.write(chunk)
+            if digest:
+                digest.update(chunk)
+            received += len(chunk)
+        if checksum and (cut_short or digest.digest() != checksum[1]):
+            partial.truncate(start)
+            if cut_short:
+                raise TusError(400, "The request ended early; its checksummed chunk was discarded")
+            raise TusError(CHECKSUM_MISMATCH, "Checksum mismatch: the chunk was discarded; send it again")
+        partial.flush()
+        os.fsync(partial.fileno())  # the offset we commit must never be ahead of the disk
+    upload.offset = start + received
+    upload.expires_at = _new_expiry()
+    db.session.commit()
+    if cut_short:
+        raise TusError(400, f"The request ended early; the upload is at offset {upload.offset}")
+
+
+def _start_import(upload: Upload) -> None:
+    """Turn a complete upload into an import (the caller holds its lock); idempotent.
+
+    The import row and the upload's link to it are committed together, so a failure leaves
+    the partial file and the upload as they were and the client may simply ask again.
+    """
+    if upload.import_id or not upload.is_complete:
+        return
+    stored_key = None
+    try:
+        with open(partial_path(upload.id), "rb") as partial:
+            imp = create_import(
+                partial, source=upload.source, filename=upload.filename, use_resumable=upload.use_resumable
+            )
+        stored_key = imp.storage_key
+        db.session.flush()  # gives the import its id
+        upload.import_id = imp.id
+        upload.expires_at = _new_expiry()
+        db.session.commit()
+    except (UploadTooLarge, EmptyUpload) as exc:
+        db.session.rollback()
+        raise TusError(413 if isinstance(exc, UploadTooLarge) else 400, str(exc)) from None
+    except Exception:
+        db.session.rollback()
+        if stored_key:
+            storage().delete(stored_key)
+        log.exception("upload %s is complete but its import could not start", upload.id)
+        raise TusError(503, "The file arrived but its import could not start; retry in a moment") from None
+    log.info("upload %s complete, import %s started", upload.id, upload.import_id)
+    try:
+        enqueue_import(upload.import_id)
+    except redis.exceptions.RedisError:
+        # The import is committed as queued; the reconciler puts its job back on the queue.
+        log.exception("import %s is recorded but could not be queued", upload.import_id)
+    partial_path(upload.id).unlink(missing_ok=True)
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+@bp.route("", methods=["OPTIONS"])
+@bp.route("/<upload_id>", methods=["OPTIONS"])
+def options(upload_id: str | None = None) -> Response:
+    """What this server supports."""
+    response = Response(status=204)
+    response.headers["Tus-Version"] = TUS_VERSION
+    response.headers["Tus-Extension"] = TUS_EXTENSIONS
+    response.headers["Tus-Max-Size"] = str(settings().max_upload_size)
+    response.headers["Tus-Checksum-Algorithm"] = ",".join(CHECKSUM_ALGORITHMS)
+    return response
+
+
+@bp.post("", provide_automatic_options=False)
+def create() -> Response:
+    """Create an upload (creation), with its first bytes if the body has any (creation-with-upload)."""
+    if "Upload-Defer-Length" in request.headers:
+        raise TusError(400, "Upload-Defer-Length is not supported: send Upload-Length")
+    length = _byte_count("Upload-Length")
+    limit = settings().max_upload_size
+    if length > limit:
+        raise TusError(413, f"The file is larger than the limit of {limit:,} bytes")
+    if length == 0:
+        raise TusError(400, "The file is empty")
+    metadata_header = request.headers.get("Upload-Metadata", "")
+    metadata = parse_metadata(metadata_header)
+    source = metadata.get("source", "").strip()
+    if not source:
+        raise TusError(400, "Missing required metadata: source (the import's source, 1 to 100 characters)")
+    if len(source) > SOURCE_MAX:
+        raise TusError(400, f"Metadata source must be 1 to {SOURCE_MAX} characters long")
+    with_data = request.mimetype == CHUNK_TYPE
+    checksum = _checksum() if with_data else None
+    declared = _byte_count("Content-Length", required=False)
+    if with_data and declared is not None and declared > length:
+        raise TusError(413, f"The data runs past the upload's length of {length:,} bytes")
+
+    filename = metadata.get("filename") or None
+    upload = Upload(
+        length=length,
+        offset=0,
+        metadata_header=metadata_header.strip() or None,
+        source=source,
+        filename=filename[-255:] if filename else None,
+        use_resumable=metadata.get("useResumable", "").strip().lower() in _TRUE,
+        expires_at=_new_expiry(),
+    )
+    db.session.add(upload)
+    db.session.commit()
+    log.info("upload %s created: %s bytes from %s", upload.id, length, source)
+
+    if with_data and declared != 0:
+        try:
+            with _locked(upload.id):
+                _receive(upload, request.stream, checksum)
+                _start_import(upload)
+        except TusError as exc:
+            if exc.status != 503:
+                # The creation failed as a whole: keep nothing, the client still has its file.
+                db.session.rollback()
+                remove_files(upload.id)
+                db.session.delete(upload)
+                db.session.commit()
+                raise
+            # 503: the bytes are safe and the upload exists; a HEAD or PATCH starts the import.
+    response = Response(status=201)
+    response.headers["Location"] = url_for("uploads.status", upload_id=upload.id, _external=True)
+    return _upload_headers(response, upload)
+
+
+@bp.route("/<upload_id>", methods=["HEAD"])
+def status(upload_id: str) -> Response:
+    """How far an upload has come; once complete, the import it became (X-Import-Id)."""
+    upload = _find(upload_id)
+    if upload.is_complete and not upload.import_id:
+        # The import could not start when the last byte came: try again now.
+        with upload_lock(upload_id) as held:
+            if held:
+                db.session.refresh(upload)
+                _start_import(upload)
+    response = Response(status=200)
+    response.headers["Upload-Length"] = str(upload.length)
+    if upload.metadata_header:
+        response.headers["Upload-Metadata"] = upload.metadata_header
+    return _upload_headers(response, upload)
+
+
+@bp.patch("/<upload_id>", provide_automatic_options=False)
+def append(upload_id: str) -> Response:
+    """Add bytes at the upload's offset; the last byte starts the import."""
+    if request.mimetype != CHUNK_TYPE:
+        raise TusError(415, f"A PATCH must have Content-Type: {CHUNK_TYPE}")
+    offset = _byte_count("Upload-Offset")
+    checksum = _checksum()
+    declared = _byte_count("Content-Length", required=False)
+    with _locked(upload_id):
+        upload = _find(upload_id)
+        if offset != upload.offset:
+            raise TusError(409, f"Upload-Offset is {offset} but the upload is at {upload.offset}")
+        if declared is not None and offset + declared > upload.length:
+            raise TusError(413, f"The data runs past the upload's length of {upload.length:,} bytes")
+        if not upload.is_complete:
+            _receive(upload, request.stream, checksum)
+        _start_import(upload)
+        return _upload_headers(Response(status=204), upload)
+
+
+@bp.delete("/<upload_id>", provide_automatic_options=False)
+def terminate(upload_id: str) -> Response:
+    """Abandon an upload: its bytes and its record go (an import it already started stays)."""
+    with _locked(upload_id):
+        upload = _find(upload_id)
+        remove_files(upload.id)
+        db.session.delete(upload)
+        db.session.commit()
+    log.info("upload %s terminated", upload_id)
+    return Response(status=204)
+
+
+@bp.post("/<upload_id>", provide_automatic_options=False)
+def method_override(upload_id: str) -> Response:
+    """PATCH and DELETE sent as POST with X-HTTP-Method-Override, for clients behind strict proxies."""
+    views = {"PATCH": append, "DELETE": terminate}
+    view = views.get(request.headers.get("X-HTTP-Method-Override", "").upper())
+    if view is None:
+        raise TusError(405, "POST to an upload needs X-HTTP-Method-Override: PATCH or DELETE")
+    return view(upload_id)
+
+
+# --- upkeep ----------------------------------------------------------------------------------
+
+
+def expire_uploads() -> None:
+    """Delete uploads left untouched for longer than UPLOAD_EXPIRY, and their files."""
+    expired = db.session.scalars(select(Upload.id).where(Upload.expires_at <= utcnow())).all()
+    db.session.rollback()
+    for upload_id in expired:
+        with upload_lock(upload_id) as held:
+            if not held:  # a request is writing to it right now, so it is not abandoned
+                continue
+            upload = db.session.get(Upload, upload_id)
+            if upload is None or _aware(upload.expires_at) > utcnow():
+                db.session.rollback()
+                continue
+            remove_files(upload_id)
+            db.session.delete(upload)
+            db.session.commit()
+            log.info("upload %s expired and was deleted", upload_id)
+
+
+TASKS.append(expire_uploads)
