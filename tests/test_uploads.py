@@ -7,6 +7,7 @@ import hashlib
 import http.client
 import io
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -623,12 +624,48 @@ def assert_imported_exactly(tus: TusServer, job_id: str, prefix: str, rows: int)
         assert sorted(emails) == [f"{prefix}{i:05d}@example.com" for i in range(rows)]
 
 
-@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
-def test_racing_patches_never_interleave(app, serve, make_app, tmp_path, database):
-    if database == "sqlite":
+@pytest.fixture
+def gunicorn(app: Flask, env: dict[str, str], tmp_path: Path) -> Iterator[TusServer]:
+    """The app under gunicorn as in production: several worker processes on one socket."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    with open(tmp_path / "gunicorn.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf"]
+            + ["--bind", f"fd://{listener.fileno()}", "--workers", "3", "--threads", "1", "wsgi:app"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                **env,
+                "MAX_UPLOAD_SIZE": str(LIMIT),
+                "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+            },
+            pass_fds=(listener.fileno(),),
+            stdout=log,
+            stderr=log,
+        )
+    listener.close()
+    server = TusServer(app, f"http://127.0.0.1:{port}")
+    try:
+        wait_for(lambda: server.request("OPTIONS", version=None).status == 204, timeout=60)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+@pytest.mark.parametrize("server", ["threads-postgresql", "threads-sqlite", "gunicorn-postgresql"])
+def test_racing_patches_never_interleave(request, app, serve, make_app, tmp_path, server):
+    if server == "threads-sqlite":
         served = make_app(MAX_UPLOAD_SIZE=str(LIMIT), DATABASE_URL=f"sqlite:///{tmp_path / 'tus.db'}")
         upgrade_database(served)
         tus = serve(served)
+    elif server == "gunicorn-postgresql":
+        tus = request.getfixturevalue("gunicorn")
     else:
         tus = serve()
     writers = 6
