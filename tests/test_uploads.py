@@ -30,6 +30,7 @@ from tusclient.client import TusClient
 from werkzeug.serving import make_server
 
 from app.cli import upgrade_database
+from app.config import ConfigError, load_settings
 from app.extensions import QUEUE_NAME, db, redis
 from app.maintenance import run_once
 from app.storage import StorageUnavailable
@@ -692,3 +693,20 @@ def test_racing_patches_never_interleave(request, app, serve, make_app, tmp_path
     assert tus.offset(upload) == len(files[won])
     run_jobs(tus.app)
     assert_imported_exactly(tus, answers[won].headers["X-Import-Id"], f"writer{won}", 3000)
+
+
+def test_upload_expiry_setting(tmp_path):
+    def expiry(value: str | None) -> float:
+        env = {"INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "x"}
+        if value is not None:
+            env["UPLOAD_EXPIRY"] = value
+        return load_settings(env).upload_expiry
+
+    assert expiry(None) == 24 * 3600
+    assert expiry("3600") == 3600
+    assert expiry("90s") == 90
+    assert expiry("30m") == 1800
+    assert expiry("2d") == 2 * 86400
+    for wrong in ("soon", "-5", "0", "1w"):
+        with pytest.raises(ConfigError, match="UPLOAD_EXPIRY"):
+            expiry(wrong)
