@@ -140,8 +140,19 @@ def test_status_list_and_errors_pages(client, work):
     work()
     status = client.get(f"/imports/{job_id}").get_json()
     for key in (
-        "jobId", "status", "source", "format", "filename", "totalRows", "processedRows",
-        "insertedRows", "duplicateRows", "rejectedRows", "error", "createdAt", "startedAt",
+        "jobId",
+        "status",
+        "source",
+        "format",
+        "filename",
+        "totalRows",
+        "processedRows",
+        "insertedRows",
+        "duplicateRows",
+        "rejectedRows",
+        "error",
+        "createdAt",
+        "startedAt",
         "finishedAt",
     ):
         assert key in status
@@ -149,7 +160,10 @@ def test_status_list_and_errors_pages(client, work):
     errors = client.get(f"/imports/{job_id}/errors?page=1").get_json()
     assert errors["total"] == 2 and errors["page"] == 1 and errors["pages"] == 1
     assert errors["items"][0] == {
-        "row": 3, "field": "email", "message": "Not a valid email address", "value": "not-an-email",
+        "row": 3,
+        "field": "email",
+        "message": "Not a valid email address",
+        "value": "not-an-email",
     }
     assert errors["items"][1]["row"] == 4 and errors["items"][1]["message"] == "Email is missing"
     listing = client.get("/imports?status=completed&source=s").get_json()
@@ -172,7 +186,8 @@ def test_health(client):
     response = client.get("/health")
     assert response.status_code == 200
     assert response.get_json() == {
-        "status": "healthy", "checks": {"database": "ok", "redis": "ok", "storage": "ok"},
+        "status": "healthy",
+        "checks": {"database": "ok", "redis": "ok", "storage": "ok"},
     }
 
 
