@@ -44,22 +44,13 @@ def migrate_command() -> None:
 @click.option("--burst", is_flag=True, help="Stop once the queue is empty.")
 def worker_command(concurrency: int | None, burst: bool) -> None:
     """Run import workers until SIGTERM, and the periodic upkeep in their supervisor."""
-    from rq.worker_pool import WorkerPool
-
     from app.maintenance import Ticker
+    from app.worker import ImportWorkerPool
 
     app = current_app._get_current_object()
     ticker = Ticker(app, settings().maintenance_interval)
-
-    class ImportWorkerPool(WorkerPool):
-        """RQ's pool, whose supervisor loop also runs the maintenance tasks."""
-
-        def check_workers(self, respawn: bool = True) -> None:
-            super().check_workers(respawn)
-            ticker.tick()
-
     count = concurrency or settings().worker_concurrency
-    ImportWorkerPool([QUEUE_NAME], connection=redis(), num_workers=count).start(burst=burst)
+    ImportWorkerPool([QUEUE_NAME], connection=redis(), num_workers=count, ticker=ticker).start(burst=burst)
 
 
 @click.command("serve")

@@ -66,6 +66,9 @@ class Settings:
     batch_size: int
     maintenance_interval: float
     upload_expiry: float
+    reconcile_interval: float
+    job_heartbeat_timeout: float
+    retry_backoff: tuple[int, ...]
     supabase_url: str | None = None
     supabase_service_role_key: str | None = None
     supabase_bucket: str = "imports"
@@ -129,6 +132,18 @@ def _duration(name: str, text: str, errors: list[str]) -> float:
     return value
 
 
+def _backoff(name: str, text: str, errors: list[str]) -> tuple[int, ...]:
+    """Seconds to wait before each retry, such as ``5,30,120``: one retry per number."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        errors.append(f"{name} must be whole seconds separated by commas (example: 5,30,120), not {text!r}")
+        return (1,)
+    if any(value < 0 for value in values):
+        errors.append(f"{name} cannot hold a negative number of seconds: {text!r}")
+    return values
+
+
 def _secret_key(instance: Path) -> str:
     """A key kept in the instance folder, so every process of an unconfigured install agrees."""
     path = instance / "secret_key"
@@ -189,6 +204,12 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
         batch_size=_int("BATCH_SIZE", env.get("BATCH_SIZE", "10000"), errors),
         maintenance_interval=_int("MAINTENANCE_INTERVAL", env.get("MAINTENANCE_INTERVAL", "30"), errors),
         upload_expiry=_duration("UPLOAD_EXPIRY", env.get("UPLOAD_EXPIRY", "24h"), errors),
+        reconcile_interval=_int("RECONCILE_INTERVAL", env.get("RECONCILE_INTERVAL", "30"), errors),
+        # A beat goes out every quarter of the timeout, so two seconds is the shortest that works.
+        job_heartbeat_timeout=_int(
+            "JOB_HEARTBEAT_TIMEOUT", env.get("JOB_HEARTBEAT_TIMEOUT", "60"), errors, minimum=2
+        ),
+        retry_backoff=_backoff("RETRY_BACKOFF", env.get("RETRY_BACKOFF", "5,30,120,600,1800"), errors),
         supabase_url=supabase_url,
         supabase_service_role_key=supabase_key,
         supabase_bucket=env.get("SUPABASE_BUCKET", "imports"),

@@ -9,11 +9,15 @@ from contextlib import contextmanager
 import redis.exceptions
 import sqlalchemy.exc
 from flask import has_app_context
-from rq import get_current_job
+from rq import Retry, get_current_job
 
 from app.logs import import_context
 
 log = logging.getLogger(__name__)
+
+# A job handed back on shutdown goes straight back on the queue; each deploy hands it back once,
+# so this bound is only there because RQ needs one.
+HANDBACKS = 1000
 
 # Failures that say nothing about the file: the job is retried with backoff from its checkpoint.
 TRANSIENT = (
@@ -39,25 +43,43 @@ def _app_context() -> Iterator[None]:
         yield
 
 
-def run_import(import_id: str) -> None:
-    """Import one file. Transient failures raise so RQ retries; the last one fails the import."""
+def run_import(import_id: str) -> Retry | None:
+    """Import one file. Transient failures raise so RQ retries; the last one fails the import.
+
+    On worker shutdown the import goes back to queued and the job asks RQ to requeue it now.
+    """
     from app.extensions import db
     from app.imports import pipeline
     from app.storage import StorageUnavailable
 
     with _app_context(), import_context(import_id):
         try:
-            pipeline.run(import_id)
+            imp = pipeline.claim(import_id)
+            if imp is None:
+                log.info("import is no longer waiting to run, or another run is alive on it")
+                return None
+            attempt = imp.attempts
+        except Exception:
+            db.session.rollback()
+            db.session.remove()
+            raise
+        try:
+            pipeline.run(imp)
+        except pipeline.ImportHandedBack:
+            log.info("worker is stopping: import handed back after its last committed batch")
+            pipeline.release(import_id, attempt)
+            return Retry(max=HANDBACKS)
         except (*TRANSIENT, StorageUnavailable) as exc:
             db.session.rollback()
             job = get_current_job()
             try:
                 if job is not None and job.retries_left:
                     log.warning("import hit a transient error, will retry: %s", exc)
-                    pipeline.release(import_id, type(exc).__name__)
+                    pipeline.release(import_id, attempt, type(exc).__name__)
                 else:
                     pipeline.fail(
                         import_id,
+                        attempt,
                         "The import could not finish because a service it needs kept failing "
                         f"({type(exc).__name__}). Retry it once the service is back.",
                     )
@@ -69,9 +91,11 @@ def run_import(import_id: str) -> None:
             log.exception("import stopped by an unexpected error")
             pipeline.fail(
                 import_id,
+                attempt,
                 "The import stopped because of an unexpected error on our side. "
                 "It has been logged; retry it, or contact support if it happens again.",
             )
             raise
         finally:
             db.session.remove()
+    return None

@@ -10,36 +10,62 @@ from flask import Flask
 
 log = logging.getLogger(__name__)
 
+Task = Callable[[], None]
+
 # Each task takes no arguments and runs inside an app context; other modules append theirs.
-TASKS: list[Callable[[], None]] = []
+TASKS: list[Task] = []
+# Tasks with a pace of their own: the name of the setting that holds their seconds between runs.
+# The others run every MAINTENANCE_INTERVAL.
+PACES: dict[Task, str] = {}
+
+
+def every(setting: str) -> Callable[[Task], Task]:
+    """Register a task that runs every ``setting`` seconds (a field of the settings)."""
+
+    def register(task: Task) -> Task:
+        TASKS.append(task)
+        PACES[task] = setting
+        return task
+
+    return register
+
+
+def run_task(app: Flask, task: Task) -> None:
+    """Run one task in its own app context; a failure is logged and tried again next time."""
+    from app.extensions import db
+
+    with app.app_context():
+        try:
+            task()
+        except Exception:  # logged and tried again at the next interval
+            log.exception("maintenance task %s failed", task.__name__)
+            db.session.rollback()
+        finally:
+            db.session.remove()
 
 
 def run_once(app: Flask) -> None:
     """Run every task once; one failing task does not stop the others."""
-    from app.extensions import db
-
     for task in TASKS:
-        with app.app_context():
-            try:
-                task()
-            except Exception:  # logged and tried again at the next interval
-                log.exception("maintenance task %s failed", task.__name__)
-                db.session.rollback()
-            finally:
-                db.session.remove()
+        run_task(app, task)
 
 
 class Ticker:
-    """Runs the tasks at most every ``interval`` seconds when ticked (by the worker pool's loop)."""
+    """Runs each task when its interval has passed, when ticked (by the worker pool's loop)."""
 
     def __init__(self, app: Flask, interval: float) -> None:
         self.app = app
         self.interval = interval
-        self.last = 0.0
+        self.last: dict[Task, float] = {}
+
+    def _interval(self, task: Task) -> float:
+        setting = PACES.get(task)
+        return self.interval if setting is None else getattr(self.app.config["SETTINGS"], setting)
 
     def tick(self) -> None:
-        """Run the tasks if the interval has passed since the last run."""
+        """Run the tasks whose interval has passed since their last run."""
         now = time.monotonic()
-        if now - self.last >= self.interval:
-            self.last = now
-            run_once(self.app)
+        for task in list(TASKS):
+            if now - self.last.get(task, float("-inf")) >= self._interval(task):
+                self.last[task] = now
+                run_task(self.app, task)

@@ -1,4 +1,4 @@
-"""The tables: contacts, imports, the rows each import rejected, and resumable uploads."""
+"""The tables: contacts, imports, rejected rows, resumable uploads and idempotency keys."""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ class Import(db.Model):
     __table_args__ = (
         Index("imports_created_at_idx", "created_at"),
         Index("imports_status_idx", "status"),
+        Index("imports_source_sha256_idx", "source", "sha256"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
@@ -60,6 +61,8 @@ class Import(db.Model):
     filename: Mapped[str | None] = mapped_column(String(255))
     storage_key: Mapped[str | None] = mapped_column(String(255))
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Of the stored file (for JSON requests, of the body): finds an earlier import of the same file.
+    sha256: Mapped[str | None] = mapped_column(String(64))
     use_resumable: Mapped[bool] = mapped_column(default=False)
     total_rows: Mapped[int | None] = mapped_column(Integer)
     processed_rows: Mapped[int] = mapped_column(Integer, default=0)
@@ -68,6 +71,7 @@ class Import(db.Model):
     rejected_rows: Mapped[int] = mapped_column(Integer, default=0)
     # The last row number whose outcome is committed: a rerun skips up to here.
     checkpoint: Mapped[int] = mapped_column(Integer, default=0)
+    # Runs that claimed the import; each claim's number fences off the runs before it.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -98,6 +102,7 @@ class Import(db.Model):
             "filename": self.filename,
             "useResumable": self.use_resumable,
             "sizeBytes": self.size_bytes,
+            "sha256": self.sha256,
             "totalRows": self.total_rows,
             "processedRows": self.processed_rows,
             "insertedRows": self.inserted_rows,
@@ -154,3 +159,18 @@ class Upload(db.Model):
     def is_complete(self) -> bool:
         """Whether every byte has arrived."""
         return self.offset >= self.length
+
+
+class IdempotencyKey(db.Model):
+    """A client's Idempotency-Key on ``POST /import``, and the import its first request started."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("idempotency_keys_created_at_idx", "created_at"),)
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # "in_flight" while the first request runs, "done" once its import is committed.
+    status: Mapped[str] = mapped_column(String(16), default="in_flight")
+    # SHA-256 of the request's method, path, content type, source, useResumable and file.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    import_id: Mapped[str | None] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
+from types import TracebackType
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Engine, and_, or_, update
 
 from app.contacts import store_contacts, store_row_errors
 from app.extensions import db, settings, storage
@@ -18,8 +21,16 @@ from app.validation import Columns, Contact, Problem, find_columns, is_blank, va
 log = logging.getLogger(__name__)
 
 
+# Set in a worker that is shutting down: the running import stops after its current batch.
+handback_requested = threading.Event()
+
+
 class ImportStopped(Exception):
-    """The import was cancelled (or finished elsewhere) while this run was working on it."""
+    """The import was cancelled, finished, or claimed by a newer run while this run worked on it."""
+
+
+class ImportHandedBack(Exception):
+    """The worker is shutting down: the import stopped after a committed batch and waits for another."""
 
 
 @dataclass
@@ -35,11 +46,24 @@ class Batch:
         return len(self.contacts) + self.rejected_rows
 
 
-def _claim(import_id: str) -> Import | None:
-    """Mark the import running, unless it has ended; the row is committed before any work."""
+def _ours(import_id: str, attempt: int) -> tuple:
+    """The row as this run claimed it: a newer claim (a higher attempt) fences this run off."""
+    return (Import.id == import_id, Import.status == "running", Import.attempts == attempt)
+
+
+def claim(import_id: str) -> Import | None:
+    """Mark the import running for this run, committed before any work.
+
+    A queued import is claimed; so is a running one whose heartbeat stopped (its worker died).
+    None when the import has ended or another run is alive on it.
+    """
+    stale = utcnow() - timedelta(seconds=settings().job_heartbeat_timeout)
+    abandoned = and_(
+        Import.status == "running", or_(Import.heartbeat_at.is_(None), Import.heartbeat_at < stale)
+    )
     claimed = db.session.execute(
         update(Import)
-        .where(Import.id == import_id, Import.status.in_(("queued", "running")))
+        .where(Import.id == import_id, or_(Import.status == "queued", abandoned))
         .values(
             status="running",
             attempts=Import.attempts + 1,
@@ -54,13 +78,56 @@ def _claim(import_id: str) -> Import | None:
     return db.session.get(Import, import_id)
 
 
-def _commit_batch(imp: Import, batch: Batch) -> None:
-    """Store a batch and its counters in one transaction; stop if the import was cancelled."""
+class Heartbeat:
+    """Beats on the import's row from a thread, so a long batch or a slow file open still shows life.
+
+    The reconciler takes back an import whose beats stop for JOB_HEARTBEAT_TIMEOUT seconds.
+    """
+
+    def __init__(self, engine: Engine, import_id: str, attempt: int, every: float) -> None:
+        self.engine = engine
+        self.import_id = import_id
+        self.attempt = attempt
+        self.every = every
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat {import_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(self.every):
+            try:
+                with self.engine.begin() as connection:
+                    beat = connection.execute(
+                        update(Import)
+                        .where(*_ours(self.import_id, self.attempt))
+                        .values(heartbeat_at=utcnow())
+                    )
+            except Exception as exc:  # the batch loop meets the same failure and retries the job
+                log.warning("heartbeat failed: %s", exc, extra={"import_id": self.import_id})
+                continue
+            if beat.rowcount == 0:  # the import ended or a newer run owns it; its next commit stops
+                return
+
+
+def _commit_batch(imp: Import, attempt: int, batch: Batch) -> None:
+    """Store a batch with its counters and checkpoint in one transaction, or nothing of it.
+
+    Stops, storing nothing, if the import was cancelled or a newer run claimed it.
+    """
     inserted = store_contacts(db.session, imp.id, imp.source, batch.contacts)
     store_row_errors(db.session, imp.id, batch.rejected)
     result = db.session.execute(
         update(Import)
-        .where(Import.id == imp.id, Import.status == "running")
+        .where(*_ours(imp.id, attempt))
         .values(
             processed_rows=Import.processed_rows + len(batch),
             inserted_rows=Import.inserted_rows + inserted,
@@ -76,22 +143,20 @@ def _commit_batch(imp: Import, batch: Batch) -> None:
     db.session.commit()
 
 
-def _finish(import_id: str, status: str, error: str | None = None) -> bool:
-    """Record how the import ended; False if it had already ended another way."""
+def _finish(import_id: str, attempt: int, status: str, error: str | None = None) -> bool:
+    """Record how the import ended; False if it had ended another way or another run owns it."""
     values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "error": error}
     if status == "completed":
         values["total_rows"] = Import.processed_rows
-    result = db.session.execute(
-        update(Import).where(Import.id == import_id, Import.status == "running").values(values)
-    )
+    result = db.session.execute(update(Import).where(*_ours(import_id, attempt)).values(values))
     db.session.commit()
     return result.rowcount == 1
 
 
-def fail(import_id: str, error: str) -> None:
-    """Mark a running import failed with a message for its owner."""
+def fail(import_id: str, attempt: int, error: str) -> None:
+    """Mark the import this run claimed failed, with a message for its owner."""
     db.session.rollback()
-    _finish(import_id, "failed", error)
+    _finish(import_id, attempt, "failed", error)
 
 
 def _raw(record: Mapping[str, Any]) -> dict[str, str]:
@@ -115,31 +180,31 @@ def _columns_for(headers: list[str]) -> Columns:
     return columns
 
 
-def run(import_id: str) -> None:
-    """Import one file from its committed checkpoint to the end.
+def run(imp: Import) -> None:
+    """Import a claimed file from its committed checkpoint to the end.
 
     Bad rows are recorded and counted; an unusable file fails the import with its reason.
-    Other exceptions propagate, so the job can be retried from the checkpoint.
+    Raises ImportHandedBack when the worker asks for the import back between two batches;
+    other exceptions propagate, so the job can be retried from the checkpoint.
     """
-    imp = _claim(import_id)
-    if imp is None:
-        log.info("import is no longer waiting to run", extra={"import_id": import_id})
-        return
-    batch_size = settings().batch_size
+    import_id, attempt, checkpoint = imp.id, imp.attempts, imp.checkpoint
+    config = settings()
+    batch_size = config.batch_size
+    beat = Heartbeat(db.engine, import_id, attempt, every=config.job_heartbeat_timeout / 4)
     try:
-        with storage().open(imp.storage_key) as stream:
+        with beat, storage().open(imp.storage_key) as stream:
             table = read_rows(stream, imp.size_bytes)
             fixed = _columns_for(table.columns) if table.columns else None
             db.session.execute(
                 update(Import)
-                .where(Import.id == imp.id)
+                .where(*_ours(import_id, attempt))
                 .values(format=table.format, total_rows=table.total_rows)
             )
             db.session.commit()
             by_keys: dict[tuple[str, ...], Columns] = {}
-            batch = Batch(last_row=imp.checkpoint)
+            batch = Batch(last_row=checkpoint)
             for row_number, record in table.rows:
-                if row_number <= imp.checkpoint:
+                if row_number <= checkpoint:
                     continue
                 batch.last_row = row_number
                 if isinstance(record, BrokenRow):
@@ -158,30 +223,51 @@ def run(import_id: str) -> None:
                         batch.rejected.extend((row_number, p, raw) for p in outcome)
                         batch.rejected_rows += 1
                 if len(batch) >= batch_size:
-                    _commit_batch(imp, batch)
+                    _commit_batch(imp, attempt, batch)
                     batch = Batch(last_row=row_number)
-            _commit_batch(imp, batch)
+                    if handback_requested.is_set():
+                        raise ImportHandedBack(import_id)
+            _commit_batch(imp, attempt, batch)
     except UnusableFile as exc:
         log.info("import failed: %s", exc, extra={"import_id": import_id})
-        fail(import_id, str(exc))
+        fail(import_id, attempt, str(exc))
         return
     except ImportStopped:
-        log.info("import was cancelled while running", extra={"import_id": import_id})
-        storage().delete(imp.storage_key)
+        db.session.rollback()
+        if db.session.get(Import, import_id).status == "cancelled":
+            log.info("import was cancelled while running", extra={"import_id": import_id})
+            storage().delete(imp.storage_key)
+        else:
+            log.info("a newer run took the import over", extra={"import_id": import_id})
         return
-    if _finish(import_id, "completed"):
+    if _finish(import_id, attempt, "completed"):
         log.info("import completed", extra={"import_id": import_id})
         storage().delete(imp.storage_key)
         db.session.execute(update(Import).where(Import.id == import_id).values(storage_key=None))
         db.session.commit()
 
 
-def release(import_id: str, reason: str) -> None:
-    """Put a running import back to queued while its job waits for a retry."""
+def release(import_id: str, attempt: int, reason: str | None = None) -> None:
+    """Put the import this run claimed back to queued, for its job's retry or another worker.
+
+    With a reason, the import shows that it waits after a temporary failure.
+    """
     db.session.rollback()
+    error = reason and f"Waiting to retry after a temporary failure: {reason}"
     db.session.execute(
         update(Import)
-        .where(Import.id == import_id, Import.status == "running")
-        .values(status="queued", error=f"Waiting to retry after a temporary failure: {reason}")
+        .where(*_ours(import_id, attempt))
+        .values(status="queued", heartbeat_at=None, error=error)
+    )
+    db.session.commit()
+
+
+def abandon(import_id: str) -> None:
+    """Mark a running import's heartbeat as stopped, because the process running it died.
+
+    Its job's retry may then claim it at once instead of waiting for JOB_HEARTBEAT_TIMEOUT.
+    """
+    db.session.execute(
+        update(Import).where(Import.id == import_id, Import.status == "running").values(heartbeat_at=None)
     )
     db.session.commit()

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import BinaryIO
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.errors import error_response, wants_json
 from app.extensions import csrf, db, settings
-from app.imports import bp
+from app.imports import bp, idempotency
 from app.imports.body import SOURCE_MAX, check_body
 from app.imports.forms import UploadForm
 from app.imports.service import EmptyUpload, create_import, enqueue_import
-from app.models import IMPORT_STATUSES, Import, RowError
+from app.models import IMPORT_STATUSES, IdempotencyKey, Import, RowError
 from app.storage import UploadTooLarge, copy_limited
 
 SPOOL_IN_MEMORY = 1024 * 1024
 ERRORS_PER_PAGE = 50
 IMPORTS_PER_PAGE = 25
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _flag(value: str | None) -> bool:
@@ -54,14 +60,43 @@ def accepted(imp: Import) -> Response:
     return response
 
 
-def start(stream, *, source: str, filename: str | None, use_resumable: bool) -> Response:
-    """Store, commit, then enqueue: the import row exists before its job does."""
+@dataclass
+class ImportRequest:
+    """What a POST /import asks for, whichever way it was sent."""
+
+    stream: BinaryIO
+    source: str
+    filename: str | None
+    use_resumable: bool
+
+    def fingerprint(self, sha256: str) -> str:
+        """This request's fingerprint for idempotency, given the SHA-256 of its file."""
+        return idempotency.fingerprint(
+            method=request.method,
+            path=request.path,
+            content_type=request.mimetype,
+            source=self.source,
+            use_resumable=self.use_resumable,
+            sha256=sha256,
+        )
+
+
+def start(asked: ImportRequest, key: str | None = None) -> Response:
+    """Store, commit, then enqueue: the import row exists before its job does.
+
+    If Redis cannot take the job, the import is committed all the same and the reconciler
+    queues it, so the answer is still 202.
+    """
     try:
-        imp = create_import(stream, source=source, filename=filename, use_resumable=use_resumable)
+        imp = create_import(
+            asked.stream, source=asked.source, filename=asked.filename, use_resumable=asked.use_resumable
+        )
     except UploadTooLarge as exc:
         return error_response(413, str(exc))
     except EmptyUpload as exc:
         return error_response(400, str(exc))
+    if key is not None:
+        idempotency.complete(db.session, key, asked.fingerprint(imp.sha256), imp)
     db.session.commit()
     enqueue_import(imp.id)
     return accepted(imp)
@@ -70,36 +105,115 @@ def start(stream, *, source: str, filename: str | None, use_resumable: bool) -> 
 @bp.post("/import")
 @csrf.exempt
 def post_import() -> Response:
-    """Start an import from a JSON body, a multipart form, or a raw stream."""
+    """Start an import from a JSON body, a multipart form, or a raw stream; honour Idempotency-Key."""
+    key = request.headers.get(idempotency.HEADER)
+    if key is None:
+        return _post_import(None)
+    problem = idempotency.key_problem(key)
+    if problem:
+        return error_response(400, problem)
+    held = _hold(key)
+    if held is not None:
+        return _answer_again(held)
+    try:
+        response = _post_import(key)
+    except BaseException:
+        _let_go(key)
+        raise
+    if response.status_code != 202:
+        _let_go(key)
+    return response
+
+
+def _post_import(key: str | None) -> Response:
+    with ExitStack() as stack:
+        asked = _read_request(stack)
+        if isinstance(asked, Response):
+            return asked
+        return start(asked, key)
+
+
+def _hold(key: str) -> IdempotencyKey | None:
+    """Hold the key for this request (committed at once), or the row of the request holding it."""
+    for _ in range(3):  # the holder may let go between our insert and our read
+        idempotency.hold(db.session, key)
+        try:
+            db.session.commit()
+            return None
+        except IntegrityError:
+            db.session.rollback()
+        held = db.session.get(IdempotencyKey, key)
+        if held is not None:
+            return held
+    return IdempotencyKey(key=key, status="in_flight")
+
+
+def _let_go(key: str) -> None:
+    db.session.rollback()
+    idempotency.let_go(db.session, key)
+    db.session.commit()
+
+
+def _answer_again(held: IdempotencyKey) -> Response:
+    """The first answer for the same request; 409 while it runs; 422 for a different request."""
+    if held.status != "done":
+        response = error_response(
+            409, f"A request with this {idempotency.HEADER} is still in progress; retry it in a moment"
+        )
+        response.headers["Retry-After"] = "1"
+        return response
+    different = error_response(
+        422,
+        f"This {idempotency.HEADER} was already used with a different request "
+        "(another file, source, useResumable or content type); use a new key for a new import",
+    )
+    with ExitStack() as stack:
+        asked = _read_request(stack)
+        if isinstance(asked, Response):
+            return different
+        try:
+            _, sha256 = copy_limited(asked.stream, lambda chunk: None, settings().max_upload_size)
+        except UploadTooLarge:
+            return different
+    imp = db.session.get(Import, held.import_id)
+    if imp is None or asked.fingerprint(sha256) != held.fingerprint:
+        return different
+    response = accepted(imp)
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _read_request(stack: ExitStack) -> ImportRequest | Response:
+    """The request's file and fields, chosen by Content-Type, or the error response for it."""
     if request.mimetype == "application/json":
-        return _from_json()
+        return _from_json(stack)
     if request.mimetype == "multipart/form-data":
         return _from_multipart()
     return _from_stream()
 
 
-def _from_json() -> Response:
+def _from_json(stack: ExitStack) -> ImportRequest | Response:
     limit = settings().max_upload_size
-    with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) as body:
-        try:
-            copy_limited(request.stream, body.write, limit)
-        except UploadTooLarge as exc:
-            return error_response(413, str(exc))
-        body.seek(0)
-        try:
-            check = check_body(body)
-        except ValueError as exc:
-            return error_response(400, str(exc))
-        if check.issues:
-            payload = {"error": "Invalid request body", "issues": check.issues}
-            if check.more_issues:
-                payload["moreIssues"] = check.more_issues
-            return Response(json.dumps(payload), 400, mimetype="application/json")
-        body.seek(0)
-        return start(body, source=check.source, filename=None, use_resumable=check.use_resumable)
+    body = stack.enter_context(tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY))  # noqa: SIM115
+    try:
+        copy_limited(request.stream, body.write, limit)
+    except UploadTooLarge as exc:
+        return error_response(413, str(exc))
+    body.seek(0)
+    try:
+        check = check_body(body)
+    except ValueError as exc:
+        return error_response(400, str(exc))
+    if check.issues:
+        payload = {"error": "Invalid request body", "issues": check.issues}
+        if check.more_issues:
+            payload["moreIssues"] = check.more_issues
+        return Response(json.dumps(payload), 400, mimetype="application/json")
+    body.seek(0)
+    return ImportRequest(body, check.source, None, check.use_resumable)
 
 
-def _from_multipart() -> Response:
+def _from_multipart() -> ImportRequest | Response:
     if "boundary" not in request.mimetype_params:
         return error_response(400, "The multipart/form-data body has no boundary parameter")
     request.max_content_length = settings().max_upload_size + 64 * 1024
@@ -110,24 +224,18 @@ def _from_multipart() -> Response:
     problem = _source_problem(source)
     if problem:
         return error_response(400, problem)
-    return start(
-        upload.stream,
-        source=source.strip(),
-        filename=upload.filename,
-        use_resumable=_flag(request.form.get("useResumable")),
+    return ImportRequest(
+        upload.stream, source.strip(), upload.filename, _flag(request.form.get("useResumable"))
     )
 
 
-def _from_stream() -> Response:
+def _from_stream() -> ImportRequest | Response:
     source = _header("X-Source")
     problem = _source_problem(source)
     if problem:
         return error_response(400, f"Missing required parameters for stream upload: {problem}")
-    return start(
-        request.stream,
-        source=source.strip(),
-        filename=_header("X-Filename"),
-        use_resumable=_flag(request.headers.get("X-Use-Resumable")),
+    return ImportRequest(
+        request.stream, source.strip(), _header("X-Filename"), _flag(request.headers.get("X-Use-Resumable"))
     )
 
 
@@ -137,17 +245,22 @@ def _page() -> int:
 
 @bp.get("/imports")
 def index() -> Response | str:
-    """Recent imports, newest first, filtered by status and source."""
+    """Recent imports, newest first, filtered by status, source and the SHA-256 of their file."""
     status = request.args.get("status") or None
     source = request.args.get("source") or None
+    sha256 = (request.args.get("sha256") or "").strip().lower() or None
     if status and status not in IMPORT_STATUSES:
         return error_response(400, f"status must be one of {', '.join(IMPORT_STATUSES)}")
+    if sha256 and not SHA256.match(sha256):
+        return error_response(400, "sha256 must be 64 hexadecimal characters")
     per_page = min(max(request.args.get("per_page", IMPORTS_PER_PAGE, type=int) or 1, 1), 100)
     query = select(Import)
     if status:
         query = query.where(Import.status == status)
     if source:
         query = query.where(Import.source == source)
+    if sha256:
+        query = query.where(Import.sha256 == sha256)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     page = _page()
     imports = db.session.scalars(

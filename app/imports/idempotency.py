@@ -1,0 +1,81 @@
+"""Idempotency keys on ``POST /import``: a retried request gets the first one's answer, not a new import.
+
+Stripe's semantics: the same key with the same request answers the same job id; while the first
+request runs, the others get 409; the same key with another request gets 422; keys last 24 hours.
+The keys live in the database, so every web process agrees. Routes commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+from sqlalchemy import and_, delete, or_, update
+from sqlalchemy.orm import Session
+
+from app.extensions import db
+from app.maintenance import every
+from app.models import IdempotencyKey, Import, utcnow
+
+HEADER = "Idempotency-Key"
+KEY_MAX = 255
+KEPT = timedelta(hours=24)
+# A first request that has not finished after this long died with its process: the key is free.
+IN_FLIGHT_LIMIT = timedelta(hours=1)
+
+
+def key_problem(key: str) -> str | None:
+    """Why a header value cannot be an idempotency key, or None."""
+    if not key.strip():
+        return f"The {HEADER} header is empty"
+    if len(key) > KEY_MAX:
+        return f"The {HEADER} header must be at most {KEY_MAX} characters"
+    if not key.isprintable() or not key.isascii():
+        return f"The {HEADER} header must be printable ASCII"
+    return None
+
+
+def fingerprint(
+    *, method: str, path: str, content_type: str, source: str, use_resumable: bool, sha256: str
+) -> str:
+    """What makes two requests the same request: their parameters and the SHA-256 of their file."""
+    parts = (method, path, content_type, source, "true" if use_resumable else "false", sha256)
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _expired() -> object:
+    now = utcnow()
+    return or_(
+        IdempotencyKey.created_at < now - KEPT,
+        and_(IdempotencyKey.status == "in_flight", IdempotencyKey.created_at < now - IN_FLIGHT_LIMIT),
+    )
+
+
+def hold(session: Session, key: str) -> None:
+    """Add the row that holds the key for this request; committing it fails if another holds it."""
+    session.execute(delete(IdempotencyKey).where(IdempotencyKey.key == key, _expired()))
+    session.add(IdempotencyKey(key=key, status="in_flight"))
+
+
+def complete(session: Session, key: str, request_fingerprint: str, imp: Import) -> None:
+    """Record the import the key's request started; committed with the import itself."""
+    session.flush()
+    session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.key == key, IdempotencyKey.status == "in_flight")
+        .values(status="done", fingerprint=request_fingerprint, import_id=imp.id)
+    )
+
+
+def let_go(session: Session, key: str) -> None:
+    """Free a key whose request started nothing (it was refused), so the client may fix it and retry."""
+    session.execute(
+        delete(IdempotencyKey).where(IdempotencyKey.key == key, IdempotencyKey.status == "in_flight")
+    )
+
+
+@every("maintenance_interval")
+def expire_keys() -> None:
+    """Delete keys older than 24 hours, and first requests that never finished."""
+    db.session.execute(delete(IdempotencyKey).where(_expired()))
+    db.session.commit()

@@ -1,0 +1,123 @@
+"""The reconciler: PostgreSQL says which imports must run; it makes Redis agree."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import timedelta
+
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from sqlalchemy import or_, select, update
+
+from app.extensions import db, queue, settings
+from app.imports.service import enqueue_import
+from app.maintenance import every
+from app.models import Import, utcnow
+
+log = logging.getLogger(__name__)
+
+# Imports looked at per run; the next run takes the rest.
+PER_RUN = 500
+
+
+def _waiting_in_redis(jobs: Queue, import_ids: list[str]) -> set[str]:
+    """The ids whose job Redis holds: queued, scheduled for a retry, or started by a live worker."""
+    if not import_ids:
+        return set()
+    connection = jobs.connection
+    now = connection.time()[0]
+    # One MULTI/EXEC, so a job moving from the queue to a worker is seen in one place or the other.
+    with connection.pipeline(transaction=True) as pipe:
+        # Entries of the started registry are "<job id>:<execution id>", scored by their expiry.
+        pipe.zrangebyscore(jobs.started_job_registry.key, now, "+inf")
+        for import_id in import_ids:
+            pipe.lpos(jobs.key, import_id)
+            pipe.lpos(jobs.intermediate_queue_key, import_id)
+            pipe.zscore(jobs.scheduled_job_registry.key, import_id)
+        started, *answers = pipe.execute()
+    found = {member.decode().split(":", 1)[0] for member in started}
+    for index, import_id in enumerate(import_ids):
+        if any(answer is not None for answer in answers[index * 3 : index * 3 + 3]):
+            found.add(import_id)
+    return found & set(import_ids)
+
+
+def forget_job(jobs: Queue, job_id: str) -> None:
+    """Remove every trace RQ keeps of a job, so a job enqueued again under its id really runs.
+
+    A dead worker leaves the id in the started registry: when that entry expires, RQ would
+    retry or fail the job again, under the feet of the new run. A failed or finished job
+    keeps its id in those registries.
+    """
+    connection = jobs.connection
+    with contextlib.suppress(NoSuchJobError):
+        Job.fetch(job_id, connection=connection).delete(remove_from_queue=True)
+    started_key = jobs.started_job_registry.key
+    stale = [m for m in connection.zrange(started_key, 0, -1) if m.decode().split(":", 1)[0] == job_id]
+    with connection.pipeline() as pipe:
+        if stale:
+            pipe.zrem(started_key, *stale)
+        for registry in (
+            jobs.scheduled_job_registry,
+            jobs.failed_job_registry,
+            jobs.finished_job_registry,
+            jobs.deferred_job_registry,
+            jobs.canceled_job_registry,
+        ):
+            pipe.zrem(registry.key, job_id)
+        pipe.lrem(jobs.key, 0, job_id)
+        pipe.lrem(jobs.intermediate_queue_key, 0, job_id)
+        pipe.execute()
+
+
+def _requeue(import_id: str, why: str) -> None:
+    """Queue the import's job afresh; the caller holds the row locked and commits afterwards."""
+    forget_job(queue(), import_id)
+    if enqueue_import(import_id):
+        log.warning("import re-queued: %s", why, extra={"import_id": import_id})
+
+
+@every("reconcile_interval")
+def reconcile() -> None:
+    """Re-queue imports whose worker died and queued imports that Redis has lost.
+
+    Rows are taken with ``FOR UPDATE SKIP LOCKED``, so workers running this at the same
+    time each take different imports. The resumed job continues from the checkpoint.
+    """
+    config = settings()
+    now = utcnow()
+    stale = now - timedelta(seconds=config.job_heartbeat_timeout)
+    dead = db.session.scalars(
+        select(Import.id)
+        .where(
+            Import.status == "running",
+            or_(Import.heartbeat_at.is_(None), Import.heartbeat_at < stale),
+        )
+        .limit(PER_RUN)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for import_id in dead:
+        # Back to queued in the same commit: the new job's claim then needs no stale heartbeat.
+        db.session.execute(
+            update(Import)
+            .where(Import.id == import_id)
+            .values(status="queued", error="Resumed after its worker stopped answering")
+        )
+        _requeue(import_id, "its worker stopped sending heartbeats")
+    db.session.commit()
+
+    # A moment's grace: the request that committed an import may still be queueing it.
+    settled = now - timedelta(seconds=config.reconcile_interval)
+    queued = db.session.scalars(
+        select(Import.id)
+        .where(Import.status == "queued", Import.created_at < settled)
+        .limit(PER_RUN)
+        .with_for_update(skip_locked=True)
+    ).all()
+    waiting = _waiting_in_redis(queue(), list(queued))
+    for import_id in queued:
+        if import_id not in waiting:
+            _requeue(import_id, "Redis had no job for it")
+    db.session.commit()

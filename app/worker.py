@@ -1,0 +1,66 @@
+"""The worker processes: RQ's pool and forking worker, taught upkeep and a graceful handback."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from types import FrameType
+from typing import Any
+
+from rq import Worker
+from rq.worker_pool import WorkerPool
+
+from app import recovery  # noqa: F401  (registers its maintenance task)
+from app.imports import idempotency, pipeline  # noqa: F401  (idempotency registers a task)
+from app.maintenance import Ticker
+
+log = logging.getLogger(__name__)
+
+
+def _hand_back(signum: int, frame: FrameType | None) -> None:
+    """In a work horse: stop the import after its current batch (it goes back to the queue)."""
+    pipeline.handback_requested.set()
+
+
+class ImportWorker(Worker):
+    """RQ's forking worker; on a warm shutdown its import stops after the current batch.
+
+    RQ's warm shutdown waits for the whole job, which for a large file may be longer than a
+    deploy allows. The worker passes the request on to its work horse as SIGTERM; the horse
+    commits its batch, puts the import back to queued and asks RQ to requeue the job.
+    """
+
+    def handle_warm_shutdown_request(self) -> None:
+        """Ask the work horse, if one is busy, to hand its import back."""
+        super().handle_warm_shutdown_request()
+        if self.horse_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.horse_pid, signal.SIGTERM)
+
+    def setup_work_horse_signals(self) -> None:
+        """In the horse, SIGTERM (from this worker or from the platform) means: hand back."""
+        super().setup_work_horse_signals()
+        signal.signal(signal.SIGTERM, _hand_back)
+
+    def handle_work_horse_killed(self, job: Any, retpid: int, ret_val: int, rusage: Any) -> None:
+        """The horse died mid-import: its heartbeat is over, so the job's retry may claim it now."""
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        try:
+            pipeline.abandon(job.id)
+        except Exception as exc:  # the reconciler finds the import once its heartbeat is stale
+            log.warning("could not mark the import abandoned: %s", exc, extra={"import_id": job.id})
+
+
+class ImportWorkerPool(WorkerPool):
+    """RQ's pool of ImportWorkers, whose supervisor loop also runs the maintenance tasks."""
+
+    def __init__(self, *args: Any, ticker: Ticker, **kwargs: Any) -> None:
+        super().__init__(*args, worker_class=ImportWorker, **kwargs)
+        self.ticker = ticker
+
+    def check_workers(self, respawn: bool = True) -> None:
+        """RQ's check that every worker lives, then any maintenance task that is due."""
+        super().check_workers(respawn)
+        self.ticker.tick()
