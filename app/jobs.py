@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 import redis.exceptions
 import sqlalchemy.exc
 from flask import has_app_context
@@ -24,6 +25,9 @@ TRANSIENT = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     sqlalchemy.exc.DisconnectionError,
+    # COPY runs on the driver's own cursor, whose errors reach us unwrapped.
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     ConnectionError,
@@ -43,6 +47,16 @@ def _app_context() -> Iterator[None]:
         yield
 
 
+def _rollback() -> None:
+    """Roll back the session; a connection the database dropped fails once, then is discarded."""
+    from app.extensions import db
+
+    try:
+        db.session.rollback()
+    except TRANSIENT:
+        db.session.rollback()
+
+
 def run_import(import_id: str) -> Retry | None:
     """Import one file. Transient failures raise so RQ retries; the last one fails the import.
 
@@ -60,7 +74,7 @@ def run_import(import_id: str) -> Retry | None:
                 return None
             attempt = imp.attempts
         except Exception:
-            db.session.rollback()
+            _rollback()
             db.session.remove()
             raise
         try:
@@ -70,7 +84,7 @@ def run_import(import_id: str) -> Retry | None:
             pipeline.release(import_id, attempt)
             return Retry(max=HANDBACKS)
         except (*TRANSIENT, StorageUnavailable) as exc:
-            db.session.rollback()
+            _rollback()
             job = get_current_job()
             try:
                 if job is not None and job.retries_left:
@@ -87,7 +101,7 @@ def run_import(import_id: str) -> Retry | None:
                 log.warning("could not record the failure; the reconciler will find the import")
             raise
         except Exception:
-            db.session.rollback()
+            _rollback()
             log.exception("import stopped by an unexpected error")
             pipeline.fail(
                 import_id,

@@ -141,18 +141,25 @@ def work(app: Flask) -> Callable[[], None]:
 
 
 @pytest.fixture
-def worker_process(env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen]]:
-    """Start real ``flask worker`` processes on the test database and Redis."""
+def worker_process(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start real ``flask worker`` processes on the test database and Redis.
+
+    Each one logs to ``worker-N.log`` in the test's folder (a pipe nobody reads would fill up
+    and stall the worker); the path is the process's ``log_path``.
+    """
     started: list[subprocess.Popen] = []
 
     def start(*args: str, **extra: str) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "worker", *args],
-            cwd=ROOT,
-            env={**os.environ, **env, **extra},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        log_path = tmp_path / f"worker-{len(started) + 1}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "flask", "--app", "wsgi", "worker", *args],
+                cwd=ROOT,
+                env={**os.environ, **env, **extra},
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        process.log_path = log_path
         started.append(process)
         return process
 
@@ -165,6 +172,7 @@ def worker_process(env: dict[str, str]) -> Iterator[Callable[..., subprocess.Pop
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
 
 
 def wait_for(check: Callable[[], object], timeout: float = 60, interval: float = 0.1) -> object:

@@ -1,0 +1,312 @@
+"""Crash safety with real faults: killed workers, a flushed Redis, dropped database connections,
+SIGTERM mid-import, Redis unreachable at enqueue. Each ends by counting rows in PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis as redis_lib
+from sqlalchemy import func, select, text
+
+from app.extensions import db
+from app.models import Contact, Import, RowError
+from tests.conftest import wait_for
+
+# Small intervals, so recovery happens in seconds rather than minutes.
+FAST = {
+    "BATCH_SIZE": "1000",
+    "JOB_HEARTBEAT_TIMEOUT": "2",
+    "RECONCILE_INTERVAL": "1",
+    "RETRY_BACKOFF": "1,1,2",
+}
+# Large enough that a fault lands mid-import even on a fast machine.
+ROWS = 60_000
+
+
+@pytest.fixture
+def client(make_app):
+    """An API client whose app queues jobs with the short retry backoff."""
+    app = make_app(**FAST)
+    with app.app_context():
+        client = app.test_client()
+        client.environ_base["HTTP_ACCEPT"] = "application/json"
+        yield client
+
+
+@dataclass
+class ContactFile:
+    """A generated CSV and what importing it must store."""
+
+    path: Path
+    rows: int
+    emails: set[str]
+    rejected: int
+
+
+def contact_file(tmp_path: Path, rows: int = ROWS) -> ContactFile:
+    """Rows with an invalid email every 97th and a repeated email every 101st."""
+    path = tmp_path / "contacts.csv"
+    emails: set[str] = set()
+    rejected = 0
+    with path.open("w") as out:
+        out.write("name,email\n")
+        for n in range(1, rows + 1):
+            if n % 97 == 0:
+                out.write(f"Broken {n},not-an-email-{n}\n")
+                rejected += 1
+            elif n % 101 == 0:
+                email = f"person{n - 1}@example.com"  # new when row n - 1 was a broken one
+                emails.add(email)
+                out.write(f"Again {n},{email}\n")
+            else:
+                email = f"person{n}@example.com"
+                emails.add(email)
+                out.write(f"Person {n},{email}\n")
+    return ContactFile(path, rows, emails, rejected)
+
+
+def post_file(client, file: ContactFile, source: str = "crm") -> str:
+    """Start an import of the file through the API; return its job id."""
+    with file.path.open("rb") as body:
+        response = client.post("/import", data=body, headers={"X-Source": source, "X-Filename": "c.csv"})
+    assert response.status_code == 202, response.get_data(as_text=True)
+    return response.get_json()["jobId"]
+
+
+def status(job_id: str) -> Import:
+    """The import as PostgreSQL has it now."""
+    db.session.rollback()
+    return db.session.get(Import, job_id, populate_existing=True)
+
+
+def assert_stored_exactly_once(job_id: str, file: ContactFile, source: str = "crm") -> Import:
+    """Every valid row is in contacts once, every bad row in import_errors once, counters agree."""
+    imp = status(job_id)
+    assert imp.status == "completed", imp.error
+    emails = db.session.scalars(select(Contact.email).where(Contact.source == source)).all()
+    assert len(emails) == len(file.emails)
+    assert len(set(emails)) == len(emails)
+    assert set(emails) == file.emails
+    errors = db.session.scalar(select(func.count()).where(RowError.import_id == job_id))
+    assert errors == file.rejected
+    assert imp.processed_rows == file.rows
+    assert imp.inserted_rows == len(file.emails)
+    assert imp.rejected_rows == file.rejected
+    assert imp.duplicate_rows == file.rows - len(file.emails) - file.rejected
+    return imp
+
+
+def progress(job_id: str, at_least: int) -> bool:
+    imp = status(job_id)
+    return imp.status == "running" and imp.processed_rows >= at_least
+
+
+def process_tree(root: int) -> list[int]:
+    """The process and all its descendants, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def test_kill_9_of_every_worker_process_mid_import_then_a_new_worker_completes_it_once(
+    client, worker_process, tmp_path
+):
+    file = contact_file(tmp_path, rows=200_000)
+    job_id = post_file(client, file)
+    first = worker_process("--concurrency", "2", **FAST)
+    wait_for(lambda: progress(job_id, 5_000), timeout=60, interval=0.05)
+
+    tree = process_tree(first.pid)
+    assert len(tree) >= 4  # supervisor, two workers, and the horse running the import
+    for pid in tree:
+        os.kill(pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    killed_at = time.monotonic()
+    stopped = status(job_id)
+    assert stopped.status == "running"
+    assert 0 < stopped.processed_rows < file.rows
+    checkpoint = stopped.checkpoint
+
+    worker_process("--concurrency", "1", **FAST)
+    wait_for(lambda: status(job_id).attempts == 2 and status(job_id).status == "running", timeout=60)
+    resumed_after = time.monotonic() - killed_at
+    wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=120, interval=0.2)
+    imp = assert_stored_exactly_once(job_id, file)
+    assert imp.attempts == 2
+    print(f"resumed {resumed_after:.1f}s after kill -9, from row {checkpoint:,}")
+
+
+def test_a_flushed_redis_loses_nothing(client, worker_process, tmp_path, redis_url):
+    file = contact_file(tmp_path, rows=5_000)
+    job_id = post_file(client, file)
+    redis_lib.Redis.from_url(redis_url).flushdb()
+    assert status(job_id).status == "queued"
+
+    worker_process("--concurrency", "1", **FAST)
+    wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=60, interval=0.2)
+    imp = assert_stored_exactly_once(job_id, file)
+    assert imp.attempts == 1
+
+
+def test_dropped_database_connections_are_retried_and_counted(client, worker_process, tmp_path, database_url):
+    file = contact_file(tmp_path)
+    job_id = post_file(client, file)
+    worker_url = f"{database_url}?application_name=dataflow-worker-under-test"
+    worker_process("--concurrency", "1", DATABASE_URL=worker_url, **FAST)
+    wait_for(lambda: progress(job_id, 5_000), timeout=60, interval=0.05)
+
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        dropped = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = 'dataflow-worker-under-test'"
+        ).fetchone()[0]
+    assert dropped >= 1
+
+    wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=120, interval=0.2)
+    imp = assert_stored_exactly_once(job_id, file)
+    assert imp.attempts > 1
+
+
+def test_redis_connections_killed_mid_import(client, worker_process, tmp_path, redis_url):
+    file = contact_file(tmp_path)
+    job_id = post_file(client, file)
+    worker_process("--concurrency", "1", **FAST)
+    wait_for(lambda: progress(job_id, 5_000), timeout=60, interval=0.05)
+
+    server = redis_lib.Redis.from_url(redis_url)
+    number = server.connection_pool.connection_kwargs.get("db", 0)
+    mine = server.client_id()
+    ours = [c for c in server.client_list() if int(c["db"]) == number and int(c["id"]) != mine]
+    assert ours
+    for client_info in ours:  # only this test database's clients: other databases are not ours
+        server.client_kill_filter(_id=client_info["id"])
+
+    wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=120, interval=0.2)
+    assert_stored_exactly_once(job_id, file)
+
+
+def test_sigterm_hands_the_import_back_after_a_batch(client, worker_process, tmp_path, redis_url):
+    file = contact_file(tmp_path)
+    job_id = post_file(client, file)
+    first = worker_process("--concurrency", "1", **FAST)
+    wait_for(lambda: progress(job_id, 5_000), timeout=60, interval=0.05)
+
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    handed_back = status(job_id)
+    assert handed_back.status == "queued"
+    assert 0 < handed_back.processed_rows < file.rows
+    assert handed_back.error is None
+    contacts = db.session.scalar(select(func.count()).where(Contact.source == "crm"))
+    assert contacts == handed_back.inserted_rows  # nothing half-done: the last batch is committed
+    queued = redis_lib.Redis.from_url(redis_url).lrange("rq:queue:imports", 0, -1)
+    assert queued == [job_id.encode()]
+
+    worker_process("--concurrency", "1", **FAST)
+    wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=120, interval=0.2)
+    imp = assert_stored_exactly_once(job_id, file)
+    assert imp.attempts == 2
+
+
+def test_import_is_accepted_when_redis_is_down_and_queued_later(make_app, worker_process, tmp_path):
+    file = contact_file(tmp_path, rows=2_000)
+    down = make_app(REDIS_URL="redis://127.0.0.1:1/0")
+    with down.app_context():
+        client = down.test_client()
+        client.environ_base["HTTP_ACCEPT"] = "application/json"
+        job_id = post_file(client, file)
+        assert status(job_id).status == "queued"
+
+        worker_process("--concurrency", "1", **FAST)
+        wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=60, interval=0.2)
+        assert_stored_exactly_once(job_id, file)
+
+
+def test_storage_errors_are_retried_then_the_import_completes(make_app, work, monkeypatch, tmp_path):
+    from app.storage import StorageUnavailable
+    from app.storage.local import LocalStorage
+
+    app = make_app(RETRY_BACKOFF="0,0,0")
+    with app.app_context():
+        client = app.test_client()
+        client.environ_base["HTTP_ACCEPT"] = "application/json"
+        file = contact_file(tmp_path, rows=3_000)
+        job_id = post_file(client, file)
+        real_open = LocalStorage.open
+        answers = iter([StorageUnavailable("503 from storage"), StorageUnavailable("503 again")])
+
+        def flaky_open(self, key):
+            failure = next(answers, None)
+            if failure is not None:
+                raise failure
+            return real_open(self, key)
+
+        monkeypatch.setattr(LocalStorage, "open", flaky_open)
+        work()
+        imp = assert_stored_exactly_once(job_id, file)
+        assert imp.attempts == 3
+
+
+def test_bad_data_fails_without_retries(client, work):
+    response = client.post("/import", data=b"\x00\x01\x02 garbage \xff" * 100, headers={"X-Source": "s"})
+    job_id = response.get_json()["jobId"]
+    work()
+    imp = status(job_id)
+    assert imp.status == "failed"
+    assert imp.attempts == 1
+    assert imp.error
+
+
+def test_reconciler_leaves_a_live_import_alone(app, client):
+    from app.recovery import reconcile
+
+    job_id = client.post(
+        "/import", json={"source": "s", "data": [{"name": "A", "email": "a@example.com"}]}
+    ).get_json()["jobId"]
+    db.session.execute(
+        text("UPDATE imports SET status = 'running', heartbeat_at = now() WHERE id = :id"), {"id": job_id}
+    )
+    db.session.commit()
+    reconcile()
+    assert status(job_id).status == "running"
+    db.session.execute(
+        text("UPDATE imports SET heartbeat_at = now() - interval '1 hour' WHERE id = :id"), {"id": job_id}
+    )
+    db.session.commit()
+    reconcile()
+    assert status(job_id).status == "queued"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("RECONCILE_INTERVAL", "0"),
+        ("JOB_HEARTBEAT_TIMEOUT", "1"),
+        ("RETRY_BACKOFF", "5,x"),
+        ("RETRY_BACKOFF", "-1"),
+    ],
+)
+def test_recovery_settings_are_checked(setting, value):
+    from app.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match=setting):
+        load_settings({"SECRET_KEY": "k", setting: value}, instance=Path("/nonexistent-instance"))
