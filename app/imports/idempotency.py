@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
-from sqlalchemy import and_, delete, or_, update
+from sqlalchemy import and_, delete, insert, or_, update
 from sqlalchemy.orm import Session
 
 from app.extensions import db
@@ -52,9 +52,9 @@ def _expired() -> object:
 
 
 def hold(session: Session, key: str) -> None:
-    """Add the row that holds the key for this request; committing it fails if another holds it."""
+    """Insert the row that holds the key for this request; IntegrityError if another holds it."""
     session.execute(delete(IdempotencyKey).where(IdempotencyKey.key == key, _expired()))
-    session.add(IdempotencyKey(key=key, status="in_flight"))
+    session.execute(insert(IdempotencyKey).values(key=key, status="in_flight", created_at=utcnow()))
 
 
 def complete(session: Session, key: str, request_fingerprint: str, imp: Import) -> None:

@@ -136,8 +136,8 @@ def _post_import(key: str | None) -> Response:
 def _hold(key: str) -> IdempotencyKey | None:
     """Hold the key for this request (committed at once), or the row of the request holding it."""
     for _ in range(3):  # the holder may let go between our insert and our read
-        idempotency.hold(db.session, key)
         try:
+            idempotency.hold(db.session, key)
             db.session.commit()
             return None
         except IntegrityError:
