@@ -155,6 +155,28 @@ def test_kill_9_of_every_worker_process_mid_import_then_a_new_worker_completes_i
     print(f"resumed {resumed_after:.1f}s after kill -9, from row {checkpoint:,}")
 
 
+def test_a_killed_work_horse_is_retried_at_once(client, worker_process, tmp_path):
+    file = contact_file(tmp_path)
+    job_id = post_file(client, file)
+    worker = worker_process("--concurrency", "1", **{**FAST, "JOB_HEARTBEAT_TIMEOUT": "600"})
+    wait_for(lambda: progress(job_id, 5_000), timeout=60, interval=0.05)
+
+    # supervisor -> worker -> work horse and scheduler; only the horse leads its own process group
+    horses = [pid for pid in process_tree(worker.pid)[1:] if _process_group(pid) == pid]
+    assert len(horses) == 1
+    os.kill(horses[0], signal.SIGKILL)
+
+    # With a heartbeat timeout of ten minutes, only the worker's report of the dead horse (it
+    # clears the heartbeat, so the job's retry or the reconciler may resume at once) finishes it.
+    wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=120, interval=0.2)
+    imp = assert_stored_exactly_once(job_id, file)
+    assert imp.attempts == 2
+
+
+def _process_group(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
+
+
 def test_a_flushed_redis_loses_nothing(client, worker_process, tmp_path, redis_url):
     file = contact_file(tmp_path, rows=5_000)
     job_id = post_file(client, file)
