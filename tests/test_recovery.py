@@ -206,6 +206,9 @@ def test_dropped_database_connections_are_retried_and_counted(client, worker_pro
     wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=120, interval=0.2)
     imp = assert_stored_exactly_once(job_id, file)
     assert imp.attempts > 1
+    assert client.get(f"/imports/{job_id}").get_json()["attempts"] == imp.attempts
+    page = client.get(f"/imports/{job_id}", headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert f"<dt>Attempts</dt><dd>{imp.attempts}</dd>" in page
 
 
 def test_redis_connections_killed_mid_import(client, worker_process, tmp_path, redis_url):
