@@ -1,0 +1,1 @@
+"""DataFlow's benchmark: every figure set beside a baseline measured in the same run."""

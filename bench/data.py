@@ -1,0 +1,166 @@
+"""Generated input files: a contact CSV with invalid and duplicate rows, and the same rows as XLSX and ODS."""
+
+from __future__ import annotations
+
+import os
+import random
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Linus", "Frances", "Ken"]
+LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Torvalds", "Allen"]
+DOMAINS = ["example.com", "example.org", "mail.example.net", "corp.example.co.uk"]
+# Invalid emails; every one is unique, so raw COPY into a table with the contacts' keys accepts it.
+INVALID = ["{}not-an-email", "{}missing-at.example.com", "{}two@@example.com", "{}trailing.@example.com"]
+INVALID_SHARE = 0.05
+DUPLICATE_SHARE = 0.02
+
+
+def contact_rows(count: int) -> Iterator[tuple[str, str]]:
+    """Name and email pairs: 5% invalid, 2% repeating an earlier valid email in upper case."""
+    rng = random.Random(count)
+    valid = bytearray(count)
+    for i in range(count):
+        name = f"{FIRST[i % len(FIRST)]} {LAST[(i // 7) % len(LAST)]}"
+        email = f"user.{i:08d}@{DOMAINS[i % len(DOMAINS)]}"
+        roll = rng.random()
+        if roll < INVALID_SHARE:
+            kind = i % (len(INVALID) + 1)
+            if kind == len(INVALID):
+                name = ""  # a missing name, with a good email
+            else:
+                email = INVALID[kind].format(i)
+        elif roll < INVALID_SHARE + DUPLICATE_SHARE and i > 0:
+            j = rng.randrange(i)
+            if valid[j]:
+                # A distinct value for COPY, a duplicate once lower-cased.
+                email = f"User.{j:08d}@{DOMAINS[j % len(DOMAINS)]}".upper()
+            else:
+                valid[i] = 1
+        else:
+            valid[i] = 1
+        yield name, email
+
+
+def write_csv(path: Path, count: int) -> Path:
+    """A CSV with a header row and ``count`` contacts; a missing name is written quoted (not NULL)."""
+    if path.exists() and path.stat().st_size > 0:
+        return path
+    partial = path.with_suffix(".part")
+    with open(partial, "w", encoding="utf-8", newline="") as out:
+        out.write("name,email\n")
+        out.writelines(f"{name or chr(34) * 2},{email}\n" for name, email in contact_rows(count))
+    os.replace(partial, path)
+    return path
+
+
+def write_binary(path: Path, size: int) -> Path:
+    """Random bytes: an upload that no reader accepts, so its import ends at once."""
+    if path.exists() and path.stat().st_size == size:
+        return path
+    with open(path, "wb") as out:
+        left = size
+        while left:
+            chunk = os.urandom(min(left, 8 << 20))
+            out.write(chunk)
+            left -= len(chunk)
+    return path
+
+
+def _column(index: int) -> str:
+    return "AB"[index]
+
+
+def write_xlsx(path: Path, count: int) -> Path:
+    """A one-sheet workbook with inline strings, as spreadsheet programs accept it."""
+    if path.exists():
+        return path
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as book:
+        book.writestr(
+            "[Content_Types].xml",
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+            '<Default Extension="xml" ContentType="application/xml"/>'
+            '<Override PartName="/xl/workbook.xml" '
+            'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+            '<Override PartName="/xl/worksheets/sheet1.xml" '
+            'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+            "</Types>",
+        )
+        book.writestr(
+            "_rels/.rels",
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            '<Relationship Id="rId1" '
+            'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" '
+            'Target="xl/workbook.xml"/></Relationships>',
+        )
+        book.writestr(
+            "xl/workbook.xml",
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+            'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+            '<sheets><sheet name="Contacts" sheetId="1" r:id="rId1"/></sheets></workbook>',
+        )
+        book.writestr(
+            "xl/_rels/workbook.xml.rels",
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            '<Relationship Id="rId1" '
+            'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" '
+            'Target="worksheets/sheet1.xml"/></Relationships>',
+        )
+        with book.open("xl/worksheets/sheet1.xml", "w") as sheet:
+            sheet.write(
+                b'<?xml version="1.0" encoding="UTF-8"?>'
+                b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+            )
+            rows = [("name", "email"), *contact_rows(count)]
+            for number, cells in enumerate(rows, start=1):
+                xml = "".join(
+                    f'<c r="{_column(i)}{number}" t="inlineStr"><is><t>{escape(v)}</t></is></c>'
+                    for i, v in enumerate(cells)
+                )
+                sheet.write(f'<row r="{number}">{xml}</row>'.encode())
+            sheet.write(b"</sheetData></worksheet>")
+    return path
+
+
+def write_ods(path: Path, count: int) -> Path:
+    """An OpenDocument spreadsheet with one table."""
+    if path.exists():
+        return path
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as book:
+        book.writestr(
+            zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet", zipfile.ZIP_STORED
+        )
+        book.writestr(
+            "META-INF/manifest.xml",
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            '<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" '
+            'manifest:version="1.2">'
+            '<manifest:file-entry manifest:full-path="/" '
+            'manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+            '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>'
+            "</manifest:manifest>",
+        )
+        with book.open("content.xml", "w") as content:
+            content.write(
+                b'<?xml version="1.0" encoding="UTF-8"?>'
+                b'<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+                b'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+                b'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2">'
+                b'<office:body><office:spreadsheet><table:table table:name="Contacts">'
+            )
+            for cells in [("name", "email"), *contact_rows(count)]:
+                xml = "".join(
+                    f'<table:table-cell office:value-type="string"><text:p>{escape(v)}</text:p>'
+                    "</table:table-cell>"
+                    for v in cells
+                )
+                content.write(f"<table:table-row>{xml}</table:table-row>".encode())
+            content.write(b"</table:table></office:spreadsheet></office:body></office:document-content>")
+    return path

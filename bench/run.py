@@ -1,0 +1,521 @@
+"""The measurements, run side by side with their baselines, and the one table they make."""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import data
+from bench.stack import ROOT, MemoryWatch, Stack, database_url
+
+HERE = Path(__file__).resolve().parent
+MB = 1024 * 1024
+
+
+class Results:
+    """The table's rows, and everything measured, for results.json."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, str, str]] = []
+        self.figures: dict[str, Any] = {}
+
+    def add(self, what: str, measured: str, baseline: str, ratio: str, target: str = "") -> None:
+        self.rows.append((what, measured, baseline, ratio, target))
+        print(f"  {what}: {measured} | {baseline} | {ratio} {target}", flush=True)
+
+    def table(self) -> str:
+        head = ("measure", "DataFlow", "baseline (same run)", "ratio", "target")
+        widths = [max(len(r[i]) for r in [head, *self.rows]) for i in range(5)]
+        line = "| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |"
+        rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+        body = [
+            "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in self.rows
+        ]
+        return "\n".join([line, rule, *body])
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        ram_kb = int(f.readline().split()[1])
+    version = subprocess.run(
+        ["psql", database_url(), "-tAc", "SHOW server_version"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": model,
+        "ram_gb": round(ram_kb / 1024 / 1024, 1),
+        "postgresql": version,
+        "python": platform.python_version(),
+    }
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+# -- ingest ---------------------------------------------------------------------------------------
+
+
+def raw_copy(stack: Stack, path: Path) -> float:
+    """Seconds for ``psql \\copy`` of the file into a fresh table shaped like contacts."""
+    stack.sql("DROP TABLE IF EXISTS raw_contacts")
+    stack.sql("CREATE TABLE raw_contacts (LIKE contacts INCLUDING ALL)")
+    stack.sql("ALTER TABLE raw_contacts ALTER source SET DEFAULT 'raw', ALTER imported_at SET DEFAULT now()")
+    stack.sql("CHECKPOINT")
+    started = time.perf_counter()
+    subprocess.run(
+        ["psql", database_url(), "-q", "-v", "ON_ERROR_STOP=1", "-c"]
+        + [f"\\copy raw_contacts (name, email) FROM '{path}' WITH (FORMAT csv, HEADER true)"],
+        check=True,
+    )
+    elapsed = time.perf_counter() - started
+    stack.sql("DROP TABLE raw_contacts")
+    return elapsed
+
+
+def pipeline_import(stack: Stack, path: Path, rows: int) -> tuple[float, float, dict]:
+    """Seconds from the stream POST to the import completed, the worker's peak RSS, and the import."""
+    stack.sql("TRUNCATE contacts, import_errors")
+    stack.sql("CHECKPOINT")
+    with MemoryWatch(stack.worker.pid, "VmHWM") as watch:
+        started = time.perf_counter()
+        import_id = stack.post_file(path, f"bench-{path.stem}")
+        answer = stack.wait(import_id)
+        elapsed = time.perf_counter() - started
+        time.sleep(0.05)
+    counted = answer["insertedRows"] + answer["duplicateRows"] + answer["rejectedRows"]
+    if answer["status"] != "completed" or answer["processedRows"] != rows or counted != rows:
+        raise RuntimeError(f"the import did not account for every row: {answer}")
+    return elapsed, watch.peak_mb, answer
+
+
+def ingest(stack: Stack, results: Results, path: Path, rows: int, repeats: int) -> None:
+    """Raw COPY and the pipeline, interleaved, best of ``repeats``."""
+    copies, runs = [], []
+    answer: dict = {}
+    for _ in range(repeats):
+        copies.append(raw_copy(stack, path))
+        elapsed, _peak, answer = pipeline_import(stack, path, rows)
+        runs.append(elapsed)
+    copy_rate, pipe_rate = rows / min(copies), rows / min(runs)
+    ratio = pipe_rate / copy_rate
+    results.figures[f"ingest_{rows}"] = {
+        "rows": rows,
+        "raw_copy_seconds": copies,
+        "pipeline_seconds": runs,
+        "raw_copy_rows_per_s": round(copy_rate),
+        "pipeline_rows_per_s": round(pipe_rate),
+        "ratio": round(ratio, 3),
+        "import": answer,
+    }
+    results.add(
+        f"CSV {rows:,} rows, stream POST to completed (rows/s, best of {repeats})",
+        f"{pipe_rate:,.0f}",
+        f"psql \\copy {copy_rate:,.0f}",
+        f"{ratio:.2f}",
+        f"≥ 0.67 {verdict(ratio >= 0.67)}",
+    )
+
+
+# -- memory ---------------------------------------------------------------------------------------
+
+
+def memory(stack: Stack, results: Results, small: tuple[Path, int], large: tuple[Path, int]) -> None:
+    """The worker's peak RSS for a small and a large import, beside its RSS when idle."""
+    idle = max(data_mb(pid, "VmRSS") for pid in [stack.worker.pid, *descendants_of(stack)])
+    peaks = {}
+    for path, rows in (small, large):
+        _elapsed, peak, _answer = pipeline_import(stack, path, rows)
+        peaks[rows] = peak
+    (s_rows, s_peak), (l_rows, l_peak) = sorted(peaks.items())
+    growth = l_peak / s_peak
+    results.figures["worker_memory"] = {"idle_mb": idle, "peak_mb": peaks, "growth": round(growth, 3)}
+    results.add(
+        f"worker peak RSS, {s_rows:,} rows (MB)",
+        f"{s_peak:.0f}",
+        f"idle worker {idle:.0f}",
+        f"{s_peak / idle:.2f}",
+        f"≤ 150 MB {verdict(s_peak <= 150)}",
+    )
+    results.add(
+        f"worker peak RSS, {l_rows:,} rows (MB)",
+        f"{l_peak:.0f}",
+        f"{s_rows:,} rows {s_peak:.0f}",
+        f"{growth:.2f}",
+        f"≤ 150 MB, ≤ 1.25 {verdict(l_peak <= 150 and growth <= 1.25)}",
+    )
+
+
+def data_mb(pid: int, field: str) -> float:
+    from bench.stack import status_kb
+
+    return status_kb(pid, field) / 1024
+
+
+def descendants_of(stack: Stack) -> list[int]:
+    from bench.stack import descendants
+
+    return descendants(stack.worker.pid)
+
+
+# -- uploads --------------------------------------------------------------------------------------
+
+
+def uploads(stack: Stack, results: Results, path: Path, workdir: Path) -> None:
+    """A stream POST and tus PATCHes of the file, beside ``cp`` of it; the web RSS while it streams."""
+    size = path.stat().st_size
+    target = workdir / "copy.bin"
+    started = time.perf_counter()
+    subprocess.run(["cp", str(path), str(target)], check=True)
+    cp_seconds = time.perf_counter() - started
+    target.unlink()
+    cp_rate = size / MB / cp_seconds
+
+    from bench.stack import descendants, status_kb
+
+    web_pids = descendants(stack.web.pid)
+    idle = max(status_kb(pid, "VmRSS") for pid in web_pids) / 1024
+    with MemoryWatch(stack.web.pid, "VmRSS") as watch:
+        started = time.perf_counter()
+        import_id = stack.post_file(path, "bench-upload")
+        post_seconds = time.perf_counter() - started
+    stack.wait(import_id)
+    post_rate = size / MB / post_seconds
+    results.add(
+        f"stream POST of {size / MB:,.0f} MB (MB/s)",
+        f"{post_rate:,.0f}",
+        f"cp {cp_rate:,.0f}",
+        f"{post_rate / cp_rate:.2f}",
+    )
+    growth = watch.peak_mb - idle
+    results.add(
+        f"web RSS while {size / MB:,.0f} MB streams in (MB)",
+        f"peak {watch.peak_mb:.0f}",
+        f"idle {idle:.0f}",
+        f"{watch.peak_mb / idle:.2f}",
+        f"flat {verdict(growth < 0.05 * size / MB + 10)}",
+    )
+    tus_rate = tus_upload(stack, path)
+    results.figures["uploads"] = {
+        "bytes": size,
+        "cp_mb_per_s": cp_rate,
+        "stream_post_mb_per_s": post_rate,
+        "tus_mb_per_s": tus_rate,
+        "web_idle_mb": idle,
+        "web_peak_mb": watch.peak_mb,
+    }
+    if tus_rate is None:
+        results.add("tus PATCHes of 6 MB (MB/s)", "n/a (no tus server)", f"cp {cp_rate:,.0f}", "n/a")
+    else:
+        results.add(
+            "tus PATCHes of 6 MB (MB/s)",
+            f"{tus_rate:,.0f}",
+            f"cp {cp_rate:,.0f}",
+            f"{tus_rate / cp_rate:.2f}",
+        )
+
+
+def tus_upload(stack: Stack, path: Path) -> float | None:
+    """MB/s of a tus upload in 6 MB PATCHes, or None where the app has no tus server."""
+    conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=60)
+    try:
+        conn.request("OPTIONS", "/uploads", headers={"Tus-Resumable": "1.0.0"})
+        response = conn.getresponse()
+        response.read()
+    finally:
+        conn.close()
+    if response.status == 404 or not response.getheader("Tus-Version"):
+        return None
+    from tusclient import client as tus
+
+    uploader = tus.TusClient(f"http://127.0.0.1:{stack.port}/uploads").uploader(
+        str(path),
+        chunk_size=6 * MB,
+        metadata={"filename": path.name, "source": "bench-tus"},
+    )
+    started = time.perf_counter()
+    uploader.upload()
+    return path.stat().st_size / MB / (time.perf_counter() - started)
+
+
+# -- spreadsheets ---------------------------------------------------------------------------------
+
+
+def spreadsheets(stack: Stack, results: Results, workdir: Path, rows: int) -> None:
+    """XLSX and ODS end to end, beside the CSV of the same rows through the same pipeline."""
+    csv_path = data.write_csv(workdir / f"contacts-{rows}.csv", rows)
+    csv_seconds, _peak, _ = pipeline_import(stack, csv_path, rows)
+    csv_rate = rows / csv_seconds
+    figures: dict[str, Any] = {"csv_rows_per_s": csv_rate}
+    for kind, write in (("xlsx", data.write_xlsx), ("ods", data.write_ods)):
+        path = write(workdir / f"contacts-{rows}.{kind}", rows)
+        seconds, peak, _ = pipeline_import(stack, path, rows)
+        rate = rows / seconds
+        figures[kind] = {"rows_per_s": rate, "worker_peak_mb": peak}
+        target = f"≥ 100k {verdict(rate >= 100_000)}" if kind == "xlsx" else ""
+        results.add(
+            f"{kind.upper()} {rows:,} rows end to end (rows/s)",
+            f"{rate:,.0f}",
+            f"same rows as CSV {csv_rate:,.0f}",
+            f"{rate / csv_rate:.2f}",
+            target,
+        )
+    results.figures["spreadsheets"] = figures
+
+
+# -- queue latency --------------------------------------------------------------------------------
+
+
+def queue_latency(stack: Stack, results: Results, count: int) -> None:
+    """Median time from POST /import to the worker starting the job, beside the POST's own round trip."""
+    from datetime import datetime
+
+    waits, posts = [], []
+    for i in range(count):
+        body = json.dumps({"source": "bench-queue", "data": [{"name": "Ada", "email": f"q{i}@example.com"}]})
+        started = time.perf_counter()
+        status, answer = stack.request("POST", "/import", body, {"Content-Type": "application/json"})
+        posts.append(time.perf_counter() - started)
+        if status != 202:
+            raise RuntimeError(f"POST /import answered {status}: {answer}")
+        done = stack.wait(answer["jobId"], interval=0.02)
+        created = datetime.fromisoformat(done["createdAt"].replace("Z", "+00:00"))
+        began = datetime.fromisoformat(done["startedAt"].replace("Z", "+00:00"))
+        waits.append((began - created).total_seconds())
+    median, post = statistics.median(waits) * 1000, statistics.median(posts) * 1000
+    results.figures["queue_latency_ms"] = {"median": median, "all": [w * 1000 for w in waits], "post": post}
+    results.add(
+        f"queue latency, median of {count} imports (ms)",
+        f"{median:.0f}",
+        f"POST round trip {post:.0f}",
+        f"{median / post:.2f}",
+        f"< 100 ms {verdict(median < 100)}",
+    )
+
+
+# -- API under load -------------------------------------------------------------------------------
+
+
+def load(stack: Stack, method: str, path: str, body: bytes | None, seconds: float) -> dict[str, float]:
+    """16 connections for ``seconds``: wrk when installed, else a bounded client in threads."""
+    if shutil.which("wrk"):
+        return _wrk(stack, method, path, body, seconds)
+    return _threads(stack, method, path, body, seconds)
+
+
+def _wrk(stack: Stack, method: str, path: str, body: bytes | None, seconds: float) -> dict[str, float]:
+    script = stack.workdir / "wrk.lua"
+    lines = [f'wrk.method = "{method}"', 'wrk.headers["Accept"] = "application/json"']
+    if body is not None:
+        lines += [
+            'wrk.headers["Content-Type"] = "application/json"',
+            f"wrk.body = {json.dumps(body.decode())}",
+        ]
+    lines += [
+        "bad = 0",
+        "response = function(status) if status >= 400 then bad = bad + 1 end end",
+        'done = function(summary) io.write("non2xx ", bad, "\\n") end',
+    ]
+    script.write_text("\n".join(lines) + "\n")
+    # The response counter lives per thread: one thread keeps it whole, and wrk is light enough.
+    out = subprocess.run(
+        ["wrk", "-t1", "-c16", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script)]
+        + [f"http://127.0.0.1:{stack.port}{path}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out).groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    errors += int(re.search(r"non2xx (\d+)", out).group(1))
+    return {
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": ms("50%"),
+        "p99_ms": ms("99%"),
+        "errors": errors,
+        "tool": "wrk",
+    }
+
+
+def _threads(stack: Stack, method: str, path: str, body: bytes | None, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = [0]
+    deadline = time.perf_counter() + seconds
+    headers = {"Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=30)
+        mine = []
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                if response.status >= 400:
+                    errors[0] += 1
+            except (OSError, http.client.HTTPException):
+                errors[0] += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=30)
+            mine.append(time.perf_counter() - started)
+        conn.close()
+        latencies.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    latencies.sort()
+    return {
+        "requests_per_s": len(latencies) / seconds,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "errors": errors[0],
+        "tool": "python threads",
+    }
+
+
+def api_load(stack: Stack, results: Results, seconds: float) -> None:
+    """GET /imports/<id> and POST /import under 16 connections, beside GET /health under the same load."""
+    import_id = stack.sql("SELECT id FROM imports ORDER BY created_at LIMIT 1")[0][0]
+    health = load(stack, "GET", "/health", None, seconds)
+    status = load(stack, "GET", f"/imports/{import_id}", None, seconds)
+    body = json.dumps(
+        {"source": "bench-load", "data": [{"name": "Ada", "email": "ada@example.com"}]}
+    ).encode()
+    post = load(stack, "POST", "/import", body, seconds)
+    results.figures["api_load"] = {"health": health, "status": status, "post": post, "seconds": seconds}
+    for what, figures, target in (
+        ("GET /imports/<id>", status, "p99 < 50 ms, 0 errors"),
+        ("POST /import (small JSON)", post, "0 errors"),
+    ):
+        ok = figures["errors"] == 0 and (figures["p99_ms"] < 50 or "p99" not in target)
+        results.add(
+            f"{what}, 16 connections {seconds:.0f} s (req/s; p50/p99 ms; errors)",
+            f"{figures['requests_per_s']:,.0f}; {figures['p50_ms']:.1f}/{figures['p99_ms']:.1f}; "
+            f"{figures['errors']}",
+            f"GET /health {health['requests_per_s']:,.0f}; {health['p50_ms']:.1f}/{health['p99_ms']:.1f}",
+            f"{figures['requests_per_s'] / health['requests_per_s']:.2f}",
+            f"{target} {verdict(ok)}",
+        )
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every measurement, print the table, write bench/results.json."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the benchmark still runs")
+    parser.add_argument("--huge", action="store_true", help="also import a 10,000,000-row CSV")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved runs of the key comparison")
+    parser.add_argument("--only", action="append", help="run only the named steps (ingest, memory, …)")
+    parser.add_argument("--output", type=Path, default=HERE / "results.json")
+    args = parser.parse_args(argv)
+    huge = args.huge or os.environ.get("BENCH_HUGE") == "1"
+    if args.quick:
+        rows, small, sheet, upload, queue, seconds, repeats = 2_000, 1_000, 1_000, 4 * MB, 5, 1.0, 1
+    else:
+        rows, small, sheet, upload, queue, seconds, repeats = (
+            1_000_000,
+            100_000,
+            100_000,
+            500 * MB,
+            50,
+            10.0,
+            3,
+        )
+    repeats = args.repeats or repeats
+    workdir = HERE / "data"
+    workdir.mkdir(exist_ok=True)
+
+    print("generating files", flush=True)
+    big = data.write_csv(workdir / f"contacts-{rows}.csv", rows)
+    little = data.write_csv(workdir / f"contacts-{small}.csv", small)
+    stack = Stack(workdir)
+    results = Results()
+    stack.reset()
+    results.figures["machine"] = machine()
+    stack.start()
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("ingest", lambda: ingest(stack, results, big, rows, repeats)),
+        ("memory", lambda: memory(stack, results, (little, small), (big, rows))),
+    ]
+    if huge:
+        huge_rows = 10_000_000
+        huge_path = data.write_csv(workdir / f"contacts-{huge_rows}.csv", huge_rows)
+        steps.append(("huge", lambda: huge_run(stack, results, huge_path, huge_rows)))
+    steps += [
+        ("spreadsheets", lambda: spreadsheets(stack, results, workdir, sheet)),
+        (
+            "uploads",
+            lambda: uploads(
+                stack, results, data.write_binary(workdir / f"upload-{upload}.bin", upload), workdir
+            ),
+        ),
+        ("queue latency", lambda: queue_latency(stack, results, queue)),
+        ("API load", lambda: api_load(stack, results, seconds)),
+    ]
+    try:
+        for name, step in steps:
+            if args.only and name not in args.only:
+                continue
+            print(f"{name}…", flush=True)
+            step()
+    finally:
+        stack.stop()
+    table = results.table()
+    info = results.figures["machine"]
+    print()
+    print(
+        f"{info['cpus']} CPUs ({info['cpu']}), {info['ram_gb']} GB RAM, "
+        f"PostgreSQL {info['postgresql']}, Python {info['python']}"
+    )
+    print(table)
+    args.output.write_text(json.dumps({"table": results.rows, **results.figures}, indent=2, default=str))
+
+
+def huge_run(stack: Stack, results: Results, path: Path, rows: int) -> None:
+    """The 10M-row file once through raw COPY and once through the pipeline, with the worker's peak."""
+    copy = raw_copy(stack, path)
+    elapsed, peak, _answer = pipeline_import(stack, path, rows)
+    ratio = copy / elapsed
+    results.figures[f"ingest_{rows}"] = {
+        "raw_copy_seconds": copy,
+        "pipeline_seconds": elapsed,
+        "peak_mb": peak,
+    }
+    results.add(
+        f"CSV {rows:,} rows (rows/s; worker peak MB)",
+        f"{rows / elapsed:,.0f}; {peak:.0f}",
+        f"psql \\copy {rows / copy:,.0f}",
+        f"{ratio:.2f}",
+        f"≥ 0.67 {verdict(ratio >= 0.67)}",
+    )
