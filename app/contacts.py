@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -16,13 +18,27 @@ _STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS contact_staging "
     "(pos integer, name text, email text) ON COMMIT DELETE ROWS"
 )
-# Keep the first row of each email in the batch; ON CONFLICT skips emails the source already has.
+# Rows go in file order, so an email repeated within the batch conflicts with its first row, which
+# wins; ON CONFLICT also skips emails the source already has. Ids are time-ordered (see batch_id_head):
+# random ids scatter primary key inserts over the whole index and halve the insert rate.
 _MERGE = (
     "INSERT INTO contacts (id, name, email, source, imported_at, import_id) "
-    "SELECT gen_random_uuid(), name, email, %(source)s, now(), %(import_id)s FROM ("
-    "  SELECT DISTINCT ON (email) name, email FROM contact_staging ORDER BY email, pos"
-    ") AS batch ON CONFLICT (source, email) DO NOTHING"
+    "SELECT (%(id_head)s || lpad(to_hex(pos), 8, '0'))::uuid, name, email, %(source)s, now(), %(import_id)s "
+    "FROM contact_staging ORDER BY pos ON CONFLICT (source, email) DO NOTHING"
 )
+
+
+def batch_id_head() -> str:
+    """The first 24 hex digits of a batch's contact ids, in the UUIDv7 layout.
+
+    48 bits of Unix milliseconds, the version 7, 12 random bits, the RFC 4122 variant and 30 more
+    random bits (2 beside the variant, 28 after); the last 32 bits are the row's position in the
+    batch. Ids of one batch are consecutive, later batches sort after earlier ones, and 42 random
+    bits keep concurrent batches apart (a collision would fail the batch on the primary key, never overwrite).
+    """
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(6), "big") >> 6  # 42 random bits
+    return f"{ms & 0xFFFFFFFFFFFF:012x}7{rand >> 30:03x}{0x8 | (rand >> 28) & 0x3:x}{rand & 0xFFFFFFF:07x}"
 
 
 def store_contacts(session: Session, import_id: str, source: str, contacts: Sequence[Contact]) -> int:
@@ -36,7 +52,7 @@ def store_contacts(session: Session, import_id: str, source: str, contacts: Sequ
             with cursor.copy("COPY contact_staging (pos, name, email) FROM STDIN") as copy:
                 for position, contact in enumerate(contacts):
                     copy.write_row((position, contact.name, contact.email))
-            cursor.execute(_MERGE, {"source": source, "import_id": import_id})
+            cursor.execute(_MERGE, {"source": source, "import_id": import_id, "id_head": batch_id_head()})
             return cursor.rowcount
     cursor = connection.exec_driver_sql(
         "INSERT OR IGNORE INTO contacts (id, name, email, source, imported_at, import_id) "

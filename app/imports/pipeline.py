@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, update
+from flask import current_app
+from sqlalchemy import Engine, and_, or_, text, update
+from sqlalchemy.orm import Session
 
 from app.contacts import store_contacts, store_row_errors
 from app.extensions import db, settings, storage
@@ -118,16 +121,21 @@ class Heartbeat:
                 return
 
 
-def _commit_batch(imp: Import, attempt: int, batch: Batch) -> None:
+def _commit_batch(session: Session, import_id: str, attempt: int, source: str, batch: Batch) -> None:
     """Store a batch with its counters and checkpoint in one transaction, or nothing of it.
 
     Stops, storing nothing, if the import was cancelled or a newer run claimed it.
     """
-    inserted = store_contacts(db.session, imp.id, imp.source, batch.contacts)
-    store_row_errors(db.session, imp.id, batch.rejected)
-    result = db.session.execute(
+    if session.get_bind().dialect.name == "postgresql":
+        # Rows, row errors, counters and checkpoint commit together, so a commit lost in a database
+        # crash loses all of them at once and the rerun redoes the batch from the older checkpoint.
+        # The import's final commit stays synchronous: the stored file is deleted after it.
+        session.execute(text("SET LOCAL synchronous_commit = off"))
+    inserted = store_contacts(session, import_id, source, batch.contacts)
+    store_row_errors(session, import_id, batch.rejected)
+    result = session.execute(
         update(Import)
-        .where(*_ours(imp.id, attempt))
+        .where(*_ours(import_id, attempt))
         .values(
             processed_rows=Import.processed_rows + len(batch),
             inserted_rows=Import.inserted_rows + inserted,
@@ -138,9 +146,49 @@ def _commit_batch(imp: Import, attempt: int, batch: Batch) -> None:
         )
     )
     if result.rowcount == 0:
-        db.session.rollback()
-        raise ImportStopped(imp.id)
-    db.session.commit()
+        session.rollback()
+        raise ImportStopped(import_id)
+    session.commit()
+
+
+class Committer:
+    """Commits batches in order, one at a time; on PostgreSQL in a thread of its own.
+
+    While PostgreSQL stores batch N the main thread reads and validates batch N+1 (psycopg
+    releases the GIL while it waits), so Python and PostgreSQL work at the same time. The thread
+    owns the session while a batch is pending; the caller must not touch it until ``wait``.
+    """
+
+    def __init__(self, session: Session, import_id: str, attempt: int, source: str) -> None:
+        self.session, self.import_id, self.attempt, self.source = session, import_id, attempt, source
+        self.app = current_app._get_current_object()
+        threaded = session.get_bind().dialect.name == "postgresql"
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="import-commit") if threaded else None
+        self._pending: Future[None] | None = None
+
+    def submit(self, batch: Batch) -> None:
+        """Commit the batch once the previous one is committed; raise what the previous one raised."""
+        self.wait()
+        if self._pool is None:
+            _commit_batch(self.session, self.import_id, self.attempt, self.source, batch)
+        else:
+            self._pending = self._pool.submit(self._commit_in_thread, batch)
+
+    def _commit_in_thread(self, batch: Batch) -> None:
+        # The session finds its engine through the app, so the thread needs an app context too.
+        with self.app.app_context():
+            _commit_batch(self.session, self.import_id, self.attempt, self.source, batch)
+
+    def wait(self) -> None:
+        """Block until the pending batch is committed; raise its exception (ImportStopped, ...)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Let the pending batch finish, whatever happens to the caller, and stop the thread."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 def _finish(import_id: str, attempt: int, status: str, error: str | None = None) -> bool:
@@ -201,33 +249,16 @@ def run(imp: Import) -> None:
                 .values(format=table.format, total_rows=table.total_rows)
             )
             db.session.commit()
-            by_keys: dict[tuple[str, ...], Columns] = {}
-            batch = Batch(last_row=checkpoint)
-            for row_number, record in table.rows:
-                if row_number <= checkpoint:
-                    continue
-                batch.last_row = row_number
-                if isinstance(record, BrokenRow):
-                    batch.rejected.append((row_number, Problem(None, record.message, record.text), None))
-                    batch.rejected_rows += 1
-                elif not is_blank(record):
-                    columns = fixed
-                    if columns is None:
-                        keys = tuple(record)
-                        columns = by_keys.get(keys) or by_keys.setdefault(keys, find_columns(keys))
-                    outcome = validate(record, columns)
-                    if isinstance(outcome, Contact):
-                        batch.contacts.append(outcome)
-                    else:
-                        raw = _raw(record)
-                        batch.rejected.extend((row_number, p, raw) for p in outcome)
-                        batch.rejected_rows += 1
-                if len(batch) >= batch_size:
-                    _commit_batch(imp, attempt, batch)
-                    batch = Batch(last_row=row_number)
+            # The committer's thread owns the session from here: the loop keeps what it needs in locals.
+            committer = Committer(db.session(), import_id, attempt, imp.source)
+            try:
+                for _ in _read_batches(table.rows, fixed, checkpoint, batch_size, committer):
                     if handback_requested.is_set():
+                        committer.wait()  # hand back only after the batch is committed
                         raise ImportHandedBack(import_id)
-            _commit_batch(imp, attempt, batch)
+                committer.wait()
+            finally:
+                committer.close()
     except UnusableFile as exc:
         log.info("import failed: %s", exc, extra={"import_id": import_id})
         fail(import_id, attempt, str(exc))
@@ -245,6 +276,40 @@ def run(imp: Import) -> None:
         storage().delete(imp.storage_key)
         db.session.execute(update(Import).where(Import.id == import_id).values(storage_key=None))
         db.session.commit()
+
+
+def _read_batches(
+    rows: Any, fixed: Columns | None, checkpoint: int, batch_size: int, committer: Committer
+) -> Iterator[None]:
+    """Validate the rows after the checkpoint into batches, hand each to the committer, yield after each."""
+    by_keys: dict[tuple[str, ...], Columns] = {}
+    batch = Batch(last_row=checkpoint)
+    contacts, rejected = batch.contacts, batch.rejected
+    for row_number, record in rows:
+        if row_number <= checkpoint:
+            continue
+        batch.last_row = row_number
+        if isinstance(record, BrokenRow):
+            rejected.append((row_number, Problem(None, record.message, record.text), None))
+            batch.rejected_rows += 1
+        else:
+            columns = fixed
+            if columns is None:
+                keys = tuple(record)
+                columns = by_keys.get(keys) or by_keys.setdefault(keys, find_columns(keys))
+            outcome = validate(record, columns)
+            if isinstance(outcome, Contact):
+                contacts.append(outcome)
+            elif not is_blank(record):  # a valid row is never blank: only failures need the check
+                raw = _raw(record)
+                rejected.extend((row_number, p, raw) for p in outcome)
+                batch.rejected_rows += 1
+        if len(contacts) + batch.rejected_rows >= batch_size:
+            committer.submit(batch)
+            yield
+            batch = Batch(last_row=row_number)
+            contacts, rejected = batch.contacts, batch.rejected
+    committer.submit(batch)
 
 
 def release(import_id: str, attempt: int, reason: str | None = None) -> None:
