@@ -46,8 +46,11 @@ test: setup-test services browser
 	$(BIN)/pytest -q
 
 ## bench: the benchmark, printing ratios against raw COPY and cp measured in the same run
+##        (ARGS=--huge adds a 10,000,000-row file; wrk loads the API when apt can install it)
 bench: setup-test services
-	$(BIN)/python -m bench
+	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 \
+	  || echo "wrk is not available: a Python client loads the API instead"
+	$(BIN)/python -m bench $(ARGS)
 
 lint: setup-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -34,7 +34,8 @@ def contact_rows(count: int) -> Iterator[tuple[str, str]]:
                 email = INVALID[kind].format(i)
         elif roll < INVALID_SHARE + DUPLICATE_SHARE and i > 0:
             j = rng.randrange(i)
-            if valid[j]:
+            if valid[j] == 1:
+                valid[j] = 2  # repeated once at most, so each raw value stays unique
                 # A distinct value for COPY, a duplicate once lower-cased.
                 email = f"User.{j:08d}@{DOMAINS[j % len(DOMAINS)]}".upper()
             else:
@@ -82,7 +83,8 @@ def write_xlsx(path: Path, count: int) -> Path:
             "[Content_Types].xml",
             '<?xml version="1.0" encoding="UTF-8"?>'
             '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+            '<Default Extension="rels" '
+            'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
             '<Default Extension="xml" ContentType="application/xml"/>'
             '<Override PartName="/xl/workbook.xml" '
             'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'

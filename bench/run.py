@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import data
-from bench.stack import ROOT, MemoryWatch, Stack, database_url
+from bench.stack import MemoryWatch, Stack, database_url
 
 HERE = Path(__file__).resolve().parent
 MB = 1024 * 1024
@@ -438,6 +438,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=None, help="interleaved runs of the key comparison")
     parser.add_argument("--only", action="append", help="run only the named steps (ingest, memory, …)")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
+    parser.add_argument("--workdir", type=Path, default=HERE / "data", help="where generated files go")
     args = parser.parse_args(argv)
     huge = args.huge or os.environ.get("BENCH_HUGE") == "1"
     if args.quick:
@@ -453,8 +454,8 @@ def main(argv: list[str] | None = None) -> None:
             3,
         )
     repeats = args.repeats or repeats
-    workdir = HERE / "data"
-    workdir.mkdir(exist_ok=True)
+    workdir = args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
 
     print("generating files", flush=True)
     big = data.write_csv(workdir / f"contacts-{rows}.csv", rows)
@@ -491,6 +492,7 @@ def main(argv: list[str] | None = None) -> None:
             step()
     finally:
         stack.stop()
+        stack.drop()
     table = results.table()
     info = results.figures["machine"]
     print()

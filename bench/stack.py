@@ -121,6 +121,12 @@ class Stack:
             stdout=subprocess.DEVNULL,
         )
 
+    def drop(self) -> None:
+        """Remove the benchmark's database; the figures are in results.json."""
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE_NAME}" WITH (FORCE)')
+        redis.Redis.from_url(REDIS_URL).flushdb()
+
     def start(self) -> None:
         """Start gunicorn on a socket bound here (port 0) and a one-process worker pool."""
         listener = socket.socket()
