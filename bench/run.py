@@ -136,6 +136,31 @@ def ingest(stack: Stack, results: Results, path: Path, rows: int, repeats: int) 
     )
 
 
+def parallel_parts(stack: Stack, results: Results, workdir: Path, rows: int) -> None:
+    """The file as two halves imported at once by two workers, beside the whole file by one."""
+    half = data.write_csv(workdir / f"contacts-{rows // 2}.csv", rows // 2)
+    stack.sql("TRUNCATE contacts, import_errors")
+    whole, _peak, _answer = pipeline_import(stack, workdir / f"contacts-{rows}.csv", rows)
+    stack.sql("TRUNCATE contacts, import_errors")
+    second = stack.add_worker()
+    try:
+        started = time.perf_counter()
+        ids = [stack.post_file(half, f"bench-part-{part}") for part in (1, 2)]
+        for import_id in ids:
+            stack.wait(import_id)
+        parts = time.perf_counter() - started
+    finally:
+        stack.stop_process(second)
+    ratio = whole / parts
+    results.figures["parallel_parts"] = {"one_worker_seconds": whole, "two_workers_seconds": parts}
+    results.add(
+        f"CSV {rows:,} rows as 2 parts on 2 workers (rows/s)",
+        f"{rows / parts:,.0f}",
+        f"whole file, 1 worker {rows / whole:,.0f}",
+        f"{ratio:.2f}",
+    )
+
+
 # -- memory ---------------------------------------------------------------------------------------
 
 
@@ -468,6 +493,7 @@ def main(argv: list[str] | None = None) -> None:
     steps: list[tuple[str, Callable[[], None]]] = [
         ("ingest", lambda: ingest(stack, results, big, rows, repeats)),
         ("memory", lambda: memory(stack, results, (little, small), (big, rows))),
+        ("parallel", lambda: parallel_parts(stack, results, workdir, rows)),
     ]
     if huge:
         huge_rows = 10_000_000

@@ -157,13 +157,27 @@ class Stack:
 
     def start_worker(self) -> None:
         """One worker process, so one job at a time uses the second core."""
-        self.worker = subprocess.Popen(
+        self.worker = self.add_worker()
+
+    def add_worker(self) -> subprocess.Popen:
+        """A second worker pool of one process, for imports that run side by side."""
+        return subprocess.Popen(
             [sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--concurrency", "1"],
             cwd=ROOT,
             env=self.env,
             stdout=self.log,
             stderr=self.log,
         )
+
+    @staticmethod
+    def stop_process(process: subprocess.Popen) -> None:
+        """SIGTERM a process started here and wait for it."""
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
     def stop(self) -> None:
         """SIGTERM both and wait; a worker still busy is killed."""
