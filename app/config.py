@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STORAGE_BACKENDS = ("local", "supabase")
+# The one chunk size Supabase Storage's resumable (tus) endpoint accepts, apart from the last chunk.
+SUPABASE_CHUNK_SIZE = 6 * 1024 * 1024
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$", re.IGNORECASE)
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -178,11 +180,25 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
         errors.append(f"STORAGE_BACKEND must be one of {', '.join(STORAGE_BACKENDS)}, not {backend!r}")
     supabase_url = env.get("SUPABASE_URL") or None
     supabase_key = env.get("SUPABASE_SERVICE_ROLE_KEY") or None
+    bucket = env.get("SUPABASE_BUCKET", "imports").strip()
+    chunk_size = _size("UPLOAD_CHUNK_SIZE", env.get("UPLOAD_CHUNK_SIZE", "6MiB"), errors)
     if backend == "supabase":
         if not supabase_url:
             errors.append("STORAGE_BACKEND=supabase needs SUPABASE_URL")
+        elif not supabase_url.startswith(("https://", "http://")):
+            errors.append(f"SUPABASE_URL must start with https:// (or http://), not {supabase_url!r}")
         if not supabase_key:
             errors.append("STORAGE_BACKEND=supabase needs SUPABASE_SERVICE_ROLE_KEY")
+        if not bucket or "/" in bucket:
+            errors.append(f"SUPABASE_BUCKET must be a bucket name without '/', not {bucket!r}")
+        # Supabase's resumable endpoint takes 6 MiB chunks only (apart from the last), and every
+        # import may ask for a resumable transfer: any other size would fail at the first upload.
+        if chunk_size != SUPABASE_CHUNK_SIZE:
+            errors.append(
+                f"UPLOAD_CHUNK_SIZE must be 6MiB ({SUPABASE_CHUNK_SIZE} bytes) with "
+                f"STORAGE_BACKEND=supabase, not {chunk_size} bytes: Supabase's resumable uploads "
+                "accept only 6 MiB chunks (note that 6MB means 6,000,000 bytes; write 6MiB)"
+            )
 
     secret = env.get("SECRET_KEY") or ""
     if not secret:
@@ -198,7 +214,7 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
         secret_key=secret,
         port=_int("PORT", env.get("PORT", "8000"), errors),
         enable_metrics=_bool("ENABLE_METRICS", env.get("ENABLE_METRICS", "true"), errors),
-        upload_chunk_size=_size("UPLOAD_CHUNK_SIZE", env.get("UPLOAD_CHUNK_SIZE", "6MiB"), errors),
+        upload_chunk_size=chunk_size,
         worker_concurrency=_int("WORKER_CONCURRENCY", env.get("WORKER_CONCURRENCY", "10"), errors),
         max_upload_size=_size("MAX_UPLOAD_SIZE", env.get("MAX_UPLOAD_SIZE", "1GB"), errors),
         batch_size=_int("BATCH_SIZE", env.get("BATCH_SIZE", "10000"), errors),
@@ -210,9 +226,9 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
             "JOB_HEARTBEAT_TIMEOUT", env.get("JOB_HEARTBEAT_TIMEOUT", "60"), errors, minimum=2
         ),
         retry_backoff=_backoff("RETRY_BACKOFF", env.get("RETRY_BACKOFF", "5,30,120,600,1800"), errors),
-        supabase_url=supabase_url,
+        supabase_url=supabase_url.rstrip("/") if supabase_url else None,
         supabase_service_role_key=supabase_key,
-        supabase_bucket=env.get("SUPABASE_BUCKET", "imports"),
+        supabase_bucket=bucket,
         warnings=warnings,
     )
     if errors:

@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("imports", __name__)
 
-from app.imports import routes  # noqa: E402,F401  (routes register themselves on bp)
+from app.imports import cleanup, routes  # noqa: E402,F401  (routes register on bp, cleanup its task)

@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session
 
 from app.contacts import store_contacts, store_row_errors
 from app.extensions import db, settings, storage
+from app.imports.cleanup import discard_file
 from app.models import Import, utcnow
 from app.readers import BrokenRow, UnusableFile, cell_text, read_rows
+from app.storage import StoredFileMissing
 from app.validation import Columns, Contact, Problem, find_columns, is_blank, validate
 
 log = logging.getLogger(__name__)
@@ -259,7 +261,7 @@ def run(imp: Import) -> None:
                 committer.wait()
             finally:
                 committer.close()
-    except UnusableFile as exc:
+    except (UnusableFile, StoredFileMissing) as exc:
         log.info("import failed: %s", exc, extra={"import_id": import_id})
         fail(import_id, attempt, str(exc))
         return
@@ -267,15 +269,13 @@ def run(imp: Import) -> None:
         db.session.rollback()
         if db.session.get(Import, import_id).status == "cancelled":
             log.info("import was cancelled while running", extra={"import_id": import_id})
-            storage().delete(imp.storage_key)
+            discard_file(import_id, imp.storage_key)
         else:
             log.info("a newer run took the import over", extra={"import_id": import_id})
         return
     if _finish(import_id, attempt, "completed"):
         log.info("import completed", extra={"import_id": import_id})
-        storage().delete(imp.storage_key)
-        db.session.execute(update(Import).where(Import.id == import_id).values(storage_key=None))
-        db.session.commit()
+        discard_file(import_id, imp.storage_key)
 
 
 def _read_batches(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import tempfile
@@ -21,7 +22,9 @@ from app.imports.body import SOURCE_MAX, check_body
 from app.imports.forms import UploadForm
 from app.imports.service import EmptyUpload, create_import, enqueue_import
 from app.models import IMPORT_STATUSES, IdempotencyKey, Import, RowError
-from app.storage import UploadTooLarge, copy_limited
+from app.storage import StorageUnavailable, UploadTooLarge, copy_limited
+
+log = logging.getLogger(__name__)
 
 SPOOL_IN_MEMORY = 1024 * 1024
 ERRORS_PER_PAGE = 50
@@ -60,6 +63,16 @@ def accepted(imp: Import) -> Response:
     return response
 
 
+def storage_unavailable(exc: StorageUnavailable) -> Response:
+    """503 when the file could not be stored: nothing was recorded, the client may try again."""
+    log.warning("upload refused, storage is unavailable: %s", exc)
+    response = error_response(
+        503, f"The file could not be stored, so nothing was imported. Try again later. ({exc})"
+    )
+    response.headers["Retry-After"] = "30"
+    return response
+
+
 @dataclass
 class ImportRequest:
     """What a POST /import asks for, whichever way it was sent."""
@@ -95,6 +108,8 @@ def start(asked: ImportRequest, key: str | None = None) -> Response:
         return error_response(413, str(exc))
     except EmptyUpload as exc:
         return error_response(400, str(exc))
+    except StorageUnavailable as exc:
+        return storage_unavailable(exc)
     if key is not None:
         idempotency.complete(db.session, key, asked.fingerprint(imp.sha256), imp)
     db.session.commit()
@@ -344,6 +359,10 @@ def new() -> Response | str:
             )
         except (UploadTooLarge, EmptyUpload) as exc:
             form.file.errors.append(str(exc))
+        except StorageUnavailable as exc:
+            log.warning("upload refused, storage is unavailable: %s", exc)
+            form.file.errors.append("The file could not be stored, so nothing was imported. Try again later.")
+            return render_template("imports/new.html", form=form), 503
         else:
             db.session.commit()
             enqueue_import(imp.id)

@@ -26,6 +26,14 @@ class StorageUnavailable(Exception):
     """Storage could not be reached or refused us; worth trying again later."""
 
 
+class StoredFileMissing(FileNotFoundError):
+    """The stored file of an import is not in storage (any more); trying again will not help."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"The uploaded file ({key}) is no longer in storage. Upload the file again.")
+        self.key = key
+
+
 @dataclass(frozen=True)
 class StoredFile:
     """A file safely in storage."""

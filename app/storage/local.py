@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from app.config import Settings
-from app.storage import StorageUnavailable, StoredFile, copy_limited, new_key
+from app.storage import StorageUnavailable, StoredFile, StoredFileMissing, copy_limited, new_key
 
 
 class LocalStorage:
@@ -47,7 +47,11 @@ class LocalStorage:
     @contextmanager
     def open(self, key: str) -> Iterator[BinaryIO]:
         """The stored file, opened for reading."""
-        with open(self.path(key), "rb") as f:
+        try:
+            f = open(self.path(key), "rb")  # noqa: SIM115 - closed below, after the caller's block
+        except FileNotFoundError as exc:
+            raise StoredFileMissing(key) from exc
+        with f:
             yield f
 
     def delete(self, key: str) -> None:
