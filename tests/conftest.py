@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -20,6 +21,9 @@ from sqlalchemy import text
 from app import create_app
 from app.cli import upgrade_database
 from app.extensions import QUEUE_NAME, db
+
+if TYPE_CHECKING:
+    from tests.supabase_fake import FakeSupabase
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -173,6 +177,15 @@ def worker_process(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[...
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def fake_supabase() -> Iterator[FakeSupabase]:
+    """A Supabase Storage server (REST and tus subset, strict) on a free loopback port."""
+    from tests.supabase_fake import FakeSupabase
+
+    with FakeSupabase() as fake:
+        yield fake
 
 
 def wait_for(check: Callable[[], object], timeout: float = 60, interval: float = 0.1) -> object:

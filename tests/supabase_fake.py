@@ -46,7 +46,9 @@ class Failure:
 
     method: str
     path: str
-    mode: str  # "error": 503 after reading the body; "lost": do the work, then hang up
+    # "error": 503 after reading the body; "lost": do the work, then hang up without an answer;
+    # "cut": (GET of an object) send half of it, then hang up
+    mode: str
     skip: int = 0
     count: int = 1
 
@@ -232,7 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         with self.fake.lock:
             self.fake.requests.append((self.command, path))
-        failure = self.fake._failure_for(self.command, path)
+        failure = self.failure = self.fake._failure_for(self.command, path)
         if failure == "error":
             self._body()
             self.close_connection = True
@@ -327,6 +329,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.fake.served[name] = 0
         # Written a piece at a time: a client that stops reading holds the rest back here.
         for start in range(0, len(view), SERVE_PIECE):
+            if self.failure == "cut" and start >= len(view) // 2:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             self.wfile.write(view[start : start + SERVE_PIECE])
             with self.fake.lock:
                 self.fake.served[name] = min(start + SERVE_PIECE, len(view))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -80,15 +81,15 @@ def copy_limited(src: BinaryIO, write: Callable[[bytes], object], limit: int) ->
     return size, digest.hexdigest()
 
 
+# Backends by STORAGE_BACKEND name, imported only when chosen (the Supabase client is heavy).
+BACKENDS = {
+    "local": "app.storage.local:LocalStorage",
+    "supabase": "app.storage.supabase:SupabaseStorage",
+}
+
+
 def make_storage(settings: Settings) -> Storage:
     """The backend the settings name."""
-    from app.storage.local import LocalStorage
-
-    backends: dict[str, Callable[[Settings], Storage]] = {"local": LocalStorage.from_settings}
-    try:
-        from app.storage.supabase import SupabaseStorage
-
-        backends["supabase"] = SupabaseStorage.from_settings
-    except ImportError:  # the backend lands separately; local always works
-        pass
-    return backends[settings.storage_backend](settings)
+    module, _, name = BACKENDS[settings.storage_backend].partition(":")
+    backend = getattr(importlib.import_module(module), name)
+    return backend.from_settings(settings)
