@@ -46,11 +46,17 @@ def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
         total = round(size * lines / len(head)) if size else None
         return Table(kind, _lines(stream), total)
 
-    stream = seekable(stream)
+    copy = seekable(stream)
+    owned = copy is not stream  # a temporary copy of a stream that cannot seek: ours to close
     path = "item" if _strip(head).startswith(b"[") else "data.item"
-    total = _count_items(stream, path)
-    stream.seek(0)
-    return Table(kind, _items(stream, path), total)
+    try:
+        total = _count_items(copy, path)
+    except BaseException:
+        if owned:
+            copy.close()
+        raise
+    copy.seek(0)
+    return Table(kind, _items(copy, path, close=owned), total)
 
 
 def _skip_bom(stream: BinaryIO) -> BinaryIO:
@@ -80,9 +86,13 @@ def _count_items(stream: BinaryIO, path: str) -> int:
     return count
 
 
-def _items(stream: BinaryIO, path: str) -> Iterator[tuple[int, Record | BrokenRow]]:
-    for position, item in enumerate(ijson.items(_skip_bom(stream), path, use_float=True), 1):
-        yield position, item if isinstance(item, dict) else _broken(item)
+def _items(stream: BinaryIO, path: str, close: bool) -> Iterator[tuple[int, Record | BrokenRow]]:
+    try:
+        for position, item in enumerate(ijson.items(_skip_bom(stream), path, use_float=True), 1):
+            yield position, item if isinstance(item, dict) else _broken(item)
+    finally:
+        if close:
+            stream.close()
 
 
 def _lines(stream: BinaryIO) -> Iterator[tuple[int, Record | BrokenRow]]:
