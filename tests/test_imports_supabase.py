@@ -1,0 +1,234 @@
+"""Imports with STORAGE_BACKEND=supabase: upload, worker, health, failures and the clean-up."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select, update
+
+from app.extensions import db, queue
+from app.maintenance import run_once
+from app.models import Contact, Import
+from app.storage.supabase import SupabaseStorage
+from tests.conftest import wait_for
+from tests.supabase_fake import CHUNK, FakeSupabase
+
+CSV = b"name,email\nAda Lovelace,ada@example.com\nGrace Hopper,grace@example.com\n"
+
+
+@pytest.fixture(autouse=True)
+def _quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SupabaseStorage, "retry_delays", (0.01, 0.01))
+
+
+def supabase_settings(fake: FakeSupabase, **extra: str) -> dict[str, str]:
+    return {
+        "STORAGE_BACKEND": "supabase",
+        "SUPABASE_URL": fake.url,
+        "SUPABASE_SERVICE_ROLE_KEY": fake.key,
+        **extra,
+    }
+
+
+@pytest.fixture
+def supabase_app(app, make_app, fake_supabase):
+    """An app storing in the fake Supabase, its context pushed over the default app's."""
+    sb_app = make_app(**supabase_settings(fake_supabase))
+    with sb_app.app_context():
+        yield sb_app
+
+
+@pytest.fixture
+def sb_client(supabase_app):
+    client = supabase_app.test_client()
+    client.environ_base["HTTP_ACCEPT"] = "application/json"
+    return client
+
+
+def big_csv(rows: int, pad: int) -> bytes:
+    """A CSV whose size comes mostly from a notes column, so it passes 6 MiB with few rows."""
+    lines = [b"name,email,notes"]
+    lines += [f"Person {i},p{i}@example.com,{'n' * pad}".encode() for i in range(rows)]
+    return b"\n".join(lines) + b"\n"
+
+
+def post_each_kind(client, use_resumable: bool) -> dict[str, object]:
+    """POST /import as JSON, multipart and raw stream; the answers by kind."""
+    flag = "true" if use_resumable else "false"
+    json_body = {
+        "source": "json-src",
+        "useResumable": use_resumable,
+        "data": [{"name": "Ada", "email": "ada@example.com"}, {"name": "Bob", "email": "bob@example.com"}],
+    }
+    return {
+        "json": client.post("/import", json=json_body),
+        "multipart": client.post(
+            "/import",
+            data={"file": (io.BytesIO(CSV), "c.csv"), "source": "form-src", "useResumable": flag},
+            content_type="multipart/form-data",
+        ),
+        "stream": client.post(
+            "/import", data=CSV, headers={"X-Source": "stream-src", "X-Use-Resumable": flag}
+        ),
+    }
+
+
+@pytest.mark.parametrize("use_resumable", [False, True])
+def test_every_kind_of_request_imports_through_supabase(sb_client, fake_supabase, work, use_resumable):
+    answers = post_each_kind(sb_client, use_resumable)
+    ids = {}
+    for kind, response in answers.items():
+        assert response.status_code == 202, (kind, response.get_json())
+        ids[kind] = response.get_json()["jobId"]
+    keys = {db.session.get(Import, job_id).storage_key for job_id in ids.values()}
+    assert keys == set(fake_supabase.objects["imports"])  # stored in the bucket before the job ran
+    assert any(m == "PATCH" for m, _ in fake_supabase.requests) is use_resumable
+
+    work()
+    for kind, job_id in ids.items():
+        status = sb_client.get(f"/imports/{job_id}").get_json()
+        assert status["status"] == "completed", (kind, status)
+        assert status["insertedRows"] == 2
+        assert status["useResumable"] is use_resumable
+        assert db.session.get(Import, job_id).storage_key is None
+    assert fake_supabase.objects["imports"] == {}  # each file deleted once imported
+    assert db.session.scalar(select(func.count()).select_from(Contact)) == 6
+
+
+def test_large_resumable_upload_imported_by_a_worker_process(sb_client, fake_supabase, worker_process, env):
+    body = big_csv(rows=1500, pad=5000)  # ~7.5 MB: two chunks
+    response = sb_client.post("/import", data=body, headers={"X-Source": "big", "X-Use-Resumable": "true"})
+    assert response.status_code == 202
+    assert [p.length for p in fake_supabase.patches] == [CHUNK, len(body) - CHUNK]
+    job_id = response.get_json()["jobId"]
+    key = db.session.get(Import, job_id).storage_key
+    worker_process("--concurrency", "1", **supabase_settings(fake_supabase))
+
+    def finished() -> dict | None:
+        db.session.remove()
+        status = sb_client.get(f"/imports/{job_id}").get_json()
+        return status if status["status"] in ("completed", "failed") else None
+
+    status = wait_for(finished, timeout=120)
+    assert status["status"] == "completed", status
+    assert status["insertedRows"] == 1500
+    assert fake_supabase.objects["imports"] == {}
+    assert ("GET", f"/storage/v1/object/imports/{key}") in fake_supabase.requests
+
+
+def test_health_names_storage_when_the_key_is_wrong(make_app, fake_supabase):
+    app = make_app(**supabase_settings(fake_supabase, SUPABASE_SERVICE_ROLE_KEY="wrong-key"))
+    with app.app_context():
+        response = app.test_client().get("/health")
+    assert response.status_code == 503
+    payload = response.get_json()
+    assert payload["status"] == "unhealthy"
+    assert payload["checks"] == {"database": "ok", "redis": "ok", "storage": "failing"}
+    assert payload["error"].startswith("storage: ")
+    assert "SUPABASE_SERVICE_ROLE_KEY" in payload["error"]
+
+
+def test_health_names_storage_when_supabase_is_down(make_app, fake_supabase):
+    app = make_app(**supabase_settings(fake_supabase))
+    with app.app_context():
+        client = app.test_client()
+        assert client.get("/health").status_code == 200
+        fake_supabase.stop()
+        response = client.get("/health")
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["storage"] == "failing"
+    assert "storage: " in response.get_json()["error"]
+    assert "cannot be reached" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("failure", ["wrong key", "down"])
+@pytest.mark.parametrize("use_resumable", [False, True])
+def test_import_is_503_and_leaves_no_row_when_storage_fails(make_app, fake_supabase, failure, use_resumable):
+    extra = {"SUPABASE_SERVICE_ROLE_KEY": "wrong-key"} if failure == "wrong key" else {}
+    app = make_app(**supabase_settings(fake_supabase, **extra))
+    if failure == "down":
+        fake_supabase.stop()
+    with app.app_context():
+        client = app.test_client()
+        client.environ_base["HTTP_ACCEPT"] = "application/json"
+        for kind, response in post_each_kind(client, use_resumable).items():
+            assert response.status_code == 503, kind
+            assert response.headers["Retry-After"]
+            error = response.get_json()["error"]
+            assert "could not be stored" in error and "nothing was imported" in error, error
+        assert db.session.scalar(select(func.count()).select_from(Import)) == 0
+        assert queue().count == 0
+    assert fake_supabase.objects["imports"] == {}
+
+
+def test_upload_page_says_storage_failed(make_app, fake_supabase):
+    app = make_app(**supabase_settings(fake_supabase))
+    app.config["WTF_CSRF_ENABLED"] = False
+    fake_supabase.stop()
+    with app.app_context():
+        page = app.test_client().post(
+            "/",
+            data={"file": (io.BytesIO(CSV), "c.csv"), "source": "crm"},
+            content_type="multipart/form-data",
+            headers={"Accept": "text/html"},
+        )
+        assert page.status_code == 503
+        assert b"could not be stored" in page.data
+        assert db.session.scalar(select(func.count()).select_from(Import)) == 0
+
+
+def test_storage_failure_while_reading_is_retried(sb_client, fake_supabase, work):
+    job_id = sb_client.post("/import", data=CSV, headers={"X-Source": "s"}).get_json()["jobId"]
+    fake_supabase.fail("GET", "error", path="/object/")
+    work()
+    imp = db.session.get(Import, job_id)
+    assert imp.status == "queued"  # released, waiting for its retry
+    assert "StorageUnavailable" in imp.error
+    assert imp.storage_key in fake_supabase.objects["imports"]
+
+
+def test_missing_stored_file_fails_the_import_with_a_reason(sb_client, fake_supabase, work):
+    job_id = sb_client.post("/import", data=CSV, headers={"X-Source": "s"}).get_json()["jobId"]
+    fake_supabase.objects["imports"].clear()
+    work()
+    status = sb_client.get(f"/imports/{job_id}").get_json()
+    assert status["status"] == "failed"
+    assert "no longer in storage" in status["error"]
+
+
+def test_failed_delete_is_kept_and_retried_by_the_clean_up(supabase_app, sb_client, fake_supabase, work):
+    fake_supabase.fail("DELETE", "error", path="/object/", count=2)
+    job_id = sb_client.post("/import", data=CSV, headers={"X-Source": "s"}).get_json()["jobId"]
+    work()
+    imp = db.session.get(Import, job_id)
+    assert imp.status == "completed" and imp.inserted_rows == 2  # the import itself succeeded
+    key = imp.storage_key
+    assert key is not None and key in fake_supabase.objects["imports"]
+
+    # A cancelled import whose file is still there is cleaned up too; a failed one keeps its file.
+    kept = {}
+    for status in ("cancelled", "failed"):
+        other = sb_client.post("/import", data=CSV, headers={"X-Source": status}).get_json()["jobId"]
+        db.session.execute(update(Import).where(Import.id == other).values(status=status))
+        kept[status] = other
+    db.session.commit()
+
+    run_once(supabase_app)  # storage still refuses this once: nothing is lost
+    db.session.expire_all()
+    assert db.session.get(Import, job_id).storage_key == key
+    assert key in fake_supabase.objects["imports"]
+
+    run_once(supabase_app)
+    db.session.expire_all()
+    assert db.session.get(Import, job_id).storage_key is None
+    assert db.session.get(Import, kept["cancelled"]).storage_key is None
+    failed_key = db.session.get(Import, kept["failed"]).storage_key
+    assert list(fake_supabase.objects["imports"]) == [failed_key]
+
+
+def test_app_with_supabase_needs_no_local_folder(supabase_app: Flask, sb_client, tmp_path):
+    sb_client.post("/import", data=CSV, headers={"X-Source": "s"})
+    uploads = tmp_path / "instance" / "uploads"
+    assert not uploads.exists() or not any(uploads.iterdir())
