@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import io
+import threading
+from collections.abc import Iterator
 
 import pytest
 from flask import Flask
 from sqlalchemy import func, select, update
+from tusclient.client import TusClient
+from tusclient.exceptions import TusCommunicationError
+from werkzeug.serving import make_server
 
 from app.extensions import db, queue
 from app.maintenance import run_once
@@ -232,3 +237,44 @@ def test_app_with_supabase_needs_no_local_folder(supabase_app: Flask, sb_client,
     sb_client.post("/import", data=CSV, headers={"X-Source": "s"})
     uploads = tmp_path / "instance" / "uploads"
     assert not uploads.exists() or not any(uploads.iterdir())
+
+
+@pytest.fixture
+def served(supabase_app: Flask) -> Iterator[str]:
+    """The Supabase-backed app in a real threaded HTTP server, for a real tus client."""
+    server = make_server("127.0.0.1", 0, supabase_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+def test_browser_upload_moves_to_supabase_once_complete(served, fake_supabase, work, sb_client):
+    body = big_csv(rows=1300, pad=5000)  # past one Supabase chunk
+    uploader = TusClient(f"{served}/uploads").uploader(
+        file_stream=io.BytesIO(body),
+        chunk_size=1024 * 1024,
+        metadata={"source": "browser", "filename": "people.csv", "useResumable": "true"},
+    )
+    uploader.upload()
+    job_id = uploader.request.response_headers["x-import-id"]
+    key = db.session.get(Import, job_id).storage_key
+    assert fake_supabase.objects["imports"][key] == body
+    assert [p.length for p in fake_supabase.patches] == [CHUNK, len(body) - CHUNK]
+    work()
+    status = sb_client.get(f"/imports/{job_id}").get_json()
+    assert (status["status"], status["insertedRows"], status["useResumable"]) == ("completed", 1300, True)
+    assert fake_supabase.objects["imports"] == {}
+
+
+def test_browser_upload_waits_while_supabase_is_down(served, fake_supabase):
+    fake_supabase.stop()
+    uploader = TusClient(f"{served}/uploads").uploader(
+        file_stream=io.BytesIO(CSV), chunk_size=1024, metadata={"source": "browser"}
+    )
+    with pytest.raises(TusCommunicationError) as refused:
+        uploader.upload()
+    assert refused.value.status_code == 503
+    assert db.session.scalar(select(func.count()).select_from(Import)) == 0
