@@ -35,7 +35,9 @@ SPOOL_IN_MEMORY = 1024 * 1024
 READ_CHUNK = 256 * 1024
 CONTENT_TYPE = "application/octet-stream"
 CACHE_SECONDS = "3600"
-HTTP_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+# Transfers may wait long for a busy server; small JSON calls (the /health check, deletes) may not.
+TRANSFER_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+API_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 # tuspy sets no timeout on its requests, so a server that stops answering would hang an upload.
 TUS_TIMEOUT = (10.0, 120.0)
 # Real status codes worth another try: the server or a proxy in front of it was busy or broken.
@@ -157,10 +159,11 @@ class _Uploader(Uploader):
             raise TusUploadFailed("", self.request.status_code, self.request.response_content)
 
 
-def _close_in(pid: int, client: httpx.Client) -> None:
-    """Close a client's pooled connections, but only in the process that opened them."""
+def _close_in(pid: int, *clients: httpx.Client) -> None:
+    """Close clients' pooled connections, but only in the process that opened them."""
     if os.getpid() == pid:
-        client.close()
+        for client in clients:
+            client.close()
 
 
 class SupabaseStorage:
@@ -176,6 +179,7 @@ class SupabaseStorage:
         self.chunk_size = chunk_size
         self._pid: int | None = None
         self._http: httpx.Client | None = None
+        self._api: httpx.Client | None = None
         self._storage: SyncStorageClient | None = None
         self._inherited: list[httpx.Client] = []
 
@@ -201,11 +205,12 @@ class SupabaseStorage:
         use (or close) the pooled connections it inherited from its parent.
         """
         if self._pid != os.getpid() or self._http is None or self._storage is None:
-            if self._http is not None:
-                self._inherited.append(self._http)  # the parent's: kept, never touched
-            self._http = httpx.Client(headers=self._auth, timeout=HTTP_TIMEOUT)
-            weakref.finalize(self, _close_in, os.getpid(), self._http)
-            options = ClientOptions(httpx_client=self._http, auto_refresh_token=False, persist_session=False)
+            # The parent's clients: kept referenced, never used or closed here.
+            self._inherited.extend(client for client in (self._http, self._api) if client)
+            self._http = httpx.Client(headers=self._auth, timeout=TRANSFER_TIMEOUT)
+            self._api = httpx.Client(timeout=API_TIMEOUT)
+            weakref.finalize(self, _close_in, os.getpid(), self._http, self._api)
+            options = ClientOptions(httpx_client=self._api, auto_refresh_token=False, persist_session=False)
             self._storage = create_client(self.url, self.key, options=options).storage
             self._pid = os.getpid()
         return self._http, self._storage
