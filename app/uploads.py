@@ -27,7 +27,7 @@ from app.imports.body import SOURCE_MAX
 from app.imports.service import EmptyUpload, create_import, enqueue_import
 from app.maintenance import TASKS
 from app.models import Upload, utcnow
-from app.storage import COPY_CHUNK, UploadTooLarge
+from app.storage import COPY_CHUNK, StorageUnavailable, UploadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,14 @@ class TusError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def _discard_copy(key: str) -> None:
+    """Remove the stored copy of an upload whose import could not start; storage may be failing too."""
+    try:
+        storage().delete(key)
+    except StorageUnavailable:
+        log.warning("stored copy %s of an upload whose import failed to start could not be deleted", key)
 
 
 @bp.errorhandler(TusError)
@@ -318,7 +326,7 @@ def _start_import(upload: Upload) -> None:
     except Exception:
         db.session.rollback()
         if stored_key:
-            storage().delete(stored_key)
+            _discard_copy(stored_key)
         log.exception("upload %s is complete but its import could not start", upload.id)
         raise TusError(503, "The file arrived but its import could not start; retry in a moment") from None
     log.info("upload %s complete, import %s started", upload.id, upload.import_id)
