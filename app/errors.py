@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
 
 
 def wants_json() -> bool:
-    """Whether the client prefers JSON to HTML (API clients, curl, fetch)."""
+    """Whether the client prefers JSON to HTML (API clients, curl, fetch); HTMX always wants HTML."""
+    if request.headers.get("HX-Request") == "true":
+        return False
     accept = request.accept_mimetypes
     return accept["application/json"] >= accept["text/html"]
 
@@ -28,6 +31,11 @@ def _handle_http(exc: HTTPException) -> Response | tuple[str, int]:
         message = "Not found"
     elif exc.code == 413:
         message = "The request body is larger than the upload limit"
+    elif isinstance(exc, CSRFError):
+        message = (
+            "This form has expired or did not come from this site, so nothing was changed. "
+            "Go back, reload the page and try again."
+        )
     else:
         message = exc.description or exc.name
     if wants_json():

@@ -2,6 +2,9 @@
 
 from flask import Blueprint
 
+from app.imports import display
+
 bp = Blueprint("imports", __name__)
+display.register(bp)
 
 from app.imports import cleanup, routes  # noqa: E402,F401  (routes register on bp, cleanup its task)

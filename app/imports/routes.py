@@ -11,8 +11,18 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import func, select
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import error_response, wants_json
@@ -20,7 +30,18 @@ from app.extensions import csrf, db, settings
 from app.imports import bp, idempotency
 from app.imports.body import SOURCE_MAX, check_body
 from app.imports.forms import UploadForm
-from app.imports.service import EmptyUpload, create_import, enqueue_import
+from app.imports.pace import pace_of
+from app.imports.rejected import rejected_csv
+from app.imports.service import (
+    ActionRefused,
+    EmptyUpload,
+    cancel_import,
+    create_import,
+    discard_queued_import,
+    enqueue_import,
+    requeue_import,
+    retry_import,
+)
 from app.models import IMPORT_STATUSES, IdempotencyKey, Import, RowError
 from app.storage import StorageUnavailable, UploadTooLarge, copy_limited
 
@@ -258,17 +279,7 @@ def _page() -> int:
     return max(1, request.args.get("page", 1, type=int) or 1)
 
 
-@bp.get("/imports")
-def index() -> Response | str:
-    """Recent imports, newest first, filtered by status, source and the SHA-256 of their file."""
-    status = request.args.get("status") or None
-    source = request.args.get("source") or None
-    sha256 = (request.args.get("sha256") or "").strip().lower() or None
-    if status and status not in IMPORT_STATUSES:
-        return error_response(400, f"status must be one of {', '.join(IMPORT_STATUSES)}")
-    if sha256 and not SHA256.match(sha256):
-        return error_response(400, "sha256 must be 64 hexadecimal characters")
-    per_page = min(max(request.args.get("per_page", IMPORTS_PER_PAGE, type=int) or 1, 1), 100)
+def _filtered(status: str | None, source: str | None, sha256: str | None) -> Select:
     query = select(Import)
     if status:
         query = query.where(Import.status == status)
@@ -276,29 +287,108 @@ def index() -> Response | str:
         query = query.where(Import.source == source)
     if sha256:
         query = query.where(Import.sha256 == sha256)
+    return query
+
+
+def _elapsed_seconds() -> ColumnElement[float]:
+    """SQL for an import's running time in seconds, up to now while it runs."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        end = func.julianday(func.coalesce(Import.finished_at, func.datetime("now")))
+        return (end - func.julianday(Import.started_at)) * 86400
+    return func.extract("epoch", func.coalesce(Import.finished_at, func.now()) - Import.started_at)
+
+
+def _totals(query: Select) -> dict[str, float | int | None]:
+    """Counts summed over every import the filters match, and their combined rows per second."""
+    matched = query.subquery()
+    row = db.session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(matched.c.processed_rows), 0),
+            func.coalesce(func.sum(matched.c.inserted_rows), 0),
+            func.coalesce(func.sum(matched.c.duplicate_rows), 0),
+            func.coalesce(func.sum(matched.c.rejected_rows), 0),
+        ).select_from(matched)
+    ).one()
+    elapsed = db.session.scalar(
+        select(func.sum(_elapsed_seconds())).where(
+            Import.id.in_(select(matched.c.id)), Import.started_at.is_not(None)
+        )
+    )
+    processed = int(row[1])
+    return {
+        "imports": int(row[0]),
+        "processed": processed,
+        "inserted": int(row[2]),
+        "duplicates": int(row[3]),
+        "rejected": int(row[4]),
+        "elapsed": float(elapsed) if elapsed else None,
+        "rows_per_second": processed / float(elapsed) if elapsed and processed else None,
+    }
+
+
+def _imports_listing() -> dict[str, object] | Response:
+    """The page of imports the query string asks for, or a 400 for a filter that cannot be."""
+    status = request.args.get("status") or None
+    source = (request.args.get("source") or "").strip() or None
+    sha256 = (request.args.get("sha256") or "").strip().lower() or None
+    if status and status not in IMPORT_STATUSES:
+        return error_response(400, f"status must be one of {', '.join(IMPORT_STATUSES)}")
+    if sha256 and not SHA256.match(sha256):
+        return error_response(400, "sha256 must be 64 hexadecimal characters")
+    per_page = min(max(request.args.get("per_page", IMPORTS_PER_PAGE, type=int) or 1, 1), 100)
+    query = _filtered(status, source, sha256)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     page = _page()
     imports = db.session.scalars(
         query.order_by(Import.created_at.desc(), Import.id).limit(per_page).offset((page - 1) * per_page)
     ).all()
-    pages = max(1, math.ceil(total / per_page))
+    return {
+        "imports": imports,
+        "page": page,
+        "pages": max(1, math.ceil(total / per_page)),
+        "total": total,
+        "status": status,
+        "source": source,
+        "per_page": per_page,
+        "query": query,
+    }
+
+
+def _table_context(listing: dict[str, object]) -> dict[str, object]:
+    query = listing.pop("query")
+    return {
+        **listing,
+        "paces": {imp.id: pace_of(imp) for imp in listing["imports"]},
+        "totals": _totals(query),
+        "statuses": IMPORT_STATUSES,
+    }
+
+
+@bp.get("/imports")
+def index() -> Response | str | dict:
+    """Recent imports, newest first, filtered by status and source."""
+    listing = _imports_listing()
+    if isinstance(listing, Response):
+        return listing
     if wants_json():
         return {
-            "items": [imp.to_dict() for imp in imports],
-            "page": page,
-            "pages": pages,
-            "total": total,
+            "items": [imp.to_dict() for imp in listing["imports"]],
+            "page": listing["page"],
+            "pages": listing["pages"],
+            "total": listing["total"],
         }
-    return render_template(
-        "imports/index.html",
-        imports=imports,
-        page=page,
-        pages=pages,
-        total=total,
-        status=status,
-        source=source,
-        statuses=IMPORT_STATUSES,
-    )
+    sources = db.session.scalars(select(Import.source).distinct().order_by(Import.source).limit(200)).all()
+    return render_template("imports/index.html", sources=sources, **_table_context(listing))
+
+
+@bp.get("/imports/table")
+def imports_table() -> Response | str:
+    """The imports table alone, which the list page polls to stay current."""
+    listing = _imports_listing()
+    if isinstance(listing, Response):
+        return listing
+    return render_template("imports/_table.html", **_table_context(listing))
 
 
 def _import_or_404(job_id: str) -> Import:
@@ -331,7 +421,23 @@ def detail(job_id: str) -> Response | str | dict:
     imp = _import_or_404(job_id)
     if wants_json():
         return imp.to_dict()
-    return render_template("imports/detail.html", imp=imp, errors=_errors_page(imp, 1))
+    return render_template(
+        "imports/detail.html", imp=imp, pace=pace_of(imp), errors=_errors_page(imp, _page())
+    )
+
+
+@bp.get("/imports/<job_id>/progress")
+def progress(job_id: str) -> str:
+    """The import's status and progress; it polls itself only while the import has not ended."""
+    imp = _import_or_404(job_id)
+    # The first poll that sees the import ended also refreshes the rejected rows beside it.
+    ended_now = imp.is_final and request.headers.get("HX-Request") == "true"
+    return render_template(
+        "imports/_progress.html",
+        imp=imp,
+        pace=pace_of(imp),
+        errors=_errors_page(imp, 1) if ended_now else None,
+    )
 
 
 @bp.get("/imports/<job_id>/errors")
@@ -344,8 +450,81 @@ def errors(job_id: str) -> Response | str | dict:
     return render_template("imports/_errors.html", imp=imp, errors=page)
 
 
+@bp.get("/imports/<job_id>/rejected.csv")
+def rejected(job_id: str) -> Response:
+    """The rejected rows in their original columns plus an ``error`` column, as a download."""
+    imp = _import_or_404(job_id)
+    stem = (imp.filename or "import").rsplit(".", 1)[0] or "import"
+    response = Response(
+        stream_with_context(rejected_csv(db.session, imp.id)), mimetype="text/csv; charset=utf-8"
+    )
+    response.headers.set("Content-Disposition", "attachment", filename=f"{stem}-rejected.csv")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _check_csrf_of_browsers() -> None:
+    """Refuse a browser's form post without a valid CSRF token.
+
+    A forged request rides on the victim's cookies; an API client that asks for JSON and sends
+    no session cookie carries none, so it needs no token (as with ``POST /import``).
+    """
+    if not current_app.config.get("WTF_CSRF_ENABLED", True):
+        return
+    if wants_json() and current_app.config["SESSION_COOKIE_NAME"] not in request.cookies:
+        return
+    csrf.protect()
+
+
+def _action_answer(imp: Import, done: str) -> Response | dict:
+    if wants_json():
+        return imp.to_dict()
+    flash(done, "success")
+    return redirect(url_for("imports.detail", job_id=imp.id), code=303)
+
+
+def _action_refused(imp: Import, exc: ActionRefused) -> Response:
+    db.session.rollback()
+    if wants_json():
+        return error_response(409, str(exc))
+    flash(str(exc), "error")
+    return redirect(url_for("imports.detail", job_id=imp.id), code=303)
+
+
+@bp.post("/imports/<job_id>/retry")
+@csrf.exempt
+def retry(job_id: str) -> Response | dict:
+    """Run a failed import again from its checkpoint."""
+    _check_csrf_of_browsers()
+    imp = _import_or_404(job_id)
+    try:
+        retry_import(imp)
+    except ActionRefused as exc:
+        return _action_refused(imp, exc)
+    db.session.commit()
+    requeue_import(imp.id)
+    return _action_answer(imp, "The import is queued again and continues where it stopped.")
+
+
+@bp.post("/imports/<job_id>/cancel")
+@csrf.exempt
+def cancel(job_id: str) -> Response | dict:
+    """Cancel a queued or running import; a running one stops after its current batch."""
+    _check_csrf_of_browsers()
+    imp = _import_or_404(job_id)
+    storage_key = imp.storage_key
+    try:
+        was_queued = cancel_import(imp)
+    except ActionRefused as exc:
+        return _action_refused(imp, exc)
+    db.session.commit()
+    if was_queued:
+        discard_queued_import(imp.id, storage_key)
+    return _action_answer(imp, "The import is cancelled. Rows stored before it stopped are kept.")
+
+
 @bp.route("/", methods=["GET", "POST"])
-def new() -> Response | str:
+def new() -> Response | tuple[str, int]:
     """The upload page; without JavaScript it posts this form and lands on the import's page."""
     form = UploadForm()
     if form.validate_on_submit():
@@ -366,7 +545,7 @@ def new() -> Response | str:
         else:
             db.session.commit()
             enqueue_import(imp.id)
-            flash(f"Importing {upload.filename}.", "success")
+            flash(f"{upload.filename} is uploaded and queued for import.", "success")
             return redirect(url_for("imports.detail", job_id=imp.id), code=303)
     status = 400 if form.errors else 200
-    return render_template("imports/new.html", form=form), status
+    return render_template("imports/new.html", form=form, chunk_size=settings().upload_chunk_size), status

@@ -7,9 +7,13 @@ from typing import BinaryIO
 
 import redis.exceptions
 from rq import Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from sqlalchemy import update
 
 from app.extensions import db, queue, settings, storage
-from app.models import Import
+from app.models import Import, utcnow
+from app.storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +22,10 @@ JOB_TIMEOUT = 6 * 3600
 
 class EmptyUpload(Exception):
     """The request carried no bytes to import."""
+
+
+class ActionRefused(Exception):
+    """The import's state does not allow what was asked; the message says why, for its owner."""
 
 
 def create_import(
@@ -63,3 +71,72 @@ def enqueue_import(import_id: str) -> bool:
         log.warning("import not queued, the reconciler will: %s", exc, extra={"import_id": import_id})
         return False
     return True
+
+
+def _job(import_id: str) -> Job | None:
+    try:
+        return Job.fetch(import_id, connection=queue().connection)
+    except NoSuchJobError:
+        return None
+
+
+def retry_import(imp: Import) -> None:
+    """Mark a failed import queued again; the caller commits, then calls ``requeue_import``.
+
+    The job continues from the import's checkpoint, so rows already stored are not read twice.
+    """
+    if imp.status != "failed":
+        raise ActionRefused(f"Only a failed import can be retried; this one is {imp.status}.")
+    if not imp.storage_key:
+        raise ActionRefused("The file of this import is no longer stored. Upload it again.")
+    job = _job(imp.id)
+    if job is not None and job.get_status(refresh=False) == JobStatus.STARTED:
+        # Its last run is still winding down; a second run must not start beside it.
+        raise ActionRefused("This import is still stopping. Try again in a moment.")
+    result = db.session.execute(
+        update(Import)
+        .where(Import.id == imp.id, Import.status == "failed")
+        .values(status="queued", error=None, finished_at=None)
+    )
+    if result.rowcount == 0:
+        raise ActionRefused("This import changed in the meantime. Reload the page and try again.")
+
+
+def requeue_import(import_id: str) -> None:
+    """Queue a retried import's job afresh, dropping the record of its failed run."""
+    queue().failed_job_registry.remove(import_id)
+    enqueue_import(import_id)
+
+
+def cancel_import(imp: Import) -> bool:
+    """Mark a queued or running import cancelled; the caller commits. True if it had not started.
+
+    A running import stops at its next batch (the pipeline commits a batch only while the import
+    is running); a queued one is never claimed, and ``discard_queued_import`` drops its job and file.
+    """
+    for was in ("queued", "running"):
+        values: dict[str, object] = {"status": "cancelled", "finished_at": utcnow()}
+        if was == "queued":
+            values["storage_key"] = None
+        result = db.session.execute(
+            update(Import).where(Import.id == imp.id, Import.status == was).values(values)
+        )
+        if result.rowcount:
+            return was == "queued"
+    raise ActionRefused(f"Only a queued or running import can be cancelled; this one is {imp.status}.")
+
+
+def discard_queued_import(import_id: str, storage_key: str | None) -> None:
+    """After a queued import's cancel is committed: drop its waiting job and its stored file."""
+    job = _job(import_id)
+    if job is not None and job.get_status(refresh=False) in (
+        JobStatus.QUEUED,
+        JobStatus.SCHEDULED,
+        JobStatus.DEFERRED,
+    ):
+        job.delete()
+    if storage_key:
+        try:
+            storage().delete(storage_key)
+        except (OSError, StorageUnavailable):  # cancelled either way; the file is only left behind
+            log.exception("could not delete the file of a cancelled import", extra={"import_id": import_id})
