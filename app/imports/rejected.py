@@ -34,10 +34,6 @@ def _unique(name: str, taken: Iterable[str]) -> str:
     return candidate
 
 
-def _problem_text(error: RowError) -> str:
-    return f"{error.field}: {error.message}" if error.field else error.message
-
-
 def _errors(session: Session, import_id: str, *columns: object) -> Iterator:
     """The import's row errors in row order, read a batch at a time from a server-side cursor."""
     query = (
@@ -76,7 +72,11 @@ def header_of(session: Session, import_id: str) -> Header:
 
 
 def rejected_csv(session: Session, import_id: str) -> Iterator[str]:
-    """Yield the CSV text of the rejected rows: one line per row, all its problems in the last column."""
+    """Yield the CSV text of the rejected rows: one line per row, all its problems in the last column.
+
+    The rows are read from a server-side cursor a batch at a time and written as they come, so a
+    file with millions of rejected rows never sits in memory whole.
+    """
     header = header_of(session, import_id)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
@@ -111,6 +111,6 @@ def rejected_csv(session: Session, import_id: str) -> Iterator[str]:
                 cells = {str(k): "" if v is None else str(v) for k, v in error.raw.items()}
             else:
                 cells = {header.line: error.value or ""} if header.line else {}
-        problems.append(_problem_text(error))
+        problems.append(error.message)
     write(current, cells, problems)
     yield flush()
