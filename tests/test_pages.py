@@ -289,6 +289,7 @@ def test_progress_fragment_polls_only_while_the_import_runs(app, client, work):
     # The poll that sees the end also brings the rejected rows up to date.
     assert 'id="errors"' in fragment and 'hx-swap-oob="true"' in fragment and "nope" in fragment
     page = browser.get(f"/imports/{job_id}", headers=HTML).get_data(as_text=True)
+    assert page.count('id="errors"') == 1 and page.count('id="progress"') == 1
     assert "hx-trigger" not in page.split('id="errors"')[0].split('id="progress"')[1]
 
 

@@ -21,7 +21,9 @@ def file_size(value: int | None) -> str:
     size = float(value)
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1000 or unit == "GB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            if unit == "B":
+                return f"{int(size)} B"
+            return f"{size:.1f}".removesuffix(".0") + f" {unit}"
         size /= 1000
     raise AssertionError("unreachable")
 
@@ -42,13 +44,16 @@ def duration(seconds: float | None) -> str:
     return f"{secs} s"
 
 
-def moment(value: datetime | None) -> str:
-    """A point in time, in UTC, in a form no locale can misread: 28 Nov 2026, 21:40 UTC."""
+def moment(value: datetime | None, short: bool = False) -> str:
+    """A point in time, in UTC, in a form no locale can misread: 28 Nov 2026, 21:40 UTC.
+
+    The short form (28 Nov, 21:40) is for tables, whose header says the times are UTC.
+    """
     if value is None:
         return "–"
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%-d %b %Y, %H:%M UTC")
+    return value.astimezone(UTC).strftime("%-d %b, %H:%M" if short else "%-d %b %Y, %H:%M UTC")
 
 
 def register(bp: Blueprint) -> None:

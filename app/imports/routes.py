@@ -436,7 +436,7 @@ def progress(job_id: str) -> str:
         "imports/_progress.html",
         imp=imp,
         pace=pace_of(imp),
-        errors=_errors_page(imp, 1) if ended_now else None,
+        oob_errors=_errors_page(imp, 1) if ended_now else None,
     )
 
 
