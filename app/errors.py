@@ -31,7 +31,7 @@ def _handle_http(exc: HTTPException) -> Response | tuple[str, int]:
         message = "Not found"
     elif exc.code == 413:
         message = "The request body is larger than the upload limit"
-    elif isinstance(exc, CSRFError):
+    elif isinstance(exc, CSRFError) and not wants_json():  # API clients get Flask-WTF's reason
         message = (
             "This form has expired or did not come from this site, so nothing was changed. "
             "Go back, reload the page and try again."

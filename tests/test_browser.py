@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import re
 import threading
+import time
+import zipfile
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 import requests
@@ -129,18 +133,219 @@ def new_page(chromium: object) -> Iterator[Callable[..., object]]:
     assert problems == []
 
 
-def contacts_csv(rows: int, bad: int = 0) -> bytes:
+def contacts_csv(rows: int, bad: int = 0, who: str = "person") -> bytes:
     """A contact list with ``rows`` good rows and ``bad`` rows whose email is broken."""
     lines = ["Name,Email,Company"]
-    lines += [f"Person {i},person{i}@example.com,Firm {i % 7}" for i in range(rows)]
+    lines += [f"{who.title()} {i},{who}{i}@example.com,Firm {i % 7}" for i in range(rows)]
     lines += [f"Broken {i},broken-{i}-at-example.com,=1+{i}" for i in range(bad)]
     return ("\n".join(lines) + "\n").encode()
+
+
+def xlsx_workbook(rows: list[list[str]]) -> bytes:
+    """A one-sheet XLSX workbook of text cells, the smallest a spreadsheet program writes."""
+    sheet_rows = "".join(
+        f'<row r="{r}">'
+        + "".join(f'<c t="inlineStr"><is><t>{escape(cell)}</t></is></c>' for cell in row)
+        + "</row>"
+        for r, row in enumerate(rows, start=1)
+    )
+    main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    package = "http://schemas.openxmlformats.org/package/2006"
+    parts = {
+        "[Content_Types].xml": f'<Types xmlns="{package}/content-types">'
+        '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        '<Default Extension="xml" ContentType="application/xml"/>'
+        '<Override PartName="/xl/workbook.xml" '
+        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+        '<Override PartName="/xl/worksheets/sheet1.xml" '
+        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+        "</Types>",
+        "_rels/.rels": f'<Relationships xmlns="{package}/relationships">'
+        f'<Relationship Id="rId1" Type="{rel}/officeDocument" Target="xl/workbook.xml"/></Relationships>',
+        "xl/workbook.xml": f'<workbook xmlns="{main}" xmlns:r="{rel}">'
+        '<sheets><sheet name="Contacts" sheetId="1" r:id="rId1"/></sheets></workbook>',
+        "xl/_rels/workbook.xml.rels": f'<Relationships xmlns="{package}/relationships">'
+        f'<Relationship Id="rId1" Type="{rel}/worksheet" Target="worksheets/sheet1.xml"/></Relationships>',
+        "xl/worksheets/sheet1.xml": (
+            f'<worksheet xmlns="{main}"><sheetData>{sheet_rows}</sheetData></worksheet>'
+        ),
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as workbook:
+        for name, xml in parts.items():
+            workbook.writestr(name, '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>' + xml)
+    return buffer.getvalue()
+
+
+def drop_files(page: object, files: dict[str, bytes]) -> None:
+    """Drop files on the drop zone, as a person dragging them from their desktop would."""
+    transfer = page.evaluate_handle(
+        """(files) => {
+            const transfer = new DataTransfer();
+            for (const [name, data] of files) {
+                const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+                transfer.items.add(new File([bytes], name));
+            }
+            return transfer;
+        }""",
+        [[name, base64.b64encode(data).decode()] for name, data in files.items()],
+    )
+    zone = page.locator("[data-dropzone]")
+    zone.dispatch_event("dragenter", {"dataTransfer": transfer})
+    zone.dispatch_event("drop", {"dataTransfer": transfer})
 
 
 def shoot(page: object, name: str) -> None:
     """Keep a full-page screenshot for people to look at (the folder is not committed)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_drop_a_spreadsheet_and_watch_its_import_complete(server, worker, new_page):
+    rows = [["First name", "Last name", "E-mail"]]
+    rows += [[f"Ada{i}", "Lovelace", f"ada{i}@example.com"] for i in range(300)]
+    rows += [["Bad", "Row", "not an email"]]
+    page = new_page()
+    page.goto(server.url + "/")
+    page.get_by_label("Source").fill("Trade fair 2026")
+    drop_files(page, {"fair.xlsx": xlsx_workbook(rows)})
+    # One file: once uploaded, the page goes to its import and follows it there.
+    page.wait_for_url(re.compile(r"/imports/[0-9a-f-]{36}$"))
+    page.locator('[data-status="completed"]').wait_for()
+    assert page.get_by_role("heading", level=1).inner_text() == "fair.xlsx"
+    assert page.locator('[data-count="inserted"]').inner_text() == "300"
+    assert page.locator('[data-count="rejected"]').inner_text() == "1"
+    assert "not an email" in page.locator("#errors table").inner_text()
+    job_id = page.url.rsplit("/", 1)[1]
+    assert server.status(job_id)["format"] == "xlsx"
+
+
+def test_several_files_each_get_a_link_to_their_import(server, worker, new_page):
+    page = new_page()
+    page.goto(server.url + "/")
+    page.get_by_label("Source").fill("Partners")
+    drop_files(page, {"north.csv": contacts_csv(4, who="north"), "south.csv": contacts_csv(6, who="south")})
+    page.get_by_text("All 2 files are uploaded and being imported.").wait_for()
+    links = page.get_by_role("link", name="see its import")
+    assert links.count() == 2
+    ids = [link.get_attribute("href").rsplit("/", 1)[1] for link in links.all()]
+    for job_id, inserted in zip(ids, (4, 6), strict=True):
+        wait_for(lambda job_id=job_id: server.status(job_id)["status"] == "completed")
+        assert server.status(job_id)["insertedRows"] == inserted
+        assert server.status(job_id)["source"] == "Partners"
+
+
+def test_the_drop_zone_asks_for_the_source_first_and_is_keyboard_usable(server, new_page):
+    page = new_page()
+    # Listening from the start turns on Playwright's file chooser interception before the key is
+    # pressed; turned on only by expect_file_chooser, it can lose the race on a loaded machine.
+    page.on("filechooser", lambda chooser: None)
+    page.goto(server.url + "/")
+    zone = page.get_by_role("button", name="Files")
+    zone.focus()
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files(files=[{"name": "leads.csv", "mimeType": "text/csv", "buffer": contacts_csv(2)}])
+    assert page.get_by_text("Say where these contacts come from.").is_visible()
+    assert page.get_by_label("Source").get_attribute("aria-invalid") == "true"
+    assert "waiting for a source" in page.locator(".upload").inner_text()
+    page.get_by_label("Source").fill("Website")
+    page.get_by_role("button", name="Import").click()
+    page.wait_for_url(re.compile(r"/imports/[0-9a-f-]{36}$"))
+
+
+def test_an_interrupted_upload_resumes_after_a_reload(server, worker, new_page, tmp_path):
+    rows = 20_000
+    file = tmp_path / "big list.csv"
+    file.write_bytes(contacts_csv(rows))
+    chunk = 64 * 1024
+    patches: list[dict[str, str]] = []
+
+    def cut_the_line(route: object) -> None:
+        # Three chunks get through, then the network is gone.
+        if route.request.method == "PATCH":
+            patches.append(route.request.headers)
+            if len(patches) > 3:
+                route.abort("internetdisconnected")
+                return
+        route.continue_()
+
+    page = new_page()
+    page.route("**/uploads/*", cut_the_line)
+    page.goto(server.url + "/")
+    page.get_by_label("Source").fill("Newsletter")
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/uploads")) as created:
+        page.locator('input[type="file"]').set_input_files(str(file))
+    upload_url = created.value.headers["location"]
+    deadline = time.monotonic() + 60
+    while len(patches) <= 3:  # the browser's events are handled only while Playwright waits
+        assert time.monotonic() < deadline, "the upload never got going"
+        page.wait_for_timeout(50)
+
+    page.reload()  # the line is still cut: nothing more arrives before the page is gone
+    page.unroute("**/uploads/*")
+    head = requests.head(upload_url, headers={"Tus-Resumable": "1.0.0"}, timeout=10)
+    assert int(head.headers["Upload-Offset"]) == 3 * chunk
+    # The page remembers the unfinished upload and how far it came.
+    unfinished = page.locator("[data-resumable]")
+    unfinished.get_by_text("big list.csv").wait_for()
+    unfinished.get_by_text("196.6 KB of").wait_for()  # 3 chunks of 64 KiB
+    requests_after: list[tuple[str, str]] = []
+    page.on("request", lambda r: requests_after.append((r.method, r.headers.get("upload-offset", ""))))
+    # The source field is empty after the reload: the upload keeps the source it began with.
+    page.locator('input[type="file"]').set_input_files(str(file))
+    page.wait_for_url(re.compile(r"/imports/[0-9a-f-]{36}$"))
+    uploads = [(method, offset) for method, offset in requests_after if method in ("POST", "PATCH")]
+    assert uploads[0] == ("PATCH", str(3 * chunk))  # no new upload: it continued where it stopped
+    job_id = page.url.rsplit("/", 1)[1]
+    page.locator('[data-status="completed"]').wait_for()
+    status = server.status(job_id)
+    assert (status["insertedRows"], status["source"], status["sizeBytes"]) == (
+        rows,
+        "Newsletter",
+        file.stat().st_size,
+    )
+
+
+def test_pause_and_resume_an_upload(server, worker, new_page, tmp_path):
+    file = tmp_path / "members.csv"
+    file.write_bytes(contacts_csv(8_000, who="member"))
+    held: list[object] = []
+    offsets: list[str] = []
+
+    def hold_the_second_chunk(route: object) -> None:
+        if route.request.method == "PATCH":
+            offsets.append(route.request.headers["upload-offset"])
+            if len(offsets) == 2:
+                held.append(route)  # never answered: the upload waits on it until paused
+                return
+        route.continue_()
+
+    page = new_page(viewport={"width": 1280, "height": 900})
+    page.route("**/uploads/*", hold_the_second_chunk)
+    page.goto(server.url + "/")
+    page.get_by_label("Source").fill("Members")
+    page.locator('input[type="file"]').set_input_files(str(file))
+    deadline = time.monotonic() + 60
+    while not held:
+        assert time.monotonic() < deadline, "the second chunk never came"
+        page.wait_for_timeout(50)
+    item = page.locator(".upload")
+    item.get_by_text("65.5 KB of").wait_for()
+    assert item.locator("progress").get_attribute("max") == str(file.stat().st_size)
+    shoot(page, "upload-in-progress")
+    item.get_by_role("button", name="Pause members.csv").click()
+    item.get_by_text("paused").wait_for()
+    page.unroute("**/uploads/*")
+    resumed: list[str] = []
+    page.on("request", lambda r: resumed.append(r.headers["upload-offset"]) if r.method == "PATCH" else None)
+    item.get_by_role("button", name="Resume members.csv").click()
+    page.wait_for_url(re.compile(r"/imports/[0-9a-f-]{36}$"))
+    page.locator('[data-status="completed"]').wait_for()
+    assert page.locator('[data-count="inserted"]').inner_text() == "8,000"
+    assert offsets == ["0", "65536"]
+    assert resumed[0] == "65536"  # the held chunk is sent again; nothing before it
 
 
 def test_no_javascript_form_lands_on_the_import_page(server, worker, new_page, tmp_path):
