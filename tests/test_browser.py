@@ -437,6 +437,12 @@ def test_screenshots_of_every_page(server, worker, new_page):
     assert page.locator("#progress").get_attribute("hx-trigger") == "every 1s"
     shoot(page, "import-running")
 
+    failed = server.start_import(b"Company,Phone\nAcme,555-0100\n", "phone-list.csv", "Sales team")
+    wait_for(lambda: server.status(failed)["status"] == "failed")
+    page.goto(f"{server.url}/imports/{failed}")
+    assert page.get_by_role("button", name="Retry import").is_visible()
+    shoot(page, "import-failed")
+
     page.goto(server.url + "/imports")
     page.locator("tfoot").wait_for()
     shoot(page, "imports-list")
@@ -444,6 +450,11 @@ def test_screenshots_of_every_page(server, worker, new_page):
     page.goto(server.url + "/no/such/page")
     assert page.get_by_role("heading", name="Page not found").is_visible()
     shoot(page, "not-found")
+
+    plain = new_page(java_script_enabled=False, viewport={"width": 1280, "height": 900})
+    plain.goto(server.url + "/")
+    assert plain.locator('input[type="file"]').is_visible()
+    shoot(plain, "upload-without-javascript")
 
     phone = new_page(viewport={"width": 375, "height": 812}, is_mobile=True, has_touch=True)
     phone.goto(server.url + "/")

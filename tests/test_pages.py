@@ -72,6 +72,21 @@ def test_rejected_csv_has_original_columns_and_one_error_column(client, work):
     ]
 
 
+def test_rejected_csv_of_many_rows_comes_in_pieces_with_every_row_once(client, work):
+    bad = 3000  # more than one read batch and one flush; every other row has two problems
+    lines = [f"{'' if i % 2 else f'Person {i}'},broken-{i}" for i in range(bad)]
+    job_id = start(client, "name,email\n" + "\n".join(lines) + "\n")
+    work()
+    response = client.get(f"/imports/{job_id}/rejected.csv")
+    pieces = list(response.response)
+    assert len(pieces) > 2
+    rows = list(csv.reader(io.StringIO(b"".join(pieces).decode("utf-8-sig"))))
+    assert len(rows) == bad + 1
+    assert [row[1] for row in rows[1:]] == [f"broken-{i}" for i in range(bad)]
+    assert rows[2] == ["", "broken-1", "Name is missing; Not a valid email address"]
+    response.close()
+
+
 def test_rejected_csv_neutralises_formulas(client, work):
     job_id = start(
         client,

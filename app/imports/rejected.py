@@ -15,6 +15,7 @@ from app.models import RowError
 # Cells that a spreadsheet would run as a formula (OWASP "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 READ_BATCH = 1000
+FLUSH_AT = 64 * 1024  # characters of CSV sent to the client at a time
 # Broken lines (bad JSON, an item that is not an object) have no columns: their text goes here.
 LINE_COLUMN = "line"
 ERROR_COLUMN = "error"
@@ -99,12 +100,10 @@ def rejected_csv(session: Session, import_id: str) -> Iterator[str]:
     current: int | None = None
     cells: dict[str, str] = {}
     problems: list[str] = []
-    written = 0
     for (error,) in _errors(session, import_id, RowError):
         if error.row != current:
             write(current, cells, problems)
-            written += 1
-            if written % READ_BATCH == 0:
+            if buffer.tell() >= FLUSH_AT:
                 yield flush()
             current, problems = error.row, []
             if error.raw is not None:
