@@ -330,7 +330,7 @@ def _totals(query: Select) -> dict[str, float | int | None]:
 def _imports_listing() -> dict[str, object] | Response:
     """The page of imports the query string asks for, or a 400 for a filter that cannot be."""
     status = request.args.get("status") or None
-    source = (request.args.get("source") or "").strip() or None
+    source = request.args.get("source") or None
     sha256 = (request.args.get("sha256") or "").strip().lower() or None
     if status and status not in IMPORT_STATUSES:
         return error_response(400, f"status must be one of {', '.join(IMPORT_STATUSES)}")
