@@ -103,8 +103,10 @@ def retry_import(imp: Import) -> None:
 
 
 def requeue_import(import_id: str) -> None:
-    """Queue a retried import's job afresh, dropping the record of its failed run."""
-    queue().failed_job_registry.remove(import_id)
+    """Queue a retried import's job afresh, clearing what RQ kept of its failed run."""
+    from app.recovery import forget_job  # the reconciler's module imports this one
+
+    forget_job(queue(), import_id)
     enqueue_import(import_id)
 
 
@@ -128,13 +130,15 @@ def cancel_import(imp: Import) -> bool:
 
 def discard_queued_import(import_id: str, storage_key: str | None) -> None:
     """After a queued import's cancel is committed: drop its waiting job and its stored file."""
+    from app.recovery import forget_job  # the reconciler's module imports this one
+
     job = _job(import_id)
     if job is not None and job.get_status(refresh=False) in (
         JobStatus.QUEUED,
         JobStatus.SCHEDULED,
         JobStatus.DEFERRED,
     ):
-        job.delete()
+        forget_job(queue(), import_id)
     if storage_key:
         try:
             storage().delete(storage_key)
