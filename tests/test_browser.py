@@ -415,7 +415,7 @@ def test_screenshots_of_every_page(server, worker, new_page):
     shoot(page, "import-finished")
 
     with server.app.app_context():
-        running = server.start_import(contacts_csv(10), "newsletter-signups.xlsx", "Website")
+        running = server.start_import(contacts_csv(10), "newsletter-signups.csv", "Website")
         wait_for(lambda: server.status(running)["status"] == "completed")
         # Shown as it looks halfway through a large file.
         db.session.execute(
