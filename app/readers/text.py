@@ -90,10 +90,17 @@ def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
     records = csv.reader(text, delimiter=delimiter)
     row_number = 0
     columns: list[str] = []
-    for row_number, cells in enumerate(records, start=1):  # noqa: B007 - the loop finds the header
-        if any(cell.strip() for cell in cells):
-            columns = unique_columns(cells)
-            break
+    try:
+        for row_number, cells in enumerate(records, start=1):  # noqa: B007 - the loop finds the header
+            if any(cell.strip() for cell in cells):
+                columns = unique_columns(cells)
+                break
+    except csv.Error as exc:
+        text.detach()
+        raise UnusableFile(
+            f"The header row could not be read ({exc}). Check that the file is a CSV whose "
+            "first line names the columns, and that its quotes are closed."
+        ) from exc
     if not columns:
         text.detach()
         raise UnusableFile("The file has no header row: it is empty or holds only blank lines.")
