@@ -49,7 +49,7 @@ def header_key(header: str) -> str:
 class Columns:
     """Which of a file's columns give the name and the email."""
 
-    email: str | None
+    email: str | None = None
     name: str | None = None
     first: str | None = None
     last: str | None = None
