@@ -55,16 +55,16 @@ def _ods_cell(value: Any) -> str:
             f'<table:table-cell office:value-type="date" office:date-value="{value.isoformat()}">'
             f"<text:p>{value.isoformat()}</text:p></table:table-cell>"
         )
-    return f'<table:table-cell office:value-type="string"><text:p>{escape(str(value))}</text:p></table:table-cell>'
+    text = escape(str(value))
+    return f'<table:table-cell office:value-type="string"><text:p>{text}</text:p></table:table-cell>'
 
 
 def ods_bytes(rows: Sequence[Sequence[Any]], leading_rows: int = 0, leading_columns: int = 0) -> bytes:
     """An ODS: a zip with ``mimetype`` stored first, ``content.xml`` and the manifest."""
     body = []
     if leading_rows:
-        body.append(
-            f'<table:table-row table:number-rows-repeated="{leading_rows}"><table:table-cell/></table:table-row>'
-        )
+        repeat = f'table:number-rows-repeated="{leading_rows}"'
+        body.append(f"<table:table-row {repeat}><table:table-cell/></table:table-row>")
     pad = f'<table:table-cell table:number-columns-repeated="{leading_columns}"/>' if leading_columns else ""
     for row in rows:
         body.append("<table:table-row>" + pad + "".join(_ods_cell(v) for v in row) + "</table:table-row>")

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import codecs
+import csv
 import io
 import json
 import os
 import zipfile
 from datetime import date, datetime
 
+import openpyxl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from app.readers import BrokenRow, Table, UnusableFile, read_rows
 from app.readers.spreadsheet import MAX_UNCOMPRESSED
@@ -81,11 +86,13 @@ def test_windows_1252_after_the_sniffed_head_is_still_read():
     assert rows[-1] == (4002, {"Name": "Müller", "Email": "m@example.de"})
 
 
-@pytest.mark.parametrize(
-    ("delimiter", "kind"), [(",", "csv"), (";", "csv"), ("\t", "tsv"), ("|", "csv")]
-)
+@pytest.mark.parametrize(("delimiter", "kind"), [(",", "csv"), (";", "csv"), ("\t", "tsv"), ("|", "csv")])
 def test_delimiters_are_sniffed(delimiter: str, kind: str):
-    lines = [["Name", "Email", "City"], ["Ada", "ada@example.com", "London"], ["Bob", "b@example.com", "Paris"]]
+    lines = [
+        ["Name", "Email", "City"],
+        ["Ada", "ada@example.com", "London"],
+        ["Bob", "b@example.com", "Paris"],
+    ]
     data = "\n".join(delimiter.join(line) for line in lines).encode()
     table, rows = read(data)
     assert table.format == kind
@@ -95,7 +102,10 @@ def test_delimiters_are_sniffed(delimiter: str, kind: str):
 def test_semicolons_with_commas_in_the_values():
     data = b"Name;Email\nM\xc3\xbcller, Hans;h@example.de\nDoe, Jane;j@example.com\n"
     _, rows = read(data)
-    assert rows == [(2, {"Name": "Müller, Hans", "Email": "h@example.de"}), (3, {"Name": "Doe, Jane", "Email": "j@example.com"})]
+    assert rows == [
+        (2, {"Name": "Müller, Hans", "Email": "h@example.de"}),
+        (3, {"Name": "Doe, Jane", "Email": "j@example.com"}),
+    ]
 
 
 def test_quoted_fields_keep_commas_quotes_and_newlines_and_rows_count_as_in_a_spreadsheet():
@@ -108,7 +118,10 @@ def test_quoted_fields_keep_commas_quotes_and_newlines_and_rows_count_as_in_a_sp
     )
     _, rows = read(data)
     assert rows[0] == (2, {"name": "Smith, John", "email": "john@example.com", "note": 'said "hi"'})
-    assert rows[1] == (3, {"name": "Ada", "email": "ada@example.com", "note": "line one\r\nline two\r\nline three"})
+    assert rows[1] == (
+        3,
+        {"name": "Ada", "email": "ada@example.com", "note": "line one\r\nline two\r\nline three"},
+    )
     # the multi-line cell is one spreadsheet row, and the blank line is row 4
     assert rows[-1] == (5, {"name": "Bob", "email": "bob@example.com", "note": "last"})
 
@@ -158,14 +171,21 @@ def test_spreadsheet_rows_numbers_and_dates(build):
     from app.readers import cell_text
 
     as_text = [{k: cell_text(v) for k, v in record.items()} for _, record in rows]
-    assert as_text[0] == {"Full Name": "12345", "E-Mail": "ADA@example.com", "Phone": "4930123456", "Born": "1990-12-10"}
+    assert as_text[0] == {
+        "Full Name": "12345",
+        "E-Mail": "ADA@example.com",
+        "Phone": "4930123456",
+        "Born": "1990-12-10",
+    }
     assert as_text[1]["Phone"] == "1.5"
     assert as_text[1]["Born"].startswith("1906-12-09")
     assert as_text[3]["Full Name"] == "Bob"
 
 
 def test_xlsx_header_below_empty_rows_and_right_of_empty_columns():
-    data = xlsx_bytes([["Name", "Email"], ["Ada", "ada@example.com"], [None, None], ["Bob", "b@example.com"]], 3, 3)
+    data = xlsx_bytes(
+        [["Name", "Email"], ["Ada", "ada@example.com"], [None, None], ["Bob", "b@example.com"]], 3, 3
+    )
     table, rows = read(data)
     assert table.columns == ["Name", "Email"]
     assert [number for number, _ in rows] == [4, 5, 6]
@@ -177,7 +197,10 @@ def test_ods_header_below_empty_rows_and_right_of_empty_columns():
     data = ods_bytes([["Name", "Email"], ["Ada", "ada@example.com"], ["Bob", "b@example.com"]], 2, 2)
     table, rows = read(data, seekable=False)
     assert table.format == "ods"
-    assert rows == [(4, {"Name": "Ada", "Email": "ada@example.com"}), (5, {"Name": "Bob", "Email": "b@example.com"})]
+    assert rows == [
+        (4, {"Name": "Ada", "Email": "ada@example.com"}),
+        (5, {"Name": "Bob", "Email": "b@example.com"}),
+    ]
 
 
 def test_header_only_spreadsheet_has_no_rows():
@@ -234,7 +257,9 @@ def test_zip_that_is_not_a_spreadsheet_is_refused():
 
 
 def test_json_array_items_numbered_from_one():
-    data = json.dumps([{"name": "Ada", "email": "ada@example.com"}, 7, {"name": "Bob", "email": "b@example.com"}])
+    data = json.dumps(
+        [{"name": "Ada", "email": "ada@example.com"}, 7, {"name": "Bob", "email": "b@example.com"}]
+    )
     table, rows = read(data.encode())
     assert table.format == "json"
     assert table.total_rows == 3
@@ -245,7 +270,11 @@ def test_json_array_items_numbered_from_one():
 
 @pytest.mark.parametrize("seekable", [True, False], ids=["stored", "streamed"])
 def test_json_object_with_data_as_the_original_files(seekable: bool):
-    document = {"source": "inside", "data": [{"name": "Ada", "email": "ada@example.com"}], "meta": {"data": [1]}}
+    document = {
+        "source": "inside",
+        "data": [{"name": "Ada", "email": "ada@example.com"}],
+        "meta": {"data": [1]},
+    }
     data = codecs.BOM_UTF8 + json.dumps(document, indent=2).encode()
     table, rows = read(data, seekable)
     assert (table.format, table.total_rows) == ("json", 1)
@@ -258,7 +287,10 @@ def test_json_numbers_are_not_decimals():
 
 
 def test_ndjson_broken_line_is_a_row_error_with_its_line_number():
-    data = b'{"name": "Ada", "email": "ada@example.com"}\n\n{"name": "Bob", broken\n[1, 2]\n{"name": "Cy", "email": "c@example.com"}\n'
+    data = (
+        b'{"name": "Ada", "email": "ada@example.com"}\n\n{"name": "Bob", broken\n[1, 2]\n'
+        b'{"name": "Cy", "email": "c@example.com"}\n'
+    )
     table, rows = read(data)
     assert table.format == "ndjson"
     assert rows[0] == (1, {"name": "Ada", "email": "ada@example.com"})
@@ -269,11 +301,14 @@ def test_ndjson_broken_line_is_a_row_error_with_its_line_number():
 
 
 def test_ndjson_whose_first_line_is_broken_is_still_ndjson():
-    data = b'{"name": "Ada", \n{"name": "Bob", "email": "b@example.com"}\n{"name": "Cy", "email": "c@example.com"}\n'
+    data = (
+        b'{"name": "Ada", \n{"name": "Bob", "email": "b@example.com"}\n{"name": "Cy", "email": "c@x.com"}\n'
+    )
     table, rows = read(data)
     assert table.format == "ndjson"
     assert rows[0][0] == 1 and isinstance(rows[0][1], BrokenRow)
     assert rows[1] == (2, {"name": "Bob", "email": "b@example.com"})
+    assert rows[2] == (3, {"name": "Cy", "email": "c@x.com"})
 
 
 def test_ndjson_line_nested_too_deeply_is_a_row_error():
@@ -284,7 +319,12 @@ def test_ndjson_line_nested_too_deeply_is_a_row_error():
 
 @pytest.mark.parametrize(
     "data",
-    [b'[{"name": "Ada", "email": "a@example.com"}', b'{"data": [{"name": "Ada"', b'[{"name": }]', b"[1, 2,, 3]"],
+    [
+        b'[{"name": "Ada", "email": "a@example.com"}',
+        b'{"data": [{"name": "Ada"',
+        b'[{"name": }]',
+        b"[1, 2,, 3]",
+    ],
     ids=["truncated-array", "truncated-object", "invalid", "double-comma"],
 )
 def test_invalid_json_is_refused_before_any_row(data: bytes):
@@ -310,7 +350,9 @@ def test_empty_json_array_has_no_rows():
 # -- Files that cannot be imported at all --------------------------------------------------------
 
 
-@pytest.mark.parametrize("data", [b"", b"   \r\n\t\n  ", codecs.BOM_UTF8, b"\x00\x00\x00"], ids=["empty", "spaces", "bom", "nuls"])
+@pytest.mark.parametrize(
+    "data", [b"", b"   \r\n\t\n  ", codecs.BOM_UTF8, b"\x00\x00\x00"], ids=["empty", "spaces", "bom", "nuls"]
+)
 def test_empty_files_are_refused(data: bytes):
     assert refused(data) == "The file is empty."
 
@@ -318,9 +360,11 @@ def test_empty_files_are_refused(data: bytes):
 @pytest.mark.parametrize(
     "data",
     [
-        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00\x00\x00\x01\x00\x08\x06\x00\x00\x00" + bytes(range(256)) * 4,
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00\x00\x00\x01\x00\x08\x06\x00\x00\x00"
+        + bytes(range(256)) * 4,
         bytes(range(256)) * 64,
-        b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\x00\x01\x02\x03\x04\x05\x06\x07\x08" * 20,
+        b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\x00\x01\x02\x03\x04\x05\x06\x07\x08"
+        * 20,
     ],
     ids=["png", "all-bytes", "pdf"],
 )
@@ -331,3 +375,89 @@ def test_binary_files_are_refused(data: bytes):
 def test_random_bytes_are_refused():
     data = bytes.fromhex("8f3a00e19c7b11d40000ff02") + os.urandom(4096).replace(b"PK", b"pk")
     assert "not a file we can read" in refused(b"\x01\x02" + data)
+
+
+# -- Properties: awkward values survive a round trip, random bytes never crash a reader ---------
+
+AWKWARD = st.one_of(
+    st.sampled_from(
+        ['"', '""', ",", ";", "\t", "|", "\n", "\r\n", " ", "=1+2", "@SUM(A1)", "+1", "-1", "'", "\u2028"]
+    ),
+    st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=20),
+)
+CELL = st.lists(AWKWARD, max_size=6).map("".join) | st.text(min_size=300, max_size=2000, alphabet='ab ,"\n')
+ROWS = st.lists(st.tuples(CELL, CELL), min_size=1, max_size=15)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=ROWS)
+def test_awkward_values_survive_a_csv_round_trip(rows: list[tuple[str, str]]):
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow(["Name", "Email"])
+    writer.writerows(rows)
+    table, read_back = read(out.getvalue().encode("utf-8"))
+    assert table.columns == ["Name", "Email"]
+    assert [(record["Name"], record["Email"]) for _, record in read_back] == rows
+    assert [number for number, _ in read_back] == list(range(2, len(rows) + 2))
+
+
+def _as_stored_in_xlsx(value: str | int) -> str:
+    """What a cell reads back as: XML turns carriage returns into newlines; whole numbers keep every digit."""
+    text = str(value).replace("\r\n", "\n").replace("\r", "\n")
+    return text if text.strip() else ""  # a whitespace-only cell reads back empty
+
+
+XLSX_CELL = CELL.filter(lambda text: not ILLEGAL_CHARACTERS_RE.search(text)) | st.integers(-(2**53), 2**53)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(st.tuples(XLSX_CELL, XLSX_CELL), min_size=1, max_size=10))
+def test_awkward_values_survive_an_xlsx_round_trip(rows: list[tuple[str | int, str | int]]):
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(["Name", "Email"])
+    for row in rows:
+        sheet.append(row)
+        for cell in sheet[sheet.max_row]:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # text that looks like a formula stays text, as typed with a quote
+    out = io.BytesIO()
+    workbook.save(out)
+    while rows and rows[-1] == ("", ""):
+        rows.pop()  # a sheet ends at its last cell with something in it (whitespace counts)
+    expected = [tuple(_as_stored_in_xlsx(v) for v in row) for row in rows]
+    _, read_back = read(out.getvalue())
+    from app.readers import cell_text
+
+    got = [(cell_text(record["Name"]), cell_text(record["Email"])) for _, record in read_back]
+    assert got == expected
+
+
+MAGIC = st.sampled_from(
+    [
+        b"",
+        b"PK\x03\x04",
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+        b"[",
+        b'{"data": [',
+        b"{",
+        b"\xef\xbb\xbf",
+        b"\xff\xfe",
+        b"name,email\n",
+        b'{"name": "a"}\n',
+    ]
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.tuples(MAGIC, st.binary(max_size=2048)).map(b"".join))
+def test_random_bytes_never_crash_a_reader(data: bytes):
+    try:
+        table, rows = read(data)
+    except UnusableFile as exc:
+        assert str(exc)
+        return
+    for number, record in rows:
+        assert isinstance(number, int) and number >= 1
+        assert isinstance(record, dict | BrokenRow)

@@ -20,14 +20,25 @@ from app.validation import (
 
 @pytest.mark.parametrize(
     "header",
-    ["Name", "name", "NAME", "Full Name", "full_name", "FullName", " Full-Name ", "Contact Name", "contact.name"],
+    [
+        "Name",
+        "name",
+        "NAME",
+        "Full Name",
+        "full_name",
+        "FullName",
+        " Full-Name ",
+        "Contact Name",
+        "contact.name",
+    ],
 )
 def test_name_header_synonyms(header: str):
     assert find_columns(["ID", header, "Email"]).name == header
 
 
 @pytest.mark.parametrize(
-    "header", ["Email", "E-mail", "e_mail", "EMAIL ADDRESS", "Email Address", "email-address", "Mail", " mail "]
+    "header",
+    ["Email", "E-mail", "e_mail", "EMAIL ADDRESS", "Email Address", "email-address", "Mail", " mail "],
 )
 def test_email_header_synonyms(header: str):
     assert find_columns(["Name", header, "Phone"]).email == header
