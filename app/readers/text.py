@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 from collections.abc import Iterator
@@ -119,7 +120,10 @@ def _rows(
     try:
         yield from _numbered(records, columns, row_number)
     finally:
-        text.detach()  # the caller owns the stream and closes it
+        # The caller owns the stream and closes it; if it closed it first (the rows were
+        # abandoned mid-file), there is nothing left to detach.
+        with contextlib.suppress(ValueError):
+            text.detach()
 
 
 def _numbered(
