@@ -104,14 +104,20 @@ def zip_bomb(inflated: int = 64 * 1024 * 1024) -> bytes:
     return out.getvalue()
 
 
-def zip_claiming(inflated: int) -> bytes:
-    """A real small XLSX whose central directory claims its sheet inflates to ``inflated`` bytes."""
-    data = bytearray(xlsx_bytes([["Name", "Email"], ["Ada", "ada@example.com"]]))
+def zip_claiming(inflated: int, rows: int = 1) -> bytes:
+    """A real XLSX whose zip headers claim its sheet inflates to ``inflated`` bytes, true or not."""
+    sheet = [["Name", "Email"]] + [["Ada", "ada@example.com"]] * rows
+    data = bytearray(xlsx_bytes(sheet))
     name = b"xl/worksheets/sheet1.xml"
-    at = data.find(b"PK\x01\x02")
-    while at != -1:
-        name_length = int.from_bytes(data[at + 28 : at + 30], "little")
-        if data[at + 46 : at + 46 + name_length] == name:
-            data[at + 24 : at + 28] = inflated.to_bytes(4, "little")
-        at = data.find(b"PK\x01\x02", at + 4)
+    # (signature, offset of the uncompressed size, offset of the name length, header length)
+    for signature, size_at, name_length_at, header in (
+        (b"PK\x01\x02", 24, 28, 46),
+        (b"PK\x03\x04", 22, 26, 30),
+    ):
+        at = data.find(signature)
+        while at != -1:
+            length = int.from_bytes(data[at + name_length_at : at + name_length_at + 2], "little")
+            if data[at + header : at + header + length] == name:
+                data[at + size_at : at + size_at + 4] = inflated.to_bytes(4, "little")
+            at = data.find(signature, at + 4)
     return bytes(data)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Contact, Import
+from tests.spreadsheets import xlsx_bytes
 
 CSV = b"name,email\nAda Lovelace,ada@example.com\nGrace Hopper,grace@example.com\n"
 
@@ -299,3 +301,32 @@ def test_issues_for_json_body_email_and_whitespace_name(client):
         ("data", 0, "name"): "Name must be 1 to 255 characters long",
         ("data", 1, "email"): "Email is longer than 254 characters",
     }
+
+
+def test_real_clients_over_http(client, work, web_server, tmp_path):
+    """curl against gunicorn: a chunked stream with a UTF-8 source, a multipart file, a JSON body."""
+    base = web_server()
+    xlsx = tmp_path / "contacts.xlsx"
+    xlsx.write_bytes(xlsx_bytes([["E-mail", "Full Name"], ["cy@example.com", "Cy"]]))
+    csv = tmp_path / "contacts.csv"
+    csv.write_bytes(CSV)
+    requests = {
+        "Messe München": ["-H", "X-Source: Messe München", "-H", "Transfer-Encoding: chunked"]
+        + ["-H", "Content-Type: text/csv", "--data-binary", f"@{csv}"],
+        "xlsx": ["-F", f"file=@{xlsx}", "-F", "source=xlsx", "-F", "useResumable=true"],
+        "json": ["-H", "Content-Type: application/json", "--data-binary", json.dumps(body(source="json"))],
+    }
+    jobs = {}
+    for source, arguments in requests.items():
+        result = subprocess.run(
+            ["curl", "-sS", "-D", "-", f"{base}/import", *arguments], capture_output=True, check=True
+        )
+        head, _, payload = result.stdout.decode("utf-8").partition("\r\n\r\n")
+        assert head.startswith("HTTP/1.1 202"), result.stdout
+        jobs[source] = json.loads(payload)["jobId"]
+        assert f"location: /imports/{jobs[source]}" in head.lower()
+    work()
+    for source, job_id in jobs.items():
+        status = client.get(f"/imports/{job_id}").get_json()
+        assert (status["status"], status["source"]) == ("completed", source)
+    assert db.session.scalar(select(func.count()).select_from(Contact)) == 4

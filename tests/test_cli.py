@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -21,7 +20,7 @@ from app.cli import upgrade_database
 from app.extensions import QUEUE_NAME, db
 from app.extensions import redis as app_redis
 from app.models import Contact, Import
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, free_port, wait_for
 
 CSV = b"Name;Email\nAda Lovelace;ada@example.com\nGrace Hopper;GRACE@x.com\nBad;nope\nAda;ADA@example.com\n"
 CONFIGURATION = (
@@ -82,12 +81,6 @@ def test_an_import_runs_to_completion_on_sqlite(tmp_path: Path, redis_url: str):
         redis_lib.Redis.from_url(redis_url).flushdb()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _get_json(url: str) -> dict:
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     with urllib.request.urlopen(request, timeout=5) as response:
@@ -102,7 +95,7 @@ def _answers(url: str) -> bool:
 
 
 def test_serve_starts_with_nothing_configured_imports_and_stops_on_sigterm(tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in CONFIGURATION}
     env["INSTANCE_DIR"] = str(tmp_path / "instance")
     log_path = tmp_path / "serve.log"

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 import urllib.request
-from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Import
-from tests.conftest import ROOT, wait_for
 from tests.test_pipeline import MIXED, finished, post_file
 
 
@@ -87,86 +81,34 @@ def test_health_names_the_database_when_it_is_down(make_app):
     assert payload["checks"] == {"database": "failing", "redis": "ok", "storage": "ok"}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.read().decode()
 
 
-def test_metrics_agree_across_gunicorn_workers(client, work, env, tmp_path: Path):
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    gunicorn_env = {**os.environ, **env, "WEB_CONCURRENCY": "2", "WEB_THREADS": "1"}
-    gunicorn_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        web = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "python:app.gunicorn_conf",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "wsgi:app",
-            ],
-            cwd=ROOT,
-            env=gunicorn_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+def test_metrics_agree_across_gunicorn_workers(client, work, web_server):
+    base = web_server(WEB_CONCURRENCY="2", WEB_THREADS="1")
+    for source in ("one", "two"):
+        request = urllib.request.Request(
+            f"{base}/import", data=MIXED, headers={"X-Source": source, "Content-Type": "text/csv"}
         )
-    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 202
+    work()
+    for job_id in db.session.scalars(select(Import.id)).all():
+        assert finished(client, job_id)["status"] == "completed"
 
-        def up() -> bool:
-            try:
-                return "healthy" in _get(f"{base}/health")
-            except OSError:
-                return web.poll() is not None
+    health_calls = 30
+    for _ in range(health_calls - 1):  # one was made while waiting for the server
+        _get(f"{base}/health")
 
-        wait_for(up, timeout=60, interval=0.3)
-        assert web.poll() is None, log_path.read_text()
-
-        for source in ("one", "two"):
-            request = urllib.request.Request(
-                f"{base}/import", data=MIXED, headers={"X-Source": source, "Content-Type": "text/csv"}
-            )
-            with urllib.request.urlopen(request, timeout=10) as response:
-                assert response.status == 202
-        work()
-        for job_id in db.session.scalars(select(Import.id)).all():
-            assert finished(client, job_id)["status"] == "completed"
-
-        health_calls = 30
-        for _ in range(health_calls - 1):  # one was made while waiting for the server
-            _get(f"{base}/health")
-
-        pages = [samples(_get(f"{base}/metrics")) for _ in range(6)]
-        first = import_figures(pages[0])
-        assert first[("dataflow_rows_total", (("outcome", "inserted"),))] == 4
-        assert first[("dataflow_imports_finished_total", (("status", "completed"),))] == 2
-        for page in pages:
-            assert import_figures(page) == first
-            # each worker counts its own requests; the page sums them
-            assert (
-                page[("dataflow_http_request_total", (("method", "GET"), ("status", "200")))] >= health_calls
-            )
-            assert page[("dataflow_http_request_total", (("method", "POST"), ("status", "202")))] == 2
-        health = [
-            page[
-                (
-                    "dataflow_http_request_duration_seconds_count",
-                    (("method", "GET"), ("path", "/health"), ("status", "200")),
-                )
-            ]
-            for page in pages
-        ]
-        assert health == [health_calls] * len(pages)
-    finally:
-        web.send_signal(signal.SIGTERM)
-        assert web.wait(timeout=60) == 0, log_path.read_text()[-3000:]
+    pages = [samples(_get(f"{base}/metrics")) for _ in range(6)]
+    first = import_figures(pages[0])
+    assert first[("dataflow_rows_total", (("outcome", "inserted"),))] == 4
+    assert first[("dataflow_imports_finished_total", (("status", "completed"),))] == 2
+    health_key = ("method", "GET"), ("path", "/health"), ("status", "200")
+    for page in pages:
+        assert import_figures(page) == first
+        # each worker counts its own requests; the page sums them
+        assert page[("dataflow_http_request_duration_seconds_count", health_key)] == health_calls
+        assert page[("dataflow_http_request_total", (("method", "POST"), ("status", "202")))] == 2

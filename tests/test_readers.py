@@ -246,6 +246,12 @@ def test_zip_claiming_more_than_the_size_limit_is_refused():
     assert "too large to import safely" in refused(data)
 
 
+def test_zip_understating_what_it_inflates_to_is_refused_as_damaged():
+    """The size check reads the zip's headers; a sheet that lies about its size never gets past them."""
+    data = zip_claiming(100, rows=2000)
+    assert "damaged or incomplete" in refused(data)
+
+
 def test_zip_that_is_not_a_spreadsheet_is_refused():
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
