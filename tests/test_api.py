@@ -330,3 +330,23 @@ def test_real_clients_over_http(client, work, web_server, tmp_path):
         status = client.get(f"/imports/{job_id}").get_json()
         assert (status["status"], status["source"]) == ("completed", source)
     assert db.session.scalar(select(func.count()).select_from(Contact)) == 4
+
+
+def test_multipart_empty_file_part_long_source_and_empty_file(client, tmp_path):
+    empty_part = client.post(
+        "/import", data={"file": (io.BytesIO(b""), ""), "source": "s"}, content_type="multipart/form-data"
+    )
+    assert (empty_part.status_code, empty_part.get_json()) == (400, {"error": "Missing required field: file"})
+    long_source = client.post(
+        "/import",
+        data={"file": (io.BytesIO(CSV), "c.csv"), "source": "s" * 101},
+        content_type="multipart/form-data",
+    )
+    assert long_source.status_code == 400 and "source" in long_source.get_json()["error"]
+    empty_file = client.post(
+        "/import",
+        data={"file": (io.BytesIO(b""), "c.csv"), "source": "s"},
+        content_type="multipart/form-data",
+    )
+    assert (empty_file.status_code, empty_file.get_json()) == (400, {"error": "The file is empty"})
+    assert _nothing_stored(tmp_path)
