@@ -204,8 +204,15 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
 
     secret = env.get("SECRET_KEY") or ""
     if not secret:
-        secret = _secret_key(instance)
-        warnings.append("SECRET_KEY is not set: using a generated key kept in the instance folder")
+        try:
+            secret = _secret_key(instance)
+        except OSError as exc:
+            errors.append(
+                f"SECRET_KEY is not set, and no generated key can be kept in {instance} "
+                f"({exc.strerror}): set SECRET_KEY or INSTANCE_DIR"
+            )
+        else:
+            warnings.append("SECRET_KEY is not set: using a generated key kept in the instance folder")
 
     settings = Settings(
         instance_dir=instance,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from app.config import ConfigError, load_settings, parse_size
+from tests.conftest import ROOT
 
 
 def settings(tmp_path: Path, **env: str):
@@ -110,3 +114,37 @@ def test_supabase_needs_its_url_and_key(tmp_path: Path):
 )
 def test_enable_metrics(tmp_path: Path, text: str, value: bool):
     assert settings(tmp_path, ENABLE_METRICS=text).enable_metrics is value
+
+
+def test_an_instance_folder_that_cannot_keep_the_key_is_a_mistake(tmp_path: Path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    with pytest.raises(ConfigError, match="no generated key can be kept in"):
+        load_settings({"INSTANCE_DIR": str(blocked / "instance")})
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["-m", "flask", "--app", "wsgi", "migrate"],
+        ["-m", "gunicorn", "-c", "python:app.gunicorn_conf", "--bind", "127.0.0.1:0", "wsgi:app"],
+    ],
+    ids=["flask", "gunicorn"],
+)
+def test_the_commands_and_gunicorn_stop_with_the_mistakes_and_no_traceback(
+    tmp_path: Path, command: list[str]
+):
+    env = {
+        "PATH": os.environ["PATH"],
+        "INSTANCE_DIR": str(tmp_path),
+        "PORT": "eighty",
+        "ENABLE_METRICS": "maybe",
+    }
+    result = subprocess.run(
+        [sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "DataFlow cannot start" in result.stderr
+    assert "PORT must be a whole number, not 'eighty'" in result.stderr
+    assert "ENABLE_METRICS must be true or false, not 'maybe'" in result.stderr
+    assert "Traceback" not in result.stderr
