@@ -131,6 +131,13 @@ def test_leading_blank_lines_count_and_short_rows_are_padded():
     assert rows == [(4, {"Name": "Ada", "Email": "ada@example.com", "Phone": ""})]
 
 
+def test_excels_separator_line_names_the_delimiter_and_is_not_a_row():
+    data = "sep=;\r\nName;Email;Note\r\nMüller, Hans;h@example.de;a,b\r\n".encode("cp1252")
+    table, rows = read(data)
+    assert table.columns == ["Name", "Email", "Note"]
+    assert rows == [(2, {"Name": "Müller, Hans", "Email": "h@example.de", "Note": "a,b"})]
+
+
 def test_header_only_csv_has_no_rows():
     table, rows = read(b"Name,Email\r\n")
     assert table.columns == ["Name", "Email"]

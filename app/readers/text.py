@@ -6,6 +6,7 @@ import codecs
 import contextlib
 import csv
 import io
+import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -14,6 +15,7 @@ from app.readers import BrokenRow, Record, Table, UnusableFile, unique_columns
 DELIMITERS = (",", ";", "\t", "|")
 FIELD_LIMIT = 1024 * 1024
 _FALLBACK = "dataflow-cp1252"
+_EXCEL_SEPARATOR = re.compile(r"\ufeff?sep=([,;\t|])\r?\n")
 
 
 def _cp1252_fallback(exc: UnicodeError) -> tuple[str, int]:
@@ -86,8 +88,14 @@ def sniff(head: bytes) -> str | None:
 def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
     """Rows of a delimited text file; the first non-empty record is the header."""
     encoding = encoding_of(head)
-    delimiter = delimiter_of(_decode(head, encoding))
+    sample = _decode(head, encoding)
+    excel_hint = _EXCEL_SEPARATOR.match(sample)
+    delimiter = excel_hint.group(1) if excel_hint else delimiter_of(sample)
     text = io.TextIOWrapper(stream, encoding=encoding, errors=_FALLBACK, newline="")
+    if excel_hint:
+        # Excel's "sep=;" line names the delimiter and is hidden when Excel opens the file,
+        # so the rows are numbered as if it were not there.
+        text.readline()
     records = csv.reader(text, delimiter=delimiter)
     row_number = 0
     columns: list[str] = []
