@@ -204,10 +204,11 @@ def test_progress_is_committed_per_batch_and_a_rerun_continues_without_doubling(
             return real_store(*args, **kwargs)
 
         monkeypatch.setattr(pipeline, "store_contacts", store_then_lose_the_database)
+        claimed = pipeline.claim(job_id)
         with pytest.raises(sqlalchemy.exc.OperationalError):
-            pipeline.run(job_id)
+            pipeline.run(claimed)
         db.session.rollback()
-        pipeline.release(job_id, "OperationalError")
+        pipeline.release(job_id, 1, "OperationalError")
 
         # two batches of three rows were committed before the failure: rows 2-7
         imp = db.session.get(Import, job_id)
@@ -216,7 +217,7 @@ def test_progress_is_committed_per_batch_and_a_rerun_continues_without_doubling(
         assert db.session.scalar(select(func.count()).select_from(Contact)) == 5
 
         monkeypatch.setattr(pipeline, "store_contacts", real_store)
-        pipeline.run(job_id)
+        pipeline.run(pipeline.claim(job_id))
         db.session.expire_all()
         imp = db.session.get(Import, job_id)
         assert (imp.status, imp.attempts, imp.processed_rows) == ("completed", 2, 10)
@@ -244,7 +245,7 @@ def test_a_job_run_again_after_its_checkpoint_does_not_double_rows(client, work,
         )
     )
     db.session.commit()
-    pipeline.run(job_id)
+    pipeline.run(pipeline.claim(job_id))
     db.session.expire_all()
     imp = db.session.get(Import, job_id)
     assert (imp.status, imp.processed_rows, imp.inserted_rows, imp.duplicate_rows) == ("completed", 10, 5, 4)
