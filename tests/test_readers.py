@@ -418,7 +418,11 @@ def test_awkward_values_survive_a_csv_round_trip(rows: list[tuple[str, str]]):
 def _as_stored_in_xlsx(value: str | int) -> str:
     """What a cell reads back as: XML turns carriage returns into newlines; whole numbers keep every digit."""
     text = str(value).replace("\r\n", "\n").replace("\r", "\n")
-    return text if text.strip() else ""  # a whitespace-only cell reads back empty
+    if not text.strip():
+        # openpyxl writes whitespace-only text without xml:space="preserve", so the reader
+        # drops the XML whitespace (space, tab, newline) at its ends, as Excel would.
+        return text.strip(" \t\n")
+    return text
 
 
 XLSX_CELL = CELL.filter(lambda text: not ILLEGAL_CHARACTERS_RE.search(text)) | st.integers(-(2**53), 2**53)
