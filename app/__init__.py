@@ -36,6 +36,7 @@ def create_app(env: dict[str, str] | None = None) -> Flask:
     app.register_blueprint(imports_bp)
     app.register_blueprint(uploads.bp)
     cli.init_app(app)
+    logs.init_app(app)
 
     @app.before_request
     def _request_id() -> None:

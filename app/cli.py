@@ -72,7 +72,8 @@ def _preload_job_code() -> None:
 @click.command("serve")
 @with_appcontext
 @click.option("--port", type=int, default=None, help="Port for the web process (PORT).")
-def serve_command(port: int | None) -> None:
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the web process listens on.")
+def serve_command(port: int | None, host: str) -> None:
     """Set up and run everything: migrations, Redis (embedded if none is set), web and worker."""
     app = current_app._get_current_object()
     config = settings()
@@ -91,7 +92,7 @@ def serve_command(port: int | None) -> None:
             "-c",
             "python:app.gunicorn_conf",
             "--bind",
-            f"0.0.0.0:{port}",
+            f"{host}:{port}",
             "wsgi:app",
         ],
         "worker": [

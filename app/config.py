@@ -101,7 +101,7 @@ def _bool(name: str, text: str, errors: list[str]) -> bool:
     return False
 
 
-def _int(name: str, text: str, errors: list[str], minimum: int = 1) -> int:
+def _int(name: str, text: str, errors: list[str], minimum: int = 1, maximum: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -109,6 +109,8 @@ def _int(name: str, text: str, errors: list[str], minimum: int = 1) -> int:
         return minimum
     if value < minimum:
         errors.append(f"{name} must be at least {minimum}, not {value}")
+    elif maximum is not None and value > maximum:
+        errors.append(f"{name} must be at most {maximum}, not {value}")
     return value
 
 
@@ -202,8 +204,15 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
 
     secret = env.get("SECRET_KEY") or ""
     if not secret:
-        secret = _secret_key(instance)
-        warnings.append("SECRET_KEY is not set: using a generated key kept in the instance folder")
+        try:
+            secret = _secret_key(instance)
+        except OSError as exc:
+            errors.append(
+                f"SECRET_KEY is not set, and no generated key can be kept in {instance} "
+                f"({exc.strerror}): set SECRET_KEY or INSTANCE_DIR"
+            )
+        else:
+            warnings.append("SECRET_KEY is not set: using a generated key kept in the instance folder")
 
     settings = Settings(
         instance_dir=instance,
@@ -212,7 +221,7 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
         storage_backend=backend,
         storage_dir=Path(env.get("STORAGE_DIR") or instance / "uploads").resolve(),
         secret_key=secret,
-        port=_int("PORT", env.get("PORT", "8000"), errors),
+        port=_int("PORT", env.get("PORT", "8000"), errors, maximum=65535),
         enable_metrics=_bool("ENABLE_METRICS", env.get("ENABLE_METRICS", "true"), errors),
         upload_chunk_size=chunk_size,
         worker_concurrency=_int("WORKER_CONCURRENCY", env.get("WORKER_CONCURRENCY", "10"), errors),

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from flask import Flask, Response, request
+
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 import_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("import_id", default=None)
 
@@ -58,3 +60,19 @@ def import_context(value: str) -> Iterator[None]:
         yield
     finally:
         import_id.reset(token)
+
+
+def init_app(app: Flask) -> None:
+    """Log one line per request (the web process's access log), carrying its request id."""
+    log = logging.getLogger("app.requests")
+
+    @app.after_request
+    def _log_request(response: Response) -> Response:
+        log.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={"method": request.method, "path": request.path, "status": response.status_code},
+        )
+        return response

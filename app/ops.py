@@ -145,7 +145,7 @@ def init_app(app: Flask) -> None:
             app,
             path=None,
             registry=CollectorRegistry(auto_describe=True),
-            defaults_prefix="dataflow_http",
+            defaults_prefix="dataflow",
             excluded_paths=["/metrics", "/static"],
         )
         app.add_url_rule("/metrics", view_func=csrf.exempt(metrics))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -186,6 +189,58 @@ def fake_supabase() -> Iterator[FakeSupabase]:
 
     with FakeSupabase() as fake:
         yield fake
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def web_server(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start the production web process (gunicorn, as the Procfile does); return its base URL."""
+    started: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(**extra: str) -> str:
+        port = free_port()
+        server_env = {**os.environ, **env, **extra}
+        server_env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # gunicorn's settings make one per run
+        log_path = tmp_path / f"web-{len(started)}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf"]
+                + ["--bind", f"127.0.0.1:{port}", "wsgi:app"],
+                cwd=ROOT,
+                env=server_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        started.append((process, log_path))
+        base = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"gunicorn stopped: {log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        wait_for(answers, timeout=60, interval=0.3)
+        return base
+
+    yield start
+    for process, log_path in started:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        assert code == 0, f"gunicorn did not stop cleanly: {log_path.read_text()[-3000:]}"
 
 
 def wait_for(check: Callable[[], object], timeout: float = 60, interval: float = 0.1) -> object:

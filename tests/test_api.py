@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Contact, Import
+from tests.spreadsheets import xlsx_bytes
 
 CSV = b"name,email\nAda Lovelace,ada@example.com\nGrace Hopper,grace@example.com\n"
 
@@ -199,3 +201,152 @@ def test_health_names_redis_when_it_is_down(make_app):
     payload = response.get_json()
     assert payload["status"] == "unhealthy"
     assert "redis" in payload["error"]
+
+
+def _nothing_stored(tmp_path) -> bool:
+    uploads = tmp_path / "instance" / "uploads"
+    stored = list(uploads.iterdir()) if uploads.exists() else []
+    return stored == [] and db.session.scalar(select(func.count()).select_from(Import)) == 0
+
+
+def test_any_other_content_type_is_a_raw_stream(client, work):
+    for number, content_type in enumerate(("text/plain", "text/csv; charset=utf-8", None)):
+        source = f"s{number}"
+        kwargs = {"content_type": content_type} if content_type else {}
+        response = client.post("/import", data=CSV, headers={"X-Source": source}, **kwargs)
+        assert response.status_code == 202, content_type
+        work()
+        assert client.get(response.headers["Location"]).get_json()["insertedRows"] == 2
+    assert db.session.scalar(select(func.count()).select_from(Contact)) == 6
+
+
+def test_stream_source_sent_as_utf8_and_use_resumable_header(client, work):
+    source = "Messe München – Café"
+    raw_header = source.encode("utf-8").decode("latin-1")  # what a WSGI server hands over
+    response = client.post("/import", data=CSV, headers={"X-Source": raw_header, "X-Use-Resumable": "true"})
+    assert response.status_code == 202
+    work()
+    status = client.get(response.headers["Location"]).get_json()
+    assert (status["source"], status["useResumable"], status["insertedRows"]) == (source, True, 2)
+
+
+def test_stream_source_longer_than_100_characters(client):
+    response = client.post("/import", data=CSV, headers={"X-Source": "s" * 101})
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith("Missing required parameters for stream upload:")
+
+
+def test_multipart_without_boundary_is_400(client, tmp_path):
+    response = client.post("/import", data=b"--x\r\n", content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert "boundary" in response.get_json()["error"]
+    assert _nothing_stored(tmp_path)
+
+
+def test_oversize_json_body_is_413_and_nothing_is_kept(make_app, tmp_path):
+    app = make_app(MAX_UPLOAD_SIZE="2KB")
+    with app.app_context():
+        data = [{"name": f"Person {i}", "email": f"p{i}@example.com"} for i in range(100)]
+        response = app.test_client().post("/import", json=body(data=data))
+        assert response.status_code == 413
+        assert "limit" in response.get_json()["error"]
+        assert _nothing_stored(tmp_path)
+
+
+def test_oversize_multipart_is_413_and_nothing_is_kept(make_app, tmp_path):
+    app = make_app(MAX_UPLOAD_SIZE="2KB")
+    with app.app_context():
+        big = b"name,email\n" + b"Person,p@example.com\n" * 10_000
+        response = app.test_client().post(
+            "/import",
+            data={"file": (io.BytesIO(big), "big.csv"), "source": "s"},
+            content_type="multipart/form-data",
+            headers={"Accept": "application/json"},
+        )
+        assert response.status_code == 413
+        assert "limit" in response.get_json()["error"]
+        assert _nothing_stored(tmp_path)
+
+
+def test_json_body_that_is_not_an_object(client):
+    for raw, kind in ((b"[]", "array"), (b'"text"', "string"), (b"42", "number"), (b"null", "null")):
+        response = client.post("/import", data=raw, content_type="application/json")
+        assert response.status_code == 400
+        assert response.get_json()["issues"] == [{"path": [], "message": f"Expected object, received {kind}"}]
+
+
+def test_deeply_nested_json_body_is_400(client, tmp_path):
+    raw = b'{"source": "s", "data": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    response = client.post("/import", data=raw, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested more than" in response.get_json()["error"]
+    assert _nothing_stored(tmp_path)
+
+
+def test_malformed_json_message_is_one_readable_line(client):
+    response = client.post("/import", data=b'{"source": "s", "data": [', content_type="application/json")
+    assert response.status_code == 400
+    message = response.get_json()["error"]
+    assert message.startswith("Malformed JSON in request body:") and "\n" not in message
+
+
+def test_issues_for_json_body_email_and_whitespace_name(client):
+    response = client.post(
+        "/import",
+        json=body(data=[{"name": "   ", "email": "a@b.co"}, {"name": "B", "email": "x" * 250 + "@b.co"}]),
+    )
+    assert response.status_code == 400
+    issues = {tuple(i["path"]): i["message"] for i in response.get_json()["issues"]}
+    assert issues == {
+        ("data", 0, "name"): "Name must be 1 to 255 characters long",
+        ("data", 1, "email"): "Email is longer than 254 characters",
+    }
+
+
+def test_real_clients_over_http(client, work, web_server, tmp_path):
+    """curl against gunicorn: a chunked stream with a UTF-8 source, a multipart file, a JSON body."""
+    base = web_server()
+    xlsx = tmp_path / "contacts.xlsx"
+    xlsx.write_bytes(xlsx_bytes([["E-mail", "Full Name"], ["cy@example.com", "Cy"]]))
+    csv = tmp_path / "contacts.csv"
+    csv.write_bytes(CSV)
+    requests = {
+        "Messe München": ["-H", "X-Source: Messe München", "-H", "Transfer-Encoding: chunked"]
+        + ["-H", "Content-Type: text/csv", "--data-binary", f"@{csv}"],
+        "xlsx": ["-F", f"file=@{xlsx}", "-F", "source=xlsx", "-F", "useResumable=true"],
+        "json": ["-H", "Content-Type: application/json", "--data-binary", json.dumps(body(source="json"))],
+    }
+    jobs = {}
+    for source, arguments in requests.items():
+        result = subprocess.run(
+            ["curl", "-sS", "-D", "-", f"{base}/import", *arguments], capture_output=True, check=True
+        )
+        head, _, payload = result.stdout.decode("utf-8").partition("\r\n\r\n")
+        assert head.startswith("HTTP/1.1 202"), result.stdout
+        jobs[source] = json.loads(payload)["jobId"]
+        assert f"location: /imports/{jobs[source]}" in head.lower()
+    work()
+    for source, job_id in jobs.items():
+        status = client.get(f"/imports/{job_id}").get_json()
+        assert (status["status"], status["source"]) == ("completed", source)
+    assert db.session.scalar(select(func.count()).select_from(Contact)) == 4
+
+
+def test_multipart_empty_file_part_long_source_and_empty_file(client, tmp_path):
+    empty_part = client.post(
+        "/import", data={"file": (io.BytesIO(b""), ""), "source": "s"}, content_type="multipart/form-data"
+    )
+    assert (empty_part.status_code, empty_part.get_json()) == (400, {"error": "Missing required field: file"})
+    long_source = client.post(
+        "/import",
+        data={"file": (io.BytesIO(CSV), "c.csv"), "source": "s" * 101},
+        content_type="multipart/form-data",
+    )
+    assert long_source.status_code == 400 and "source" in long_source.get_json()["error"]
+    empty_file = client.post(
+        "/import",
+        data={"file": (io.BytesIO(b""), "c.csv"), "source": "s"},
+        content_type="multipart/form-data",
+    )
+    assert (empty_file.status_code, empty_file.get_json()) == (400, {"error": "The file is empty"})
+    assert _nothing_stored(tmp_path)

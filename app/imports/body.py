@@ -7,10 +7,18 @@ from typing import Any, BinaryIO
 
 import ijson
 
+from app.readers.json import NestedTooDeep, json_events, parse_error
 from app.validation import NAME_MAX, check_email
 
 SOURCE_MAX = 100
 MAX_ISSUES = 100
+_EVENT_KINDS = {
+    "start_array": "array",
+    "string": "string",
+    "number": "number",
+    "boolean": "boolean",
+    "null": "null",
+}
 
 
 @dataclass
@@ -59,25 +67,28 @@ def check_body(stream: BinaryIO) -> BodyCheck:
     """
     check = BodyCheck()
     top: dict[str, Any] = {}
+    key = None
     try:
-        events = ijson.parse(stream)
-        prefix, event, value = next(events)
+        events = json_events(stream)
+        _depth, event, value = next(events)
         if event != "start_map":
-            check.add([], f"Expected object, received {event.removeprefix('start_')}")
+            check.add([], f"Expected object, received {_EVENT_KINDS.get(event, event)}")
             for _ in events:
                 pass
             return check
-        for prefix, event, value in events:
-            if prefix in ("source", "useResumable", "data") and prefix not in top:
-                top[prefix] = (
-                    value
-                    if event not in ("start_map", "start_array")
-                    else ([] if event == "start_array" else {})
-                )
+        for depth, event, value in events:
+            if depth != 1:
+                continue
+            if event == "map_key":
+                key = value
+            elif key in ("source", "useResumable", "data") and key not in top:
+                top[key] = {"start_array": [], "start_map": {}}.get(event, value)
     except StopIteration:
         raise ValueError("The request body is empty") from None
-    except ijson.JSONError as exc:
+    except NestedTooDeep as exc:
         raise ValueError(f"Malformed JSON in request body: {exc}") from None
+    except ijson.JSONError as exc:
+        raise ValueError(f"Malformed JSON in request body: {parse_error(exc)}") from None
 
     if "source" not in top:
         check.add(["source"], "Required")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -11,7 +12,8 @@ import ijson
 
 from app.readers import BrokenRow, Record, Table, UnusableFile, seekable
 
-_SCALAR_OR_START = {"start_map", "start_array", "string", "number", "boolean", "null"}
+_VALUE_STARTS = {"start_map", "start_array", "string", "number", "boolean", "null"}
+MAX_DEPTH = 64
 
 
 def _strip(head: bytes) -> bytes:
@@ -25,14 +27,55 @@ def sniff(head: bytes) -> str | None:
         return "json"
     if not body.startswith(b"{"):
         return None
-    first, newline, rest = body.partition(b"\n")
+    first, _newline, rest = body.partition(b"\n")
     try:
         value = json.loads(first)
-    except ValueError:
-        return "json"  # a pretty-printed object spans many lines
+    except (ValueError, RecursionError):
+        # A pretty-printed object spans many lines; an NDJSON file may start with a broken line.
+        return "ndjson" if _objects_per_line(rest) else "json"
     if isinstance(value, dict) and isinstance(value.get("data"), list) and not rest.strip():
         return "json"
     return "ndjson" if isinstance(value, dict) else None
+
+
+def _objects_per_line(sample: bytes) -> bool:
+    """Whether most complete lines of a sample are JSON objects on their own."""
+    lines = [line for line in sample.split(b"\n")[:-1] if line.strip()][:20]
+    objects = 0
+    for line in lines:
+        with contextlib.suppress(ValueError, RecursionError):
+            objects += isinstance(json.loads(line), dict)
+    return bool(lines) and objects * 2 > len(lines)
+
+
+class NestedTooDeep(ValueError):
+    """JSON nested deeper than any contact list needs (and deep enough to exhaust a parser)."""
+
+    def __init__(self) -> None:
+        super().__init__(f"The JSON is nested more than {MAX_DEPTH} levels deep; a contact list never is.")
+
+
+def json_events(stream: BinaryIO) -> Iterator[tuple[int, str, Any]]:
+    """ijson's basic events, each with the nesting depth before it; too deep a nesting raises.
+
+    ijson's path-tracking parser grows its memory with the square of the nesting depth, so
+    a few kilobytes of ``[[[[`` could take a process down: this check runs first.
+    """
+    depth = 0
+    for event, value in ijson.basic_parse(stream, use_float=True):
+        yield depth, event, value
+        if event in ("start_map", "start_array"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise NestedTooDeep()
+        elif event in ("end_map", "end_array"):
+            depth -= 1
+
+
+def parse_error(exc: Exception) -> str:
+    """The first line of a parser's message (ijson adds a drawing of where it stopped)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__
 
 
 def _broken(item: Any) -> BrokenRow:
@@ -68,16 +111,29 @@ def _skip_bom(stream: BinaryIO) -> BinaryIO:
 
 def _count_items(stream: BinaryIO, path: str) -> int:
     """Check the whole file is valid JSON before a row is imported, and count its items."""
+    in_data = path == "data.item"
+    item_depth = 2 if in_data else 1
+    inside = not in_data
+    has_data = not in_data
+    key = None
     count = 0
-    has_data = path == "item"
     try:
-        for prefix, event, _value in ijson.parse(_skip_bom(stream)):
-            if prefix == path and event in _SCALAR_OR_START:
+        for depth, event, value in json_events(_skip_bom(stream)):
+            if event == "map_key" and depth == 1:
+                key = value
+            elif event == "start_array" and in_data and depth == 1 and key == "data":
+                inside = has_data = True
+            elif event == "end_array" and in_data and depth == 2:
+                inside = False
+            elif inside and depth == item_depth and event in _VALUE_STARTS:
                 count += 1
-            elif prefix == "data" and event == "start_array":
-                has_data = True
+    except NestedTooDeep as exc:
+        raise UnusableFile(f"{exc} Send a list of contacts.") from exc
     except ijson.JSONError as exc:
-        raise UnusableFile(f"The file is not valid JSON: it may be cut short or damaged ({exc}).") from exc
+        raise UnusableFile(
+            f"The file is not valid JSON ({parse_error(exc)}): it may be cut short or damaged. "
+            "Export it again and upload the new copy."
+        ) from exc
     if not has_data:
         raise UnusableFile(
             'The JSON file holds an object without a "data" list. Send a list of contacts, '
@@ -106,5 +162,8 @@ def _lines(stream: BinaryIO) -> Iterator[tuple[int, Record | BrokenRow]]:
             item = json.loads(text)
         except ValueError as exc:
             yield number, BrokenRow(f"This line is not valid JSON ({exc.args[0]})", text[:1000])
+            continue
+        except RecursionError:
+            yield number, BrokenRow("This line is nested too deeply to be a contact", text[:1000])
             continue
         yield number, item if isinstance(item, dict) else _broken(item)

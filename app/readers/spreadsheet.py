@@ -41,6 +41,20 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+def _is_encrypted(path: str) -> bool:
+    """Whether an OLE file holds an encrypted Office package, wherever its directory lies."""
+    marker = "EncryptedPackage".encode("utf-16-le")
+    with open(path, "rb") as f:
+        if f.read(len(OLE_MAGIC)) != OLE_MAGIC:
+            return False
+        tail = b""
+        while chunk := f.read(READ_BUFFER):
+            if marker in tail + chunk:
+                return True
+            tail = chunk[-len(marker) :]
+    return False
+
+
 def _check_zip(path: str) -> str:
     """Refuse a zip that is no spreadsheet, or that would inflate far beyond its size (a zip bomb)."""
     try:
@@ -84,23 +98,25 @@ def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
         try:
             workbook = python_calamine.CalamineWorkbook.from_path(path)
             sheet = workbook.get_sheet_by_index(0)
-            start = sheet.start
-            total = sheet.height
-            rows = sheet.iter_rows() if total else iter(())
+            end = sheet.end
+            rows = sheet.iter_rows() if end else iter(())
         except python_calamine.PasswordError as exc:
             raise UnusableFile(PROTECTED) from exc
         except (python_calamine.CalamineError, ValueError, IndexError) as exc:
-            raise UnusableFile(DAMAGED) from exc
+            # An encrypted workbook is an OLE file whose directory may lie past the sniffed head.
+            raise UnusableFile(PROTECTED if _is_encrypted(path) else DAMAGED) from exc
     finally:
         if owned:
             os.unlink(owned.name)
 
-    first_row = start[0] if start else 0
+    # calamine yields rows from the sheet's first row, leading empty ones included (only the
+    # leading empty columns are cut), so a row's index plus one is the number the sheet shows.
     for index, cells in enumerate(rows):
         if any(cell not in ("", None) for cell in cells):
             columns = unique_columns(cells)
-            header_row = first_row + index + 1
-            return Table(kind, _rows(rows, columns, header_row), total - index - 1, columns)
+            header_row = index + 1
+            total = end[0] + 1 - header_row
+            return Table(kind, _rows(rows, columns, header_row), total, columns)
     raise UnusableFile("The first sheet of the spreadsheet is empty.")
 
 

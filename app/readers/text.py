@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
+import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -13,6 +15,7 @@ from app.readers import BrokenRow, Record, Table, UnusableFile, unique_columns
 DELIMITERS = (",", ";", "\t", "|")
 FIELD_LIMIT = 1024 * 1024
 _FALLBACK = "dataflow-cp1252"
+_EXCEL_SEPARATOR = re.compile(r"\ufeff?sep=([,;\t|])\r?\n")
 
 
 def _cp1252_fallback(exc: UnicodeError) -> tuple[str, int]:
@@ -85,15 +88,28 @@ def sniff(head: bytes) -> str | None:
 def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
     """Rows of a delimited text file; the first non-empty record is the header."""
     encoding = encoding_of(head)
-    delimiter = delimiter_of(_decode(head, encoding))
+    sample = _decode(head, encoding)
+    excel_hint = _EXCEL_SEPARATOR.match(sample)
+    delimiter = excel_hint.group(1) if excel_hint else delimiter_of(sample)
     text = io.TextIOWrapper(stream, encoding=encoding, errors=_FALLBACK, newline="")
+    if excel_hint:
+        # Excel's "sep=;" line names the delimiter and is hidden when Excel opens the file,
+        # so the rows are numbered as if it were not there.
+        text.readline()
     records = csv.reader(text, delimiter=delimiter)
     row_number = 0
     columns: list[str] = []
-    for row_number, cells in enumerate(records, start=1):  # noqa: B007 - the loop finds the header
-        if any(cell.strip() for cell in cells):
-            columns = unique_columns(cells)
-            break
+    try:
+        for row_number, cells in enumerate(records, start=1):  # noqa: B007 - the loop finds the header
+            if any(cell.strip() for cell in cells):
+                columns = unique_columns(cells)
+                break
+    except csv.Error as exc:
+        text.detach()
+        raise UnusableFile(
+            f"The header row could not be read ({exc}). Check that the file is a CSV whose "
+            "first line names the columns, and that its quotes are closed."
+        ) from exc
     if not columns:
         text.detach()
         raise UnusableFile("The file has no header row: it is empty or holds only blank lines.")
@@ -112,7 +128,10 @@ def _rows(
     try:
         yield from _numbered(records, columns, row_number)
     finally:
-        text.detach()  # the caller owns the stream and closes it
+        # The caller owns the stream and closes it; if it closed it first (the rows were
+        # abandoned mid-file), there is nothing left to detach.
+        with contextlib.suppress(ValueError):
+            text.detach()
 
 
 def _numbered(

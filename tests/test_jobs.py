@@ -1,0 +1,73 @@
+"""The import job: transient failures wait for a retry from the checkpoint; the last one says why."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy.exc
+from rq import SimpleWorker
+from rq.job import Job
+from sqlalchemy import func, select
+
+from app.extensions import QUEUE_NAME, db, queue, redis
+from app.imports import pipeline
+from app.models import Contact
+from tests.test_pipeline import post_file
+
+CSV = ("Name,Email\n" + "".join(f"Person {i},p{i}@example.com\n" for i in range(1, 8))).encode()
+
+
+@pytest.fixture
+def database_drops_once(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """The database connection breaks while the second batch is being stored, once."""
+    calls = {"count": 0}
+    real_store = pipeline.store_contacts
+
+    def store(*args, **kwargs):
+        calls["count"] += 1
+        if calls["count"] == 2:
+            raise sqlalchemy.exc.OperationalError("COPY", {}, Exception("server closed the connection"))
+        return real_store(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "store_contacts", store)
+    return calls
+
+
+def test_a_transient_failure_waits_for_a_retry_that_continues_from_the_checkpoint(
+    make_app, database_drops_once
+):
+    app = make_app(BATCH_SIZE="3")
+    with app.app_context():
+        client = app.test_client()
+        client.environ_base["HTTP_ACCEPT"] = "application/json"
+
+        def work() -> None:
+            SimpleWorker([QUEUE_NAME], connection=redis()).work(burst=True, with_scheduler=False)
+            db.session.remove()
+
+        job_id = post_file(client, CSV)
+        work()
+        status = client.get(f"/imports/{job_id}").get_json()
+        assert status["status"] == "queued"
+        assert status["error"] == "Waiting to retry after a temporary failure: OperationalError"
+        assert (status["processedRows"], status["insertedRows"]) == (3, 3)
+        registry = queue().scheduled_job_registry
+        assert job_id in registry.get_job_ids()  # RQ holds it for its backoff
+
+        registry.requeue(job_id)  # the backoff has passed
+        work()
+        status = client.get(f"/imports/{job_id}").get_json()
+        assert (status["status"], status["error"], status["attempts"]) == ("completed", None, 2)
+        assert (status["processedRows"], status["insertedRows"], status["duplicateRows"]) == (7, 7, 0)
+        assert db.session.scalar(select(func.count()).select_from(Contact)) == 7
+
+
+def test_when_the_retries_run_out_the_import_fails_and_says_why(client, work, database_drops_once):
+    job_id = post_file(client, CSV * 200)  # several batches of the suite's BATCH_SIZE
+    job = Job.fetch(job_id, connection=redis())
+    job.retries_left = 0
+    job.save()
+    work()
+    status = client.get(f"/imports/{job_id}").get_json()
+    assert status["status"] == "failed"
+    assert "kept failing (OperationalError)" in status["error"]
+    assert Job.fetch(job_id, connection=redis()).get_status() == "failed"

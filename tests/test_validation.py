@@ -1,0 +1,169 @@
+"""Validation: which columns hold a contact, and which rows make one."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.validation import (
+    EMAIL_MAX,
+    NAME_MAX,
+    Columns,
+    Contact,
+    Problem,
+    check_email,
+    check_name,
+    find_columns,
+    is_blank,
+    validate,
+)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Name",
+        "name",
+        "NAME",
+        "Full Name",
+        "full_name",
+        "FullName",
+        " Full-Name ",
+        "Contact Name",
+        "contact.name",
+    ],
+)
+def test_name_header_synonyms(header: str):
+    assert find_columns(["ID", header, "Email"]).name == header
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Email", "E-mail", "e_mail", "EMAIL ADDRESS", "Email Address", "email-address", "Mail", " mail "],
+)
+def test_email_header_synonyms(header: str):
+    assert find_columns(["Name", header, "Phone"]).email == header
+
+
+def test_first_and_last_name_columns():
+    columns = find_columns(["First Name", "Last_Name", "E-Mail", "Company"])
+    assert columns == Columns(email="E-Mail", first="First Name", last="Last_Name")
+    record = {"First Name": " Ada ", "Last_Name": "Lovelace", "E-Mail": "ada@example.com", "Company": "x"}
+    assert validate(record, columns) == Contact("Ada Lovelace", "ada@example.com")
+    assert validate({**record, "Last_Name": ""}, columns) == Contact("Ada", "ada@example.com")
+
+
+def test_missing_columns_are_none():
+    assert find_columns(["Phone", "City"]) == Columns(email=None)
+    assert find_columns(["Name", "Phone"]).email is None
+
+
+def test_the_first_matching_column_wins_and_extra_columns_are_ignored():
+    columns = find_columns(["Name", "Email", "Full Name", "Mail", "Notes"])
+    assert (columns.name, columns.email) == ("Name", "Email")
+    record = {"Name": "Ada", "Email": "ada@example.com", "Full Name": "", "Mail": "bad", "Notes": "x" * 5000}
+    assert validate(record, columns) == Contact("Ada", "ada@example.com")
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "ada@example.com",
+        "a.b+tag@sub.example.co.uk",
+        "o'hara@example.ie",
+        "x@example.museum",
+        "user_name-1@ex-ample.org",
+        "a@xn--bcher-kva.example",
+        "1234@example.com",
+    ],
+)
+def test_valid_emails(email: str):
+    assert check_email(email) == (email, None)
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "plain",
+        "@example.com",
+        "ada@",
+        "ada@example",
+        "ada example@example.com",
+        "ada@exa mple.com",
+        "ada@@example.com",
+        ".ada@example.com",
+        "ada.@example.com",
+        "a..da@example.com",
+        "ada@-example.com",
+        "ada@example..com",
+        "ada@example.c",
+        "ada@example.com.",
+        "ad,a@example.com",
+        "ada<@example.com",
+        "x" * 65 + "@example.com",
+    ],
+)
+def test_invalid_emails(email: str):
+    cleaned, message = check_email(email)
+    assert cleaned is None
+    assert message == "Not a valid email address"
+
+
+def test_email_is_trimmed_and_lower_cased():
+    assert check_email("  Ada.Lovelace@Example.COM \t") == ("ada.lovelace@example.com", None)
+
+
+def test_email_length_limit():
+    label = "e" * 63  # the longest a domain label may be
+    at_limit = "a" * 64 + "@" + label + "." + label + "." + "e" * 57 + ".com"
+    assert len(at_limit) == EMAIL_MAX
+    assert check_email(at_limit) == (at_limit, None)
+    assert check_email("a" + at_limit) == (None, f"Email is longer than {EMAIL_MAX} characters")
+
+
+def test_missing_email():
+    for value in (None, "", "   "):
+        assert check_email(value) == (None, "Email is missing")
+
+
+def test_name_length_and_trimming():
+    assert check_name("  Ada Lovelace  ") == ("Ada Lovelace", None)
+    assert check_name("A") == ("A", None)
+    assert check_name("n" * NAME_MAX) == ("n" * NAME_MAX, None)
+    assert check_name(" " + "n" * NAME_MAX + " ") == ("n" * NAME_MAX, None)
+    assert check_name("n" * (NAME_MAX + 1)) == (None, f"Name is longer than {NAME_MAX} characters")
+    assert check_name("   ") == (None, "Name is missing")
+    assert check_name(None) == (None, "Name is missing")
+
+
+def test_numbers_from_a_spreadsheet_become_text():
+    assert check_name(12345.0) == ("12345", None)
+    assert check_name(12345) == ("12345", None)
+    assert check_name(1.5) == ("1.5", None)
+    assert check_email(1.5)[0] is None
+
+
+def test_validate_reports_every_problem_with_field_and_raw_value():
+    columns = Columns(email="E-mail", name="Name")
+    outcome = validate({"Name": "", "E-mail": " not an email "}, columns)
+    assert outcome == [
+        Problem("name", "Name is missing", ""),
+        Problem("email", "Not a valid email address", " not an email "),
+    ]
+
+
+def test_validate_a_record_without_the_email_key():
+    outcome = validate({"name": "Ada"}, find_columns(["name"]))
+    assert outcome == [Problem("email", "Email is missing", None)]
+
+
+def test_a_long_raw_value_is_cut_for_display():
+    outcome = validate({"Name": "Ada", "Email": "x" * 5000}, Columns(email="Email", name="Name"))
+    assert isinstance(outcome, list)
+    assert len(outcome[0].value) == 1001 and outcome[0].value.endswith("…")
+
+
+def test_blank_rows():
+    assert is_blank({"a": "", "b": "  ", "c": None})
+    assert is_blank({})
+    assert not is_blank({"a": "", "b": 0.0})
+    assert not is_blank({"a": " x "})
