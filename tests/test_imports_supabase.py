@@ -119,7 +119,8 @@ def test_large_resumable_upload_imported_by_a_worker_process(sb_client, fake_sup
     status = wait_for(finished, timeout=120)
     assert status["status"] == "completed", status
     assert status["insertedRows"] == 1500
-    assert fake_supabase.objects["imports"] == {}
+    # The stored file is deleted just after the import is marked completed.
+    wait_for(lambda: fake_supabase.objects["imports"] == {}, timeout=30)
     assert ("GET", f"/storage/v1/object/imports/{key}") in fake_supabase.requests
 
 
