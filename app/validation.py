@@ -93,15 +93,25 @@ def check_name(value: Any) -> tuple[str | None, str | None]:
     return name, None
 
 
+def plain_contact(raw_name: Any, raw_email: Any) -> Contact | None:
+    """The contact from a text name and email that are plainly valid; None sends the row to ``validate``.
+
+    Most rows are text and valid: they are checked in one go, and only the rest take the path
+    that explains what is wrong.
+    """
+    if type(raw_name) is str and type(raw_email) is str:
+        name, email = raw_name.strip(), raw_email.strip().lower()
+        if name and len(name) <= NAME_MAX and len(email) <= EMAIL_MAX and EMAIL.fullmatch(email):
+            return Contact(name, email)
+    return None
+
+
 def validate(record: Mapping[str, Any], columns: Columns) -> Contact | list[Problem]:
     """A contact from one row, or every problem the row has."""
     if columns.name is not None and columns.email is not None:
-        # Most rows are text and valid: check them in one go; the rest take the path that explains.
-        raw_name, raw_email = record.get(columns.name), record.get(columns.email)
-        if type(raw_name) is str and type(raw_email) is str:
-            name, email = raw_name.strip(), raw_email.strip().lower()
-            if name and len(name) <= NAME_MAX and len(email) <= EMAIL_MAX and EMAIL.fullmatch(email):
-                return Contact(name, email)
+        contact = plain_contact(record.get(columns.name), record.get(columns.email))
+        if contact is not None:
+            return contact
     problems: list[Problem] = []
     if columns.name is not None:
         name_field, raw_name = "name", record.get(columns.name)

@@ -43,7 +43,7 @@ def main() -> None:
         profiler = Profiler(async_mode="disabled")
         started = time.perf_counter()
         with profiler:
-            pipeline.run(import_id)
+            pipeline.run(pipeline.claim(import_id))
         elapsed = time.perf_counter() - started
         counts = db.session.execute(
             text(

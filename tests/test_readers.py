@@ -40,7 +40,7 @@ def read(data: bytes, seekable: bool = True) -> tuple[Table, list]:
     """The table and all its rows, read as the worker reads a stored file."""
     stream = io.BytesIO(data) if seekable else io.BufferedReader(OneWayStream(data))
     table = read_rows(stream, len(data))
-    return table, list(table.rows)
+    return table, list(table.records())
 
 
 def refused(data: bytes) -> str:

@@ -19,9 +19,9 @@ from app.contacts import store_contacts, store_row_errors
 from app.extensions import db, settings, storage
 from app.imports.cleanup import discard_file
 from app.models import Import, utcnow
-from app.readers import BrokenRow, UnusableFile, cell_text, read_rows
+from app.readers import BrokenRow, Table, UnusableFile, cell_text, read_rows
 from app.storage import StoredFileMissing
-from app.validation import Columns, Contact, Problem, find_columns, is_blank, validate
+from app.validation import Columns, Contact, Problem, find_columns, is_blank, plain_contact, validate
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +254,8 @@ def run(imp: Import) -> None:
             # The committer's thread owns the session from here: the loop keeps what it needs in locals.
             committer = Committer(db.session(), import_id, attempt, imp.source)
             try:
-                for _ in _read_batches(table.rows, fixed, checkpoint, batch_size, committer):
+                batches = _read_batches(table, fixed, checkpoint, batch_size, committer)
+                for _ in batches:
                     if handback_requested.is_set():
                         committer.wait()  # hand back only after the batch is committed
                         raise ImportHandedBack(import_id)
@@ -279,37 +280,54 @@ def run(imp: Import) -> None:
 
 
 def _read_batches(
-    rows: Any, fixed: Columns | None, checkpoint: int, batch_size: int, committer: Committer
+    table: Table, fixed: Columns | None, checkpoint: int, batch_size: int, committer: Committer
 ) -> Iterator[None]:
     """Validate the rows after the checkpoint into batches, hand each to the committer, yield after each."""
     by_keys: dict[tuple[str, ...], Columns] = {}
+    headers = table.columns
+    # Where a tabular row holds the name and the email: plain rows are validated from their
+    # cells, and only a row that needs explaining is made into a record.
+    name_at = email_at = -1
+    if fixed is not None and fixed.name is not None and fixed.email is not None:
+        name_at, email_at = headers.index(fixed.name), headers.index(fixed.email)
     batch = Batch(last_row=checkpoint)
     contacts, rejected = batch.contacts, batch.rejected
-    for row_number, record in rows:
+    for row_number, row in table.rows:
         if row_number <= checkpoint:
             continue
         batch.last_row = row_number
-        if isinstance(record, BrokenRow):
-            rejected.append((row_number, Problem(None, record.message, record.text), None))
+        if type(row) is list:
+            contact = plain_contact(row[name_at], row[email_at]) if name_at >= 0 else None
+            if contact is not None:
+                contacts.append(contact)
+            else:
+                _reject_or_keep(dict(zip(headers, row, strict=False)), fixed, row_number, batch)  # type: ignore[arg-type]
+        elif isinstance(row, BrokenRow):
+            rejected.append((row_number, Problem(None, row.message, row.text), None))
             batch.rejected_rows += 1
         else:
             columns = fixed
             if columns is None:
-                keys = tuple(record)
+                keys = tuple(row)
                 columns = by_keys.get(keys) or by_keys.setdefault(keys, find_columns(keys))
-            outcome = validate(record, columns)
-            if isinstance(outcome, Contact):
-                contacts.append(outcome)
-            elif not is_blank(record):  # a valid row is never blank: only failures need the check
-                raw = _raw(record)
-                rejected.extend((row_number, p, raw) for p in outcome)
-                batch.rejected_rows += 1
+            _reject_or_keep(row, columns, row_number, batch)
         if len(contacts) + batch.rejected_rows >= batch_size:
             committer.submit(batch)
             yield
             batch = Batch(last_row=row_number)
             contacts, rejected = batch.contacts, batch.rejected
     committer.submit(batch)
+
+
+def _reject_or_keep(record: Mapping[str, Any], columns: Columns, row_number: int, batch: Batch) -> None:
+    """Validate one record into the batch: a contact, the row's problems, or nothing for a blank row."""
+    outcome = validate(record, columns)
+    if isinstance(outcome, Contact):
+        batch.contacts.append(outcome)
+    elif not is_blank(record):  # a valid row is never blank: only failures need the check
+        raw = _raw(record)
+        batch.rejected.extend((row_number, p, raw) for p in outcome)
+        batch.rejected_rows += 1
 
 
 def release(import_id: str, attempt: int, reason: str | None = None) -> None:

@@ -29,15 +29,24 @@ class BrokenRow:
 class Table:
     """What a reader found: the format, an estimate of the row count, and the rows themselves.
 
-    ``rows`` yields ``(row_number, record)`` where the row number is the one the user sees
+    ``rows`` yields ``(row_number, row)`` where the row number is the one the user sees
     (spreadsheet rows counting the header as 1, the item's position for JSON, the line for
-    NDJSON) and the record maps each column as it was named in the file to its value.
+    NDJSON). A tabular format (CSV, TSV, spreadsheets) knows its ``columns``, and each row is
+    its list of cells, one at least for every column; a JSON row is a record mapping each key
+    to its value. Cells stay positional because building a record for every row costs more
+    than validating it: ``records`` gives the keyed form.
     """
 
     format: str
-    rows: Iterator[tuple[int, Record | BrokenRow]]
+    rows: Iterator[tuple[int, list[Any] | Record | BrokenRow]]
     total_rows: int | None = None
     columns: list[str] = field(default_factory=list)
+
+    def records(self) -> Iterator[tuple[int, Record | BrokenRow]]:
+        """The rows as records keyed by column, whatever the format."""
+        columns = self.columns
+        for row_number, row in self.rows:
+            yield row_number, dict(zip(columns, row, strict=False)) if type(row) is list else row
 
 
 class _Replay(io.RawIOBase):

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 
 import python_calamine
 
-from app.readers import READ_BUFFER, BrokenRow, Record, Table, UnusableFile, unique_columns
+from app.readers import READ_BUFFER, BrokenRow, Table, UnusableFile, unique_columns
 
 ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -122,6 +122,9 @@ def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
 
 def _rows(
     rows: Iterator[list[Any]], columns: list[str], header_row: int
-) -> Iterator[tuple[int, Record | BrokenRow]]:
-    for offset, cells in enumerate(rows, start=1):
-        yield header_row + offset, dict(zip(columns, cells, strict=False))
+) -> Iterator[tuple[int, list[Any] | BrokenRow]]:
+    width = len(columns)
+    for row_number, cells in enumerate(rows, start=header_row + 1):
+        if len(cells) < width:  # calamine gives every row the sheet's width; this keeps the promise
+            cells += [None] * (width - len(cells))
+        yield row_number, cells

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from app.readers import BrokenRow, Record, Table, UnusableFile, unique_columns
+from app.readers import BrokenRow, Table, UnusableFile, unique_columns
 
 DELIMITERS = (",", ";", "\t", "|")
 FIELD_LIMIT = 1024 * 1024
@@ -123,8 +123,8 @@ def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
 
 def _rows(
     text: io.TextIOWrapper, records: Iterator[list[str]], columns: list[str], row_number: int
-) -> Iterator[tuple[int, Record | BrokenRow]]:
-    """Records keyed by column, numbered as a spreadsheet numbers them."""
+) -> Iterator[tuple[int, list[str] | BrokenRow]]:
+    """Each row's cells, numbered as a spreadsheet numbers them."""
     try:
         yield from _numbered(records, columns, row_number)
     finally:
@@ -136,7 +136,7 @@ def _rows(
 
 def _numbered(
     records: Iterator[list[str]], columns: list[str], row_number: int
-) -> Iterator[tuple[int, Record | BrokenRow]]:
+) -> Iterator[tuple[int, list[str] | BrokenRow]]:
     width = len(columns)
     while True:
         row_number += 1
@@ -148,5 +148,5 @@ def _numbered(
             yield row_number, BrokenRow(f"This row could not be read: {exc}", "")
             continue
         if len(cells) < width:
-            cells = cells + [""] * (width - len(cells))
-        yield row_number, dict(zip(columns, cells, strict=False))
+            cells += [""] * (width - len(cells))
+        yield row_number, cells
