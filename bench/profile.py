@@ -38,8 +38,9 @@ def main() -> None:
     )
     with app.app_context():
         with open(args.file, "rb") as f:
-            import_id = create_import(f, source="profile").id
-        db.session.commit()
+            imp = create_import(f, source="profile")
+            db.session.commit()  # the id is given on flush
+        import_id = imp.id
         profiler = Profiler(async_mode="disabled")
         started = time.perf_counter()
         with profiler:
