@@ -97,7 +97,7 @@ class Stack:
             "STORAGE_DIR": str(workdir / "uploads"),
             "SECRET_KEY": "bench",
             "MAX_UPLOAD_SIZE": "2GB",
-            "WEB_CONCURRENCY": "2",
+            "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2"),
             "PYTHONUNBUFFERED": "1",
         }
         if batch_size:
