@@ -14,6 +14,7 @@ from app.validation import (
     check_name,
     find_columns,
     is_blank,
+    plain_contact,
     validate,
 )
 
@@ -167,3 +168,28 @@ def test_blank_rows():
     assert is_blank({})
     assert not is_blank({"a": "", "b": 0.0})
     assert not is_blank({"a": " x "})
+
+
+@pytest.mark.parametrize(
+    ("name", "email"),
+    [
+        ("", "ada@example.com"),
+        ("Ada", "not an email"),
+        ("Ada", None),
+        (None, "ada@example.com"),
+        ("Ada", 42.0),
+        ("x" * (NAME_MAX + 1), "ada@example.com"),
+    ],
+)
+def test_a_row_that_is_not_plainly_valid_goes_to_the_checks_that_explain(name, email) -> None:
+    assert plain_contact(name, email) is None
+    problems = validate({"Name": name, "Email": email}, Columns(email="Email", name="Name"))
+    assert isinstance(problems, list)
+    assert problems
+
+
+def test_plainly_valid_text_makes_the_same_contact_as_the_full_checks() -> None:
+    columns = Columns(email="Email", name="Name")
+    record = {"Name": "  Ada Lovelace ", "Email": " Ada@Example.COM "}
+    assert plain_contact(record["Name"], record["Email"]) == Contact("Ada Lovelace", "ada@example.com")
+    assert validate(record, columns) == plain_contact(record["Name"], record["Email"])
