@@ -1,6 +1,7 @@
 """Gunicorn settings for the web process (``gunicorn -c python:app.gunicorn_conf wsgi:app``)."""
 
 import os
+import sys
 import tempfile
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
@@ -20,3 +21,14 @@ def child_exit(server, worker):  # noqa: ARG001 - gunicorn's hook signature
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_starting(server):  # noqa: ARG001 - gunicorn's hook signature
+    """Check the settings once in the master, so a mistake stops gunicorn before any worker boots."""
+    from app.config import ConfigError, load_settings
+
+    try:
+        load_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(3) from None
