@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(env: dict[str, str] | None = None) -> Flask:
     """Build the app from the environment (or ``env``), checking every setting first."""
-    from app import cli, errors, extensions, logs, ops, uploads
+    from app import auth, cli, errors, extensions, logs, openapi, ops, rate_limits, security, uploads
     from app.imports import bp as imports_bp
 
     settings = load_settings(env)
@@ -30,25 +30,27 @@ def create_app(env: dict[str, str] | None = None) -> Flask:
     for warning in settings.warnings:
         logging.getLogger("app").warning(warning)
 
-    extensions.init_app(app)
-    errors.init_app(app)
-    ops.init_app(app)
-    app.register_blueprint(imports_bp)
-    app.register_blueprint(uploads.bp)
-    cli.init_app(app)
-    logs.init_app(app)
-
     @app.before_request
     def _request_id() -> None:
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
         logs.request_id.set(g.request_id)
 
     @app.after_request
-    def _headers(response):
+    def _request_id_header(response):
         response.headers.setdefault("X-Request-ID", g.get("request_id", ""))
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "DENY")
         return response
+
+    extensions.init_app(app)
+    errors.init_app(app)
+    # Checks run in this order: body size, rate limit, then who is asking.
+    security.init_app(app)
+    rate_limits.init_app(app)
+    auth.init_app(app)
+    ops.init_app(app)
+    openapi.init_app(app)
+    app.register_blueprint(imports_bp)
+    app.register_blueprint(uploads.bp)
+    cli.init_app(app)
+    logs.init_app(app)
 
     return app

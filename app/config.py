@@ -11,6 +11,7 @@ from pathlib import Path
 STORAGE_BACKENDS = ("local", "supabase")
 # The one chunk size Supabase Storage's resumable (tus) endpoint accepts, apart from the last chunk.
 SUPABASE_CHUNK_SIZE = 6 * 1024 * 1024
+MIN_TOKEN_LENGTH = 16
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$", re.IGNORECASE)
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -51,6 +52,21 @@ def database_url(url: str) -> str:
 
 
 @dataclass(frozen=True)
+class SecuritySettings:
+    """Who may call DataFlow, how often, and how large a file may grow once read."""
+
+    api_tokens: tuple[str, ...] = ()
+    metrics_token: str | None = None
+    session_cookie_secure: bool = True
+    rate_limits_enabled: bool = True
+    rate_limit: str = "600/minute"
+    import_rate_limit: str = "60/minute"
+    login_rate_limit: str = "10/minute"
+    max_rows: int = 10_000_000
+    max_columns: int = 1000
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything DataFlow reads from its environment."""
 
@@ -65,6 +81,7 @@ class Settings:
     upload_chunk_size: int
     worker_concurrency: int
     max_upload_size: int
+    security: SecuritySettings
     batch_size: int
     maintenance_interval: float
     upload_expiry: float
@@ -87,6 +104,11 @@ class Settings:
             "MAX_CONTENT_LENGTH": None,
             "MAX_FORM_MEMORY_SIZE": 1024 * 1024,
             "WTF_CSRF_TIME_LIMIT": None,
+            # Every unsafe request is checked by app.auth, which knows bearer-token requests need none.
+            "WTF_CSRF_CHECK_DEFAULT": False,
+            "SESSION_COOKIE_SECURE": self.security.session_cookie_secure,
+            "SESSION_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Lax",
             "SETTINGS": self,
         }
 
@@ -146,6 +168,46 @@ def _backoff(name: str, text: str, errors: list[str]) -> tuple[int, ...]:
     if any(value < 0 for value in values):
         errors.append(f"{name} cannot hold a negative number of seconds: {text!r}")
     return values
+
+
+def _rate(name: str, text: str, errors: list[str]) -> str:
+    from limits import parse_many
+
+    try:
+        parse_many(text)
+    except ValueError:
+        errors.append(f"{name} must be a rate such as 600/minute or 10/second, not {text!r}")
+    return text
+
+
+def _security(env: dict[str, str], errors: list[str]) -> SecuritySettings:
+    """Tokens, cookies, rate limits and file limits."""
+    tokens = tuple(t.strip() for t in env.get("API_TOKENS", "").split(",") if t.strip())
+    for token in tokens:
+        if len(token) < MIN_TOKEN_LENGTH:
+            errors.append(f"API_TOKENS: each token must be at least {MIN_TOKEN_LENGTH} characters long")
+            break
+    metrics_token = env.get("METRICS_TOKEN", "").strip() or None
+    if metrics_token and len(metrics_token) < MIN_TOKEN_LENGTH:
+        errors.append(f"METRICS_TOKEN must be at least {MIN_TOKEN_LENGTH} characters long")
+    defaults = SecuritySettings()
+    return SecuritySettings(
+        api_tokens=tokens,
+        metrics_token=metrics_token,
+        session_cookie_secure=_bool(
+            "SESSION_COOKIE_SECURE", env.get("SESSION_COOKIE_SECURE", "true"), errors
+        ),
+        rate_limits_enabled=_bool("RATE_LIMITS_ENABLED", env.get("RATE_LIMITS_ENABLED", "true"), errors),
+        rate_limit=_rate("RATE_LIMIT", env.get("RATE_LIMIT", defaults.rate_limit), errors),
+        import_rate_limit=_rate(
+            "IMPORT_RATE_LIMIT", env.get("IMPORT_RATE_LIMIT", defaults.import_rate_limit), errors
+        ),
+        login_rate_limit=_rate(
+            "LOGIN_RATE_LIMIT", env.get("LOGIN_RATE_LIMIT", defaults.login_rate_limit), errors
+        ),
+        max_rows=_int("MAX_ROWS", env.get("MAX_ROWS", str(defaults.max_rows)), errors),
+        max_columns=_int("MAX_COLUMNS", env.get("MAX_COLUMNS", str(defaults.max_columns)), errors),
+    )
 
 
 def _secret_key(instance: Path) -> str:
@@ -226,6 +288,7 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
         upload_chunk_size=chunk_size,
         worker_concurrency=_int("WORKER_CONCURRENCY", env.get("WORKER_CONCURRENCY", "10"), errors),
         max_upload_size=_size("MAX_UPLOAD_SIZE", env.get("MAX_UPLOAD_SIZE", "1GB"), errors),
+        security=_security(env, errors),
         batch_size=_int("BATCH_SIZE", env.get("BATCH_SIZE", "10000"), errors),
         maintenance_interval=_int("MAINTENANCE_INTERVAL", env.get("MAINTENANCE_INTERVAL", "30"), errors),
         upload_expiry=_duration("UPLOAD_EXPIRY", env.get("UPLOAD_EXPIRY", "24h"), errors),

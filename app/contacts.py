@@ -62,6 +62,11 @@ def store_contacts(session: Session, import_id: str, source: str, contacts: Sequ
     return cursor.rowcount
 
 
+def _storable(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL: show it as the replacement character instead."""
+    return value.replace("\x00", "\ufffd") if value else value
+
+
 def store_row_errors(
     session: Session,
     import_id: str,
@@ -82,8 +87,8 @@ def store_row_errors(
                             row,
                             problem.field,
                             problem.message,
-                            problem.value,
-                            None if raw is None else json.dumps(raw, default=str),
+                            _storable(problem.value),
+                            None if raw is None else _storable(json.dumps(raw, default=str)),
                         )
                     )
         return

@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,13 @@ def _handle_http(exc: HTTPException) -> Response | tuple[str, int]:
     return render_template(template, code=exc.code, title=exc.name, message=message), exc.code
 
 
+def _handle_storage_unavailable(exc: Exception) -> Response | tuple[str, int]:
+    log.warning("storage unavailable: %s", exc)
+    return _handle_http(
+        ServiceUnavailable("Storage cannot be reached right now; nothing was stored. Try again shortly.")
+    )
+
+
 def _handle_unexpected(exc: Exception) -> Response | tuple[str, int]:
     log.exception("unhandled error")
     return _handle_http(InternalServerError("Something went wrong on our side. It has been logged."))
@@ -54,5 +61,8 @@ def _handle_unexpected(exc: Exception) -> Response | tuple[str, int]:
 
 def init_app(app: Flask) -> None:
     """Register the handlers."""
+    from app.storage import StorageUnavailable
+
     app.register_error_handler(HTTPException, _handle_http)
+    app.register_error_handler(StorageUnavailable, _handle_storage_unavailable)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -174,3 +174,14 @@ class IdempotencyKey(db.Model):
     fingerprint: Mapped[str | None] = mapped_column(String(64))
     import_id: Mapped[str | None] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class User(db.Model):
+    """Someone who may sign in to the pages; created with ``flask create-user``."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

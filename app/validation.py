@@ -90,6 +90,8 @@ def check_name(value: Any) -> tuple[str | None, str | None]:
         return None, "Name is missing"
     if len(name) > NAME_MAX:
         return None, f"Name is longer than {NAME_MAX} characters"
+    if "\x00" in name:
+        return None, "Name contains a NUL character, which cannot be stored"
     return name, None
 
 

@@ -230,6 +230,40 @@ def _columns_for(headers: list[str]) -> Columns:
     return columns
 
 
+def _check_width(columns: list[str], limit: int) -> None:
+    """A header wider than MAX_COLUMNS is refused: no contact list needs that many columns."""
+    if len(columns) > limit:
+        raise UnusableFile(
+            f"The file has {len(columns):,} columns; at most {limit:,} are read. "
+            "Remove the columns you do not need (keep the name and email) and upload it again."
+        )
+
+
+def _too_many_rows(limit: int, row_number: int) -> UnusableFile:
+    return UnusableFile(
+        f"The file has more than {limit:,} rows, the most one import takes (MAX_ROWS). "
+        f"The first {limit:,} were imported; nothing from row {row_number:,} on was. "
+        "Split the rest into another file and import that."
+    )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """MAX_ROWS and MAX_COLUMNS, and the rows earlier runs of the import already processed."""
+
+    max_rows: int
+    max_columns: int
+    processed: int
+
+
+def _is_blank_row(row: Any) -> bool:
+    if isinstance(row, BrokenRow):
+        return False
+    if type(row) is list:
+        return all(cell_text(cell).strip() == "" for cell in row)
+    return is_blank(row)
+
+
 def run(imp: Import) -> None:
     """Import a claimed file from its committed checkpoint to the end.
 
@@ -244,6 +278,7 @@ def run(imp: Import) -> None:
     try:
         with beat, storage().open(imp.storage_key) as stream:
             table = read_rows(stream, imp.size_bytes)
+            _check_width(table.columns, config.security.max_columns)
             fixed = _columns_for(table.columns) if table.columns else None
             db.session.execute(
                 update(Import)
@@ -254,7 +289,8 @@ def run(imp: Import) -> None:
             # The committer's thread owns the session from here: the loop keeps what it needs in locals.
             committer = Committer(db.session(), import_id, attempt, imp.source)
             try:
-                batches = _read_batches(table, fixed, checkpoint, batch_size, committer)
+                limits = Limits(config.security.max_rows, config.security.max_columns, imp.processed_rows)
+                batches = _read_batches(table, fixed, checkpoint, batch_size, committer, limits)
                 for _ in batches:
                     if handback_requested.is_set():
                         committer.wait()  # hand back only after the batch is committed
@@ -280,9 +316,17 @@ def run(imp: Import) -> None:
 
 
 def _read_batches(
-    table: Table, fixed: Columns | None, checkpoint: int, batch_size: int, committer: Committer
+    table: Table,
+    fixed: Columns | None,
+    checkpoint: int,
+    batch_size: int,
+    committer: Committer,
+    limits: Limits,
 ) -> Iterator[None]:
-    """Validate the rows after the checkpoint into batches, hand each to the committer, yield after each."""
+    """Validate the rows after the checkpoint into batches, hand each to the committer, yield after each.
+
+    The row past MAX_ROWS is never stored: the rows before it are committed, then the file fails.
+    """
     by_keys: dict[tuple[str, ...], Columns] = {}
     headers = table.columns
     # Where a tabular row holds the name and the email: plain rows are validated from their
@@ -292,10 +336,17 @@ def _read_batches(
         name_at, email_at = headers.index(fixed.name), headers.index(fixed.email)
     batch = Batch(last_row=checkpoint)
     contacts, rejected = batch.contacts, batch.rejected
+    submitted = limits.processed
     for row_number, row in table.rows:
         if row_number <= checkpoint:
             continue
+        if submitted + len(contacts) + batch.rejected_rows >= limits.max_rows and not _is_blank_row(row):
+            committer.submit(batch)
+            committer.wait()
+            raise _too_many_rows(limits.max_rows, row_number)
         batch.last_row = row_number
+        if type(row) is not list and not isinstance(row, BrokenRow) and len(row) > limits.max_columns:
+            row = BrokenRow(f"This item has {len(row):,} fields; at most {limits.max_columns:,} are read", "")
         if type(row) is list:
             contact = plain_contact(row[name_at], row[email_at]) if name_at >= 0 else None
             if contact is not None:
@@ -312,6 +363,7 @@ def _read_batches(
                 columns = by_keys.get(keys) or by_keys.setdefault(keys, find_columns(keys))
             _reject_or_keep(row, columns, row_number, batch)
         if len(contacts) + batch.rejected_rows >= batch_size:
+            submitted += len(contacts) + batch.rejected_rows
             committer.submit(batch)
             yield
             batch = Batch(last_row=row_number)

@@ -14,6 +14,8 @@ from app.readers import BrokenRow, Table, UnusableFile, unique_columns
 
 DELIMITERS = (",", ";", "\t", "|")
 FIELD_LIMIT = 1024 * 1024
+# A line is read whole before it is split: cap it, so a file with no line breaks cannot fill memory.
+LINE_LIMIT = 8 * FIELD_LIMIT
 _FALLBACK = "dataflow-cp1252"
 _EXCEL_SEPARATOR = re.compile(r"\ufeff?sep=([,;\t|])\r?\n")
 
@@ -95,8 +97,8 @@ def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
     if excel_hint:
         # Excel's "sep=;" line names the delimiter and is hidden when Excel opens the file,
         # so the rows are numbered as if it were not there.
-        text.readline()
-    records = csv.reader(text, delimiter=delimiter)
+        text.readline(LINE_LIMIT)
+    records = csv.reader(_bounded_lines(text), delimiter=delimiter)
     row_number = 0
     columns: list[str] = []
     try:
@@ -106,10 +108,15 @@ def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
                 break
     except csv.Error as exc:
         text.detach()
+        if "field limit" in str(exc):
+            raise _unreadable(row_number + 1, exc) from exc
         raise UnusableFile(
             f"The header row could not be read ({exc}). Check that the file is a CSV whose "
             "first line names the columns, and that its quotes are closed."
         ) from exc
+    except UnusableFile:
+        text.detach()
+        raise
     if not columns:
         text.detach()
         raise UnusableFile("The file has no header row: it is empty or holds only blank lines.")
@@ -119,6 +126,28 @@ def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
         lines = head.count(b"\n") or 1
         total = max(0, round(size * lines / len(head)) - row_number)
     return Table(kind, _rows(text, records, columns, row_number), total, columns)
+
+
+def _bounded_lines(text: io.TextIOWrapper) -> Iterator[str]:
+    """The file's lines, refusing one longer than LINE_LIMIT characters instead of reading it whole."""
+    while line := text.readline(LINE_LIMIT):
+        if len(line) >= LINE_LIMIT and not line.endswith(("\n", "\r")):
+            raise UnusableFile(
+                f"The file has a line longer than {LINE_LIMIT // (1024 * 1024)} MB. "
+                "Is it really a CSV file? Save it again as CSV and upload that."
+            )
+        yield line
+
+
+def _unreadable(row_number: int, exc: csv.Error) -> UnusableFile:
+    """A field past FIELD_LIMIT: almost always a quote that is never closed, swallowing what follows."""
+    return UnusableFile(
+        f"Row {row_number} has a field longer than {FIELD_LIMIT // (1024 * 1024)} MB, which usually "
+        'means a quote (") that is never closed. Fix that row and import the file again; '
+        "rows already imported are not imported twice."
+        if "field limit" in str(exc)
+        else f"Row {row_number} could not be read ({exc}). Save the file again as CSV and upload that."
+    )
 
 
 def _rows(
@@ -145,6 +174,8 @@ def _numbered(
         except StopIteration:
             return
         except csv.Error as exc:
+            if "field limit" in str(exc):
+                raise _unreadable(row_number, exc) from exc
             yield row_number, BrokenRow(f"This row could not be read: {exc}", "")
             continue
         if len(cells) < width:

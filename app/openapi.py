@@ -1,0 +1,337 @@
+"""The API's contract as an OpenAPI 3.1 document, served at /openapi.json and fuzzed by the tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask
+
+from app.imports.body import SOURCE_MAX
+from app.models import IMPORT_STATUSES
+from app.validation import EMAIL_MAX, NAME_MAX
+
+bp = Blueprint("openapi", __name__)
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {JSON: {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
+    return {"type": [kind, "null"], **extra}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}},
+    },
+    "BodyIssues": {
+        "type": "object",
+        "required": ["error", "issues"],
+        "properties": {
+            "error": {"type": "string"},
+            "issues": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["path", "message"],
+                    "properties": {
+                        "path": {"type": "array", "items": {"type": ["string", "integer"]}},
+                        "message": {"type": "string"},
+                    },
+                },
+            },
+            "moreIssues": {"type": "integer", "minimum": 1},
+        },
+    },
+    "Accepted": {
+        "type": "object",
+        "required": ["jobId"],
+        "properties": {"jobId": {"type": "string"}},
+        "additionalProperties": False,
+    },
+    "Import": {
+        "type": "object",
+        "required": [
+            "jobId",
+            "status",
+            "source",
+            "format",
+            "filename",
+            "useResumable",
+            "sizeBytes",
+            "totalRows",
+            "processedRows",
+            "insertedRows",
+            "duplicateRows",
+            "rejectedRows",
+            "attempts",
+            "error",
+            "createdAt",
+            "startedAt",
+            "finishedAt",
+        ],  # fmt: skip
+        "properties": {
+            "jobId": {"type": "string"},
+            "status": {"enum": list(IMPORT_STATUSES)},
+            "source": {"type": "string"},
+            "format": _nullable("string"),
+            "filename": _nullable("string"),
+            "useResumable": {"type": "boolean"},
+            "sizeBytes": _nullable("integer", minimum=0),
+            "totalRows": _nullable("integer", minimum=0),
+            "processedRows": {"type": "integer", "minimum": 0},
+            "insertedRows": {"type": "integer", "minimum": 0},
+            "duplicateRows": {"type": "integer", "minimum": 0},
+            "rejectedRows": {"type": "integer", "minimum": 0},
+            "attempts": {"type": "integer", "minimum": 0},
+            "error": _nullable("string"),
+            "createdAt": {"type": "string", "format": "date-time"},
+            "startedAt": _nullable("string", format="date-time"),
+            "finishedAt": _nullable("string", format="date-time"),
+        },
+    },
+    "ImportPage": {
+        "type": "object",
+        "required": ["items", "page", "pages", "total"],
+        "properties": {
+            "items": {"type": "array", "items": _ref("Import")},
+            "page": {"type": "integer", "minimum": 1},
+            "pages": {"type": "integer", "minimum": 1},
+            "total": {"type": "integer", "minimum": 0},
+        },
+    },
+    "RowErrorPage": {
+        "type": "object",
+        "required": ["items", "page", "pages", "total"],
+        "properties": {
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["row", "field", "message", "value"],
+                    "properties": {
+                        "row": {"type": "integer"},
+                        "field": _nullable("string"),
+                        "message": {"type": "string"},
+                        "value": _nullable("string"),
+                    },
+                },
+            },
+            "page": {"type": "integer", "minimum": 1},
+            "pages": {"type": "integer", "minimum": 1},
+            "total": {"type": "integer", "minimum": 0},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"enum": ["healthy", "unhealthy"]},
+            "error": {"type": "string"},
+            "checks": {"type": "object", "additionalProperties": {"enum": ["ok", "failing"]}},
+        },
+    },
+    "JsonImport": {
+        "type": "object",
+        "required": ["source", "data"],
+        "properties": {
+            "source": {"type": "string", "minLength": 1, "maxLength": SOURCE_MAX},
+            "data": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["name", "email"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX},
+                        "email": {"type": "string", "format": "email", "maxLength": EMAIL_MAX},
+                    },
+                },
+            },
+            "useResumable": {"type": "boolean", "default": False},
+        },
+    },
+    "MultipartImport": {
+        "type": "object",
+        "required": ["file", "source"],
+        "properties": {
+            "file": {"type": "string", "contentMediaType": "application/octet-stream"},
+            "source": {"type": "string", "minLength": 1, "maxLength": SOURCE_MAX},
+            "useResumable": {"type": "boolean"},
+        },
+    },
+}
+
+RESPONSES: dict[str, Any] = {
+    "BadRequest": _error("The request is wrong; the error says how"),
+    "Unauthorized": {
+        **_error("No valid API token: send Authorization: Bearer <token>"),
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "required": True}},
+    },
+    "NotFound": _error("No import has this id"),
+    "TooLarge": _error("The body is larger than MAX_UPLOAD_SIZE; nothing of it was kept"),
+    "RateLimited": {
+        **_error("Too many requests; try again after Retry-After seconds"),
+        "headers": {"Retry-After": {"schema": {"type": "string"}, "required": True}},
+    },
+    "Unavailable": _error("Storage cannot be reached; nothing was stored, try again later"),
+}
+
+
+def _responses(ok: dict[str, Any], *extra: str) -> dict[str, Any]:
+    codes = {"400": "BadRequest", "401": "Unauthorized", "404": "NotFound", "413": "TooLarge"}
+    codes |= {"429": "RateLimited", "503": "Unavailable"}
+    responses = dict(ok)
+    for code in ("401", "429", *extra):
+        responses[code] = {"$ref": f"#/components/responses/{codes[code]}"}
+    return responses
+
+
+def _page_parameter() -> dict[str, Any]:
+    return {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}}
+
+
+def _job_id() -> dict[str, Any]:
+    return {"name": "jobId", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _header(name: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {"name": name, "in": "header", "description": description, "schema": {"type": "string", **schema}}
+
+
+PATHS: dict[str, Any] = {
+    "/import": {
+        "post": {
+            "operationId": "startImport",
+            "summary": "Start an import from a JSON body, a multipart form, or the file as the body",
+            "parameters": [
+                _header(
+                    "X-Source",
+                    "Where the contacts come from; required when the body is the file",
+                    minLength=1,
+                    maxLength=SOURCE_MAX,
+                ),
+                _header("X-Filename", "The file's name, only shown", maxLength=255),
+                _header("X-Use-Resumable", "true to store the file with a resumable transfer"),
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    JSON: {"schema": _ref("JsonImport")},
+                    "multipart/form-data": {
+                        "schema": _ref("MultipartImport"),
+                        "encoding": {"file": {"contentType": "application/octet-stream"}},
+                    },
+                    "application/octet-stream": {"schema": {"contentMediaType": "application/octet-stream"}},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            },
+            "responses": _responses(
+                {
+                    "202": _json(
+                        _ref("Accepted"),
+                        "Stored and queued",
+                        {"Location": {"schema": {"type": "string"}, "required": True}},
+                    ),
+                    "400": {
+                        "description": "The request is wrong; the error says how",
+                        "content": {JSON: {"schema": {"anyOf": [_ref("Error"), _ref("BodyIssues")]}}},
+                    },
+                },
+                "413",
+                "503",
+            ),
+        }
+    },
+    "/imports": {
+        "get": {
+            "operationId": "listImports",
+            "summary": "Imports, newest first",
+            "parameters": [
+                {"name": "status", "in": "query", "schema": {"enum": list(IMPORT_STATUSES)}},
+                {"name": "source", "in": "query", "schema": {"type": "string"}},
+                _page_parameter(),
+                {
+                    "name": "per_page",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 25},
+                },
+            ],
+            "responses": _responses({"200": _json(_ref("ImportPage"), "A page of imports")}, "400"),
+        }
+    },
+    "/imports/{jobId}": {
+        "get": {
+            "operationId": "getImport",
+            "summary": "One import: status, counts, progress",
+            "parameters": [_job_id()],
+            "responses": _responses({"200": _json(_ref("Import"), "The import")}, "404"),
+        }
+    },
+    "/imports/{jobId}/errors": {
+        "get": {
+            "operationId": "getImportErrors",
+            "summary": "The rows an import rejected, 50 a page",
+            "parameters": [_job_id(), _page_parameter()],
+            "responses": _responses({"200": _json(_ref("RowErrorPage"), "A page of rejected rows")}, "404"),
+        }
+    },
+    "/health": {
+        "get": {
+            "operationId": "health",
+            "summary": "Whether the database, Redis and storage answer",
+            "security": [],
+            "responses": {
+                "200": _json(_ref("Health"), "Every dependency answers"),
+                "503": _json(_ref("Health"), "A dependency is failing; error names it"),
+            },
+        }
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the JSON API."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "DataFlow",
+            "version": "1",
+            "description": "Import contact lists. With API_TOKENS set, every operation but /health "
+            "needs Authorization: Bearer <token>.",
+        },
+        "security": [{"bearerToken": []}],
+        "paths": PATHS,
+        "components": {
+            "securitySchemes": {"bearerToken": {"type": "http", "scheme": "bearer"}},
+            "schemas": SCHEMAS,
+            "responses": RESPONSES,
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def serve_document() -> dict[str, Any]:
+    """The document, open to anyone: it describes the API, it holds no data."""
+    return document()
+
+
+def init_app(app: Flask) -> None:
+    """Serve /openapi.json."""
+    app.register_blueprint(bp)

@@ -1,0 +1,154 @@
+"""Hostile requests: bodies past the size limit or cut short, malformed forms, and the security headers.
+
+Everything here runs before a route reads a byte, or after it answers, so no route has to remember it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import IO, Any
+
+from flask import Flask, Request, Response, request
+from werkzeug.exceptions import BadRequest, ClientDisconnected
+from werkzeug.formparser import FormDataParser
+
+from app.errors import error_response
+from app.extensions import settings
+
+# A multipart body carries its file plus boundaries, part headers and the small fields.
+FORM_OVERHEAD = 64 * 1024
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+# Served as files to save, never rendered by the browser.
+DOWNLOAD_TYPES = frozenset({"text/csv", "application/octet-stream"})
+
+
+class IncompleteBody(ClientDisconnected):
+    """The body ended before the bytes its Content-Length announced (the client went away).
+
+    A ClientDisconnected, so code that keeps what arrived of a cut-short body (tus) still can.
+    """
+
+
+class MalformedForm(BadRequest):
+    """A multipart/form-data body that cannot be parsed to its end."""
+
+
+class _CheckedInput:
+    """The WSGI input of a request with a Content-Length: an early end is an error, not a short file."""
+
+    def __init__(self, stream: IO[bytes], expected: int) -> None:
+        self._stream = stream
+        self._expected = expected
+        self._seen = 0
+
+    def _count(self, data: bytes, asked: int | None) -> bytes:
+        self._seen += len(data)
+        if not data and (asked is None or asked > 0) and self._seen < self._expected:
+            raise IncompleteBody(
+                f"The request body ended after {self._seen:,} of the {self._expected:,} bytes its "
+                "Content-Length announced. Nothing was stored; send the whole body again."
+            )
+        return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read, raising IncompleteBody when the client stopped sending too early."""
+        return self._count(self._stream.read(size if size is not None else -1), size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """Read a line, raising IncompleteBody when the client stopped sending too early."""
+        return self._count(self._stream.readline(size if size is not None else -1), size)
+
+    def __iter__(self) -> Iterable[bytes]:
+        while line := self.readline():
+            yield line
+
+    def close(self) -> None:
+        """Close the underlying stream if it can be."""
+        close = getattr(self._stream, "close", None)
+        if close:
+            close()
+
+
+class BodyGuard:
+    """WSGI middleware: every body with a Content-Length is checked for an early end."""
+
+    def __init__(self, wsgi_app: Callable[..., Any]) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """Wrap the input stream, then hand the request on."""
+        length = environ.get("CONTENT_LENGTH", "")
+        if length.isdigit() and int(length) > 0:
+            environ["wsgi.input"] = _CheckedInput(environ["wsgi.input"], int(length))
+        return self.wsgi_app(environ, start_response)
+
+
+class StrictFormParser(FormDataParser):
+    """A form parser that says what is wrong with a broken multipart body instead of dropping it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "silent": False})
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        """Parse, turning the parser's ValueError into a 400 that explains it."""
+        try:
+            return super().parse(*args, **kwargs)
+        except ValueError as exc:
+            if "boundary" in str(exc).lower():
+                raise MalformedForm("The multipart/form-data body has no boundary parameter") from exc
+            raise MalformedForm(
+                "The multipart/form-data body is cut short or malformed: it does not end with its "
+                "closing boundary. Nothing was stored; send the whole form again."
+            ) from exc
+
+
+class CheckedRequest(Request):
+    """Flask's request, with the strict form parser."""
+
+    form_data_parser_class = StrictFormParser
+
+
+def _refuse_oversize() -> Response | None:
+    """A body announced larger than MAX_UPLOAD_SIZE is refused before a byte of it is read."""
+    limit = settings().max_upload_size
+    if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD:
+        return error_response(413, f"The file is larger than the limit of {limit:,} bytes")
+    # Forms are parsed (and their files spooled) only up to the limit.
+    request.max_content_length = limit + FORM_OVERHEAD
+    return None
+
+
+def _headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if response.mimetype in DOWNLOAD_TYPES and "Content-Disposition" not in response.headers:
+        response.headers["Content-Disposition"] = "attachment"
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Guard request bodies and add the security headers to every response."""
+    app.request_class = CheckedRequest
+    app.wsgi_app = BodyGuard(app.wsgi_app)  # type: ignore[method-assign]
+    app.before_request(_refuse_oversize)
+    app.after_request(_headers)
