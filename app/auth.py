@@ -30,7 +30,7 @@ from flask import (
 )
 from flask.cli import with_appcontext
 from flask_wtf import FlaskForm
-from flask_wtf.csrf import CSRFError, validate_csrf
+from flask_wtf.csrf import CSRFError, same_origin, validate_csrf
 from sqlalchemy import exists, select
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -39,7 +39,7 @@ from wtforms.validators import DataRequired
 from wtforms.validators import ValidationError as FormValidationError
 
 from app.errors import error_response, wants_json
-from app.extensions import db, settings
+from app.extensions import csrf, db, settings
 from app.models import User
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,8 @@ def _check_csrf() -> None:
         validate_csrf(_csrf_token_sent())
     except FormValidationError as exc:
         raise CSRFError(f"{exc.args[0]} Reload the page and try again.") from None
+    if request.is_secure and not same_origin(request.referrer or "", f"https://{request.host}/"):
+        raise CSRFError("The request did not come from this site's pages (its Referer does not match).")
     g.csrf_valid = True  # Flask-WTF's forms skip their own check once the request passed it
 
 
@@ -173,25 +175,29 @@ def _authenticate() -> Response | None:
     """Let the request through, or answer 401 (API) or send a browser to the login page."""
     g.user = None
     endpoint = request.endpoint
+    if endpoint is None:
+        return None  # unknown paths answer 404 whoever asks
     if endpoint == METRICS_ENDPOINT:
         return _check_metrics()
-    if endpoint is None or endpoint in PUBLIC_ENDPOINTS:
-        return None  # unknown paths answer 404 whoever asks
-    if not auth_enabled():
-        return None
+    enabled = auth_enabled()
+    public = endpoint in PUBLIC_ENDPOINTS
 
     token = bearer_token()
     if token is not None:  # an Authorization header: the session cookie is never looked at
-        if token and token_is_valid(token, settings().security.api_tokens):
+        if not enabled or public or (token and token_is_valid(token, settings().security.api_tokens)):
             g.auth = "token"
             return None
         return _unauthorized("The API token is not valid", f'{REALM}, error="invalid_token"')
 
-    user = _session_user()
+    user = _session_user() if enabled else None
     if user is not None:
         g.user, g.auth = user, "session"
         if request.method not in SAFE_METHODS:
             _check_csrf()
+        return None
+    if public or not enabled:
+        # No one to authenticate: the forms keep their CSRF check, exempt API routes skip it.
+        csrf.protect(apply_exemptions=True)
         return None
     if request.method == "GET" and not wants_json():
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")), code=303)
