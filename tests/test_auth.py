@@ -214,7 +214,9 @@ def test_session_requests_need_the_csrf_token_on_every_route(secured, users):
     assert stored_files(secured) == []
 
     assert client.post("/import", json=BODY, headers={"X-CSRFToken": token}).status_code == 202
-    form = client.post("/import", data={"source": "crm", "file": (io.BytesIO(CSV), "c.csv"), "csrf_token": token})
+    form = client.post(
+        "/import", data={"source": "crm", "file": (io.BytesIO(CSV), "c.csv"), "csrf_token": token}
+    )
     assert form.status_code == 202, form.get_json()
     tus = client.post(
         "/uploads",
