@@ -23,7 +23,7 @@ from werkzeug.http import http_date
 
 from app.errors import error_response
 from app.extensions import csrf, db, settings, storage
-from app.imports.body import SOURCE_MAX
+from app.imports.body import SOURCE_MAX, has_control_characters
 from app.imports.service import EmptyUpload, create_import, enqueue_import
 from app.maintenance import TASKS
 from app.models import Upload, utcnow
@@ -371,6 +371,8 @@ def create() -> Response:
         raise TusError(400, "Missing required metadata: source (the import's source, 1 to 100 characters)")
     if len(source) > SOURCE_MAX:
         raise TusError(400, f"Metadata source must be 1 to {SOURCE_MAX} characters long")
+    if has_control_characters(source):
+        raise TusError(400, "Metadata source must not contain control characters")
     with_data = request.mimetype == CHUNK_TYPE
     checksum = _checksum() if with_data else None
     declared = _byte_count("Content-Length", required=False)

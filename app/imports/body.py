@@ -11,6 +11,14 @@ from app.readers.json import NestedTooDeep, json_events, parse_error
 from app.validation import NAME_MAX, check_email
 
 SOURCE_MAX = 100
+SOURCE_CONTROL = "Source must not contain control characters"
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether text holds a control character (NUL cannot even be stored in PostgreSQL)."""
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+
+
 MAX_ISSUES = 100
 _EVENT_KINDS = {
     "start_array": "array",
@@ -96,6 +104,8 @@ def check_body(stream: BinaryIO) -> BodyCheck:
         check.source = top["source"]
         if not 1 <= len(check.source) <= SOURCE_MAX:
             check.add(["source"], f"Source must be 1 to {SOURCE_MAX} characters long")
+        elif has_control_characters(check.source):
+            check.add(["source"], SOURCE_CONTROL)
     if "useResumable" in top and _expected(check, ["useResumable"], "boolean", top["useResumable"]):
         check.use_resumable = top["useResumable"]
     if "data" not in top:

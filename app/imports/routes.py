@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from app.errors import error_response, wants_json
 from app.extensions import csrf, db, settings
 from app.imports import bp, idempotency
-from app.imports.body import SOURCE_MAX, check_body
+from app.imports.body import SOURCE_MAX, check_body, has_control_characters
 from app.imports.forms import UploadForm
 from app.imports.pace import pace_of
 from app.imports.rejected import rejected_csv
@@ -73,6 +73,8 @@ def _source_problem(source: str | None) -> str | None:
         return "Missing required field: source"
     if len(source) > SOURCE_MAX:
         return f"Field source must be 1 to {SOURCE_MAX} characters long"
+    if has_control_characters(source):
+        return "Field source must not contain control characters"
     return None
 
 

@@ -39,7 +39,8 @@ def create_import(
         raise EmptyUpload("The file is empty")
     imp = Import(
         source=source,
-        filename=(filename or None) and filename[-255:],
+        # Only ever shown; PostgreSQL cannot store NUL.
+        filename=(filename or None) and filename.replace("\x00", "")[-255:] or None,
         storage_key=stored.key,
         size_bytes=stored.size,
         sha256=stored.sha256,
