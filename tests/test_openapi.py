@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
