@@ -19,11 +19,13 @@ import redis as redis_lib
 from flask import Flask
 from flask.testing import FlaskClient
 from rq import SimpleWorker
-from sqlalchemy import text
+from sqlalchemy import delete, text
 
 from app import create_app
+from app.auth import hash_password
 from app.cli import upgrade_database
 from app.extensions import QUEUE_NAME, db
+from app.models import User
 
 if TYPE_CHECKING:
     from tests.supabase_fake import FakeSupabase
@@ -33,6 +35,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 ADMIN_URL = os.environ.get("TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DATABASE_NAME = os.environ.get("TEST_DATABASE_NAME", "dataflow_test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+USER_PASSWORD = "correct horse battery"
 
 
 def _database_url() -> str:
@@ -133,6 +136,24 @@ def client(app: Flask) -> FlaskClient:
     client = app.test_client()
     client.environ_base["HTTP_ACCEPT"] = "application/json"
     return client
+
+
+@pytest.fixture
+def users(make_app: Callable[..., Flask]) -> Iterator[Callable[..., int]]:
+    """Create users who may sign in (which turns authentication on); removed after the test."""
+    app = make_app()
+
+    def add(email: str = "ops@example.com", password: str = USER_PASSWORD) -> int:
+        with app.app_context():
+            user = User(email=email, password_hash=hash_password(password))
+            db.session.add(user)
+            db.session.commit()
+            return user.id
+
+    yield add
+    with app.app_context():
+        db.session.execute(delete(User))
+        db.session.commit()
 
 
 @pytest.fixture

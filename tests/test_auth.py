@@ -4,42 +4,24 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from app.auth import hash_password, token_is_valid
 from app.extensions import db
 from app.models import Import, Upload, User
+from tests.conftest import USER_PASSWORD as PASSWORD
 
 TOKEN = "tok-" + "a" * 28
 OTHER_TOKEN = "tok-" + "b" * 28
 METRICS = "metrics-" + "c" * 24
-PASSWORD = "correct horse battery"
 CSV = b"name,email\nAda Lovelace,ada@example.com\n"
 BODY = {"source": "crm", "data": [{"name": "Ada", "email": "ada@example.com"}]}
-
-
-@pytest.fixture
-def users(make_app: Callable[..., Flask]) -> Iterator[Callable[..., int]]:
-    """Create users on the test database; every user is removed after the test."""
-    app = make_app()
-
-    def add(email: str = "ops@example.com", password: str = PASSWORD) -> int:
-        with app.app_context():
-            user = User(email=email, password_hash=hash_password(password))
-            db.session.add(user)
-            db.session.commit()
-            return user.id
-
-    yield add
-    with app.app_context():
-        db.session.execute(delete(User))
-        db.session.commit()
 
 
 @pytest.fixture

@@ -1,0 +1,85 @@
+"""The pages work in Chromium under the Content-Security-Policy: no violation, sign-in to import."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+from flask import Flask
+from playwright.sync_api import sync_playwright
+from werkzeug.serving import make_server
+
+from tests.test_auth import PASSWORD
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Reported by the page itself, whatever the console shows.
+WATCH_VIOLATIONS = """
+window.__violations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__violations.push(e.violatedDirective + " " + e.blockedURI);
+});
+"""
+
+
+@pytest.fixture
+def site(make_app: Callable[..., Flask], users) -> Iterator[str]:
+    """The app with authentication on, served on a free loopback port."""
+    users()
+    app = make_app(API_TOKENS="tok-" + "d" * 28, RATE_LIMITS_ENABLED="false")
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+
+
+def test_pages_run_under_the_policy_without_violations(site, tmp_path):
+    csv = tmp_path / "contacts.csv"
+    csv.write_text("name,email\nAda Lovelace,ada@example.com\n")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        page.add_init_script(WATCH_VIOLATIONS)
+        violations: list[str] = []
+
+        def visit_check() -> None:
+            violations.extend(page.evaluate("window.__violations"))
+
+        page.goto(f"{site}/imports")
+        assert page.url.startswith(f"{site}/login?next=/imports")
+        visit_check()
+        page.fill("input[name=email]", "ops@example.com")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{site}/imports")
+        visit_check()
+        assert page.locator("text=ops@example.com").count() == 1
+
+        page.goto(f"{site}/")
+        page.set_input_files("input[type=file]", str(csv))
+        page.fill("input[name=source]", "browser")
+        page.click("button.primary")
+        page.wait_for_url(f"{site}/imports/*")
+        visit_check()
+        assert page.locator(".status").count() >= 1
+
+        page.click("text=Sign out")
+        page.wait_for_url(f"{site}/login")
+        visit_check()
+        browser.close()
+    assert violations == []
+    assert not [text for text in console if "Content Security Policy" in text or "Refused to" in text]
