@@ -115,6 +115,16 @@ def check_body(stream: BinaryIO) -> BodyCheck:
         return check
 
     stream.seek(0)
+    try:
+        _check_items(check, stream)
+    except ijson.JSONError as exc:  # a number too large for the parser, found on the second pass
+        raise ValueError(f"Malformed JSON in request body: {exc}") from None
+    if check.items == 0:
+        check.add(["data"], "Array must contain at least 1 item")
+    return check
+
+
+def _check_items(check: BodyCheck, stream: BinaryIO) -> None:
     for index, item in enumerate(ijson.items(stream, "data.item", use_float=True)):
         check.items += 1
         if not _expected(check, ["data", index], "object", item):
@@ -131,6 +141,3 @@ def check_body(stream: BinaryIO) -> BodyCheck:
             _, problem = check_email(item["email"])
             if problem:
                 check.add(["data", index, "email"], problem)
-    if check.items == 0:
-        check.add(["data"], "Array must contain at least 1 item")
-    return check

@@ -277,8 +277,12 @@ def _from_stream() -> ImportRequest | Response:
     )
 
 
+# Far past any real page, and small enough that its offset stays a valid SQL integer.
+PAGE_MAX = 1_000_000_000
+
+
 def _page() -> int:
-    return max(1, request.args.get("page", 1, type=int) or 1)
+    return min(max(1, request.args.get("page", 1, type=int) or 1), PAGE_MAX)
 
 
 def _filtered(status: str | None, source: str | None, sha256: str | None) -> Select:
@@ -338,6 +342,8 @@ def _imports_listing() -> dict[str, object] | Response:
         return error_response(400, f"status must be one of {', '.join(IMPORT_STATUSES)}")
     if sha256 and not SHA256.match(sha256):
         return error_response(400, "sha256 must be 64 hexadecimal characters")
+    if source and has_control_characters(source):
+        return error_response(400, "source must not contain control characters")
     per_page = min(max(request.args.get("per_page", IMPORTS_PER_PAGE, type=int) or 1, 1), 100)
     query = _filtered(status, source, sha256)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
@@ -394,7 +400,7 @@ def imports_table() -> Response | str:
 
 
 def _import_or_404(job_id: str) -> Import:
-    imp = db.session.get(Import, job_id)
+    imp = None if has_control_characters(job_id) else db.session.get(Import, job_id)
     if imp is None:
         abort(404, description="Import not found")
     return imp
