@@ -94,6 +94,7 @@ SCHEMAS: dict[str, Any] = {
             "filename": _nullable("string"),
             "useResumable": {"type": "boolean"},
             "sizeBytes": _nullable("integer", minimum=0),
+            "sha256": _nullable("string"),
             "totalRows": _nullable("integer", minimum=0),
             "processedRows": {"type": "integer", "minimum": 0},
             "insertedRows": {"type": "integer", "minimum": 0},
@@ -229,6 +230,12 @@ PATHS: dict[str, Any] = {
                 ),
                 _header("X-Filename", "The file's name, only shown", maxLength=255),
                 _header("X-Use-Resumable", "true to store the file with a resumable transfer"),
+                _header(
+                    "Idempotency-Key",
+                    "Repeating a request with its key within 24 hours answers the first one's jobId",
+                    minLength=1,
+                    maxLength=255,
+                ),
             ],
             "requestBody": {
                 "required": True,
@@ -246,9 +253,18 @@ PATHS: dict[str, Any] = {
                 {
                     "202": _json(
                         _ref("Accepted"),
-                        "Stored and queued",
-                        {"Location": {"schema": {"type": "string"}, "required": True}},
+                        "Stored and queued (or, for a repeated Idempotency-Key, the first request's job)",
+                        {
+                            "Location": {"schema": {"type": "string"}, "required": True},
+                            "Idempotent-Replayed": {"schema": {"enum": ["true"]}},
+                        },
                     ),
+                    "409": _json(
+                        _ref("Error"),
+                        "The first request with this Idempotency-Key is still running",
+                        {"Retry-After": {"schema": {"type": "string"}, "required": True}},
+                    ),
+                    "422": _error("This Idempotency-Key was used with a different request"),
                     "400": {
                         "description": "The request is wrong; the error says how",
                         "content": {JSON: {"schema": {"anyOf": [_ref("Error"), _ref("BodyIssues")]}}},
@@ -266,6 +282,12 @@ PATHS: dict[str, Any] = {
             "parameters": [
                 {"name": "status", "in": "query", "schema": {"enum": list(IMPORT_STATUSES)}},
                 {"name": "source", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "sha256",
+                    "in": "query",
+                    "description": "Only imports of the file with this SHA-256",
+                    "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                },
                 _page_parameter(),
                 {
                     "name": "per_page",

@@ -103,7 +103,8 @@ def plain_contact(raw_name: Any, raw_email: Any) -> Contact | None:
     """
     if type(raw_name) is str and type(raw_email) is str:
         name, email = raw_name.strip(), raw_email.strip().lower()
-        if name and len(name) <= NAME_MAX and len(email) <= EMAIL_MAX and EMAIL.fullmatch(email):
+        valid = name and len(name) <= NAME_MAX and "\x00" not in name
+        if valid and len(email) <= EMAIL_MAX and EMAIL.fullmatch(email):
             return Contact(name, email)
     return None
 
