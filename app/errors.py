@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
@@ -52,6 +52,11 @@ def _handle_storage_unavailable(exc: Exception) -> Response | tuple[str, int]:
     return _handle_http(
         ServiceUnavailable("Storage cannot be reached right now; nothing was stored. Try again shortly.")
     )
+
+
+def http_error(exc: HTTPException) -> Response:
+    """The answer an HTTP error gets: JSON for API clients, a page for browsers."""
+    return make_response(_handle_http(exc))
 
 
 def _handle_unexpected(exc: Exception) -> Response | tuple[str, int]:

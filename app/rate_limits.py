@@ -7,12 +7,14 @@ before the request is authenticated, so guessing tokens or passwords is limited 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from flask import Flask, Response, current_app, request
-from flask_limiter import ApplicationLimit, Limit, Limiter
+from flask_limiter import ApplicationLimit, Limit, Limiter, RateLimitExceeded
 
 from app.auth import request_identity
+from app.errors import http_error
 from app.extensions import settings
 
 # Probed by load balancers and scrapers far more often than any person would call them.
@@ -50,10 +52,12 @@ def _only_posts_to(endpoints: frozenset[str]) -> Callable[[], bool]:
     return lambda: request.method != "POST" or request.endpoint not in endpoints
 
 
-def _retry_after_only_when_refused(response: Response) -> Response:
-    """Flask-Limiter adds Retry-After to every answer; it means something only on a 429."""
-    if response.status_code != 429:
-        response.headers.pop("Retry-After", None)
+def _refused(exc: RateLimitExceeded) -> Response:
+    """429 with the error in the usual shape, and Retry-After: the seconds until the window frees up."""
+    response = http_error(exc)
+    limit = current_app.extensions["dataflow"]["limiter"].current_limit
+    wait = int(limit.reset_at - time.time()) if limit is not None else 60
+    response.headers["Retry-After"] = str(max(1, wait))
     return response
 
 
@@ -64,12 +68,13 @@ def init_app(app: Flask) -> None:
         RATELIMIT_ENABLED=security.rate_limits_enabled,
         RATELIMIT_STORAGE_URI=limiter_storage_uri(settings(app).redis_url),
         RATELIMIT_STRATEGY="moving-window",
-        RATELIMIT_HEADERS_ENABLED=True,
+        # Only a refusal says when to come back (Retry-After); other answers carry no limit headers.
+        RATELIMIT_HEADERS_ENABLED=False,
         # A Redis outage must not take the API down with it; /health reports it.
         RATELIMIT_SWALLOW_ERRORS=True,
         RATELIMIT_KEY_PREFIX="dataflow",
     )
-    app.after_request(_retry_after_only_when_refused)  # runs after the limiter's own hook
+    app.register_error_handler(RateLimitExceeded, _refused)
     # One limiter per app: its storage is the app's Redis, and tests build many apps.
     limiter = Limiter(
         rate_limit_key,
