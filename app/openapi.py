@@ -314,6 +314,34 @@ PATHS: dict[str, Any] = {
             "responses": _responses({"200": _json(_ref("RowErrorPage"), "A page of rejected rows")}, "404"),
         }
     },
+    "/imports/{jobId}/retry": {
+        "post": {
+            "operationId": "retryImport",
+            "summary": "Run a failed import again from its checkpoint",
+            "parameters": [_job_id()],
+            "responses": _responses(
+                {
+                    "200": _json(_ref("Import"), "The import, queued again"),
+                    "409": _error("Only a failed import can be retried; the error says why not"),
+                },
+                "404",
+            ),
+        }
+    },
+    "/imports/{jobId}/cancel": {
+        "post": {
+            "operationId": "cancelImport",
+            "summary": "Cancel a queued or running import (a running one stops after its batch)",
+            "parameters": [_job_id()],
+            "responses": _responses(
+                {
+                    "200": _json(_ref("Import"), "The import, cancelled"),
+                    "409": _error("The import has already ended; the error says how"),
+                },
+                "404",
+            ),
+        }
+    },
     "/health": {
         "get": {
             "operationId": "health",

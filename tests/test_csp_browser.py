@@ -8,9 +8,12 @@ from collections.abc import Callable, Iterator
 import pytest
 from flask import Flask
 from playwright.sync_api import sync_playwright
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from tests.test_auth import PASSWORD
+from app.extensions import db
+from app.models import Upload
+from tests.conftest import USER_PASSWORD as PASSWORD
 
 pytestmark = pytest.mark.browser
 
@@ -33,19 +36,20 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 
 @pytest.fixture
-def site(make_app: Callable[..., Flask], users) -> Iterator[str]:
+def site(make_app: Callable[..., Flask], users) -> Iterator[tuple[str, Flask]]:
     """The app with authentication on, served on a free loopback port."""
     users()
     app = make_app(API_TOKENS="tok-" + "d" * 28, RATE_LIMITS_ENABLED="false")
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    yield f"http://127.0.0.1:{server.server_port}", app
     server.shutdown()
     thread.join()
 
 
 def test_pages_run_under_the_policy_without_violations(site, tmp_path):
+    site, app = site
     csv = tmp_path / "contacts.csv"
     csv.write_text("name,email\nAda Lovelace,ada@example.com\n")
     with sync_playwright() as playwright:
@@ -82,4 +86,8 @@ def test_pages_run_under_the_policy_without_violations(site, tmp_path):
         visit_check()
         browser.close()
     assert violations == []
+    with app.app_context():
+        # The drop zone sent the file with tus-js-client, its CSRF token in a header.
+        uploads = db.session.scalars(select(Upload)).all()
+    assert len(uploads) == 1 and uploads[0].import_id and uploads[0].source == "browser"
     assert not [text for text in console if "Content Security Policy" in text or "Refused to" in text]

@@ -16,6 +16,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -478,6 +479,8 @@ def _check_csrf_of_browsers() -> None:
     no session cookie carries none, so it needs no token (as with ``POST /import``).
     """
     if not current_app.config.get("WTF_CSRF_ENABLED", True):
+        return
+    if g.get("auth") == "token":  # an API token: the session cookie plays no part, nor CSRF
         return
     if wants_json() and current_app.config["SESSION_COOKIE_NAME"] not in request.cookies:
         return

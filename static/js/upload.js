@@ -18,6 +18,9 @@
   const chunkSize = Number(form.dataset.chunkSize) || Infinity;
   const importsUrl = form.dataset.importsUrl.replace(/\/$/, "");
   const transfers = [];
+  // A signed-in session must send its CSRF token with every tus request that changes something.
+  const csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  const csrfHeaders = csrfMeta ? { "X-CSRFToken": csrfMeta.content } : {};
 
   // ---- formatting -------------------------------------------------------------------------
   function size(bytes) {
@@ -85,6 +88,7 @@
     this.upload = new window.tus.Upload(file, {
       endpoint: endpoint,
       chunkSize: chunkSize,
+      headers: csrfHeaders,
       retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
       storeFingerprintForResuming: true,
       removeFingerprintOnSuccess: true,
