@@ -45,8 +45,10 @@ from app.models import User
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 
-# Endpoints anyone may reach: the health check, the login page, static files and the contract.
-PUBLIC_ENDPOINTS = frozenset({"ops.health", "auth.login", "static", "openapi.serve_document"})
+# Endpoints anyone may reach without a check, even with the database down.
+OPEN_ENDPOINTS = frozenset({"ops.health", "static", "openapi.serve_document"})
+# Endpoints anyone may reach, that still know a signed-in user.
+PUBLIC_ENDPOINTS = frozenset({"auth.login"})
 METRICS_ENDPOINT = "metrics"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 CSRF_HEADERS = ("X-CSRFToken", "X-CSRF-Token")
@@ -177,7 +179,7 @@ def _authenticate() -> Response | None:
     """Let the request through, or answer 401 (API) or send a browser to the login page."""
     g.user = None
     endpoint = request.endpoint
-    if endpoint is None:
+    if endpoint is None or endpoint in OPEN_ENDPOINTS:
         return None  # unknown paths answer 404 whoever asks
     if endpoint == METRICS_ENDPOINT:
         return _check_metrics()

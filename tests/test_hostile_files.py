@@ -283,16 +283,22 @@ def test_invalid_utf8(run_file):
     assert (outcome["status"], outcome["inserted"]) == ("completed", 1)
 
 
-def test_a_5_mb_field_fails_the_import_clearly(run_file):
+def test_a_5_mb_field_is_a_row_error_and_the_rest_imports(run_file):
     rows = b"".join(b"P%d,p%d@example.com\n" % (i, i) for i in range(5))
     outcome = run_file(b"name,email\n" + rows + b"A" * 5_000_000 + b",x@example.com\nLast,last@example.com\n")
-    assert outcome["status"] == "failed"
-    assert outcome["error"].startswith("Row 7 has a field longer than 1 MB")
-    assert outcome["contacts"] == 0  # the rows before it were in the same, uncommitted batch
+    assert outcome["status"] == "completed"
+    assert outcome["contacts"] == outcome["inserted"] == 6
+    assert outcome["errors"] == [
+        (7, None, "This row could not be read: field larger than field limit (1048576)", "")
+    ]
+
+
+def test_a_quote_never_closed_ends_as_bounded_row_errors(run_file):
     quoted = b'name,email\n"' + b"unclosed\n" * 300_000 + b'",a@example.com\n'
-    outcome = run_file(quoted, source="quoted")
-    assert outcome["status"] == "failed" and "never closed" in outcome["error"]
-    assert outcome["errors"] == []
+    outcome = run_file(quoted)
+    assert outcome["status"] == "completed"
+    assert outcome["errors"][0][2].startswith("This row could not be read: field larger than field limit")
+    assert all(len(value or "") <= 1001 for *_, value in outcome["errors"])  # never the 2.7 MB field
 
 
 def test_a_line_that_never_ends_fails_without_reading_it_whole(run_file):

@@ -108,8 +108,6 @@ def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
                 break
     except csv.Error as exc:
         text.detach()
-        if "field limit" in str(exc):
-            raise _unreadable(row_number + 1, exc) from exc
         raise UnusableFile(
             f"The header row could not be read ({exc}). Check that the file is a CSV whose "
             "first line names the columns, and that its quotes are closed."
@@ -139,17 +137,6 @@ def _bounded_lines(text: io.TextIOWrapper) -> Iterator[str]:
         yield line
 
 
-def _unreadable(row_number: int, exc: csv.Error) -> UnusableFile:
-    """A field past FIELD_LIMIT: almost always a quote that is never closed, swallowing what follows."""
-    return UnusableFile(
-        f"Row {row_number} has a field longer than {FIELD_LIMIT // (1024 * 1024)} MB, which usually "
-        'means a quote (") that is never closed. Fix that row and import the file again; '
-        "rows already imported are not imported twice."
-        if "field limit" in str(exc)
-        else f"Row {row_number} could not be read ({exc}). Save the file again as CSV and upload that."
-    )
-
-
 def _rows(
     text: io.TextIOWrapper, records: Iterator[list[str]], columns: list[str], row_number: int
 ) -> Iterator[tuple[int, list[str] | BrokenRow]]:
@@ -174,8 +161,6 @@ def _numbered(
         except StopIteration:
             return
         except csv.Error as exc:
-            if "field limit" in str(exc):
-                raise _unreadable(row_number, exc) from exc
             yield row_number, BrokenRow(f"This row could not be read: {exc}", "")
             continue
         if len(cells) < width:
