@@ -289,9 +289,15 @@ def _template_context() -> dict[str, object]:
     return {"auth_enabled": enabled, "current_user": current_user()}
 
 
+def _serves_requests() -> bool:
+    """Whether this process answers HTTP: gunicorn or `flask run`, not `flask worker` or other commands."""
+    command = click.get_current_context(silent=True)
+    return command is None or command.info_name == "run"
+
+
 def startup_warning(app: Flask) -> None:
-    """Say plainly in the log when anyone who reaches the server may use it."""
-    if app.config["SETTINGS"].security.api_tokens:
+    """Say plainly in the web server's log when anyone who reaches it may use it."""
+    if app.config["SETTINGS"].security.api_tokens or not _serves_requests():
         return
     with app.app_context():
         try:
