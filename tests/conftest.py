@@ -264,6 +264,31 @@ def web_server(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., st
         assert code == 0, f"gunicorn did not stop cleanly: {log_path.read_text()[-3000:]}"
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[object]:
+    """Debian's Chromium, driven by Playwright (its own browser download does not work here)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium is not installed (make test installs it with apt-get)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
 def wait_for(check: Callable[[], object], timeout: float = 60, interval: float = 0.1) -> object:
     """Poll until ``check`` returns something truthy, or fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -26,16 +26,6 @@ from tests.conftest import ROOT, wait_for
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 # What the security policy will allow: our own scripts and styles, nothing inline, no eval.
 CSP = (
@@ -68,19 +58,6 @@ class Server:
         return requests.get(
             f"{self.url}/imports/{job_id}", headers={"Accept": "application/json"}, timeout=10
         ).json()
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[object]:
-    """Debian's Chromium, driven by Playwright (its own browser download does not work here)."""
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed (make test installs it with apt-get)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
-from playwright.sync_api import sync_playwright
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
@@ -17,15 +16,6 @@ from tests.conftest import USER_PASSWORD as PASSWORD
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Reported by the page itself, whatever the console shows.
 WATCH_VIOLATIONS = """
 window.__violations = [];
@@ -48,13 +38,13 @@ def site(make_app: Callable[..., Flask], users) -> Iterator[tuple[str, Flask]]:
     thread.join()
 
 
-def test_pages_run_under_the_policy_without_violations(site, tmp_path):
+def test_pages_run_under_the_policy_without_violations(site, chromium, tmp_path):
     site, app = site
     csv = tmp_path / "contacts.csv"
     csv.write_text("name,email\nAda Lovelace,ada@example.com\n")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page()
+    context = chromium.new_context()
+    try:
+        page = context.new_page()
         console: list[str] = []
         page.on("console", lambda message: console.append(message.text))
         page.add_init_script(WATCH_VIOLATIONS)
@@ -84,7 +74,8 @@ def test_pages_run_under_the_policy_without_violations(site, tmp_path):
         page.click("text=Sign out")
         page.wait_for_url(f"{site}/login")
         visit_check()
-        browser.close()
+    finally:
+        context.close()
     assert violations == []
     with app.app_context():
         # The drop zone sent the file with tus-js-client, its CSRF token in a header.
