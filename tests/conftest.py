@@ -19,7 +19,7 @@ import redis as redis_lib
 from flask import Flask
 from flask.testing import FlaskClient
 from rq import SimpleWorker
-from sqlalchemy import delete, text
+from sqlalchemy import delete, func, select, text
 
 from app import create_app
 from app.auth import hash_password
@@ -287,6 +287,18 @@ def chromium() -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+def stored_files(app: Flask) -> list[Path]:
+    """Every file under the app's STORAGE_DIR (tus partial files included)."""
+    root = app.config["SETTINGS"].storage_dir
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def count(app: Flask, model: type) -> int:
+    """How many rows a table holds, read through the app's database."""
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(model))
 
 
 def wait_for(check: Callable[[], object], timeout: float = 60, interval: float = 0.1) -> object:

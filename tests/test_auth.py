@@ -5,17 +5,17 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.auth import hash_password, token_is_valid
 from app.extensions import db
 from app.models import Import, Upload, User
 from tests.conftest import USER_PASSWORD as PASSWORD
+from tests.conftest import count, stored_files
 
 TOKEN = "tok-" + "a" * 28
 OTHER_TOKEN = "tok-" + "b" * 28
@@ -28,16 +28,6 @@ BODY = {"source": "crm", "data": [{"name": "Ada", "email": "ada@example.com"}]}
 def secured(make_app: Callable[..., Flask]) -> Flask:
     """An app with API tokens and CSRF on. No app context is pushed: each request gets its own."""
     return make_app(API_TOKENS=f"{TOKEN}, {OTHER_TOKEN}", METRICS_TOKEN=METRICS, RATE_LIMITS_ENABLED="false")
-
-
-def stored_files(app: Flask) -> list[Path]:
-    root = app.config["SETTINGS"].storage_dir
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
-
-
-def count(app: Flask, model: type) -> int:
-    with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(model))
 
 
 def csrf_token_of(page: str) -> str:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Import, Upload
 from app.storage import COPY_CHUNK
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, count, stored_files, wait_for
 
 CSV = b"name,email\nAda Lovelace,ada@example.com\n"
 LIMIT = 10_000
@@ -27,17 +27,6 @@ LIMIT = 10_000
 def small(make_app: Callable[..., Flask]) -> Flask:
     """An app whose upload limit is 10,000 bytes; no app context is pushed."""
     return make_app(MAX_UPLOAD_SIZE=str(LIMIT), RATE_LIMITS_ENABLED="false")
-
-
-def stored_files(app: Flask) -> list[Path]:
-    """Every file under STORAGE_DIR (tus partial files included)."""
-    root = app.config["SETTINGS"].storage_dir
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
-
-
-def count(app: Flask, model: type) -> int:
-    with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(model))
 
 
 def assert_nothing_stored(app: Flask) -> None:
