@@ -7,9 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +22,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from rq import SimpleWorker
 from sqlalchemy import delete, func, select, text
+from werkzeug.serving import make_server
 
 from app import create_app
 from app.auth import hash_password
@@ -287,6 +290,20 @@ def chromium() -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@contextmanager
+def served_in_thread(app: Flask) -> Iterator[str]:
+    """The app over real HTTP from a threaded server on a free loopback port; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
 
 
 def stored_files(app: Flask) -> list[Path]:

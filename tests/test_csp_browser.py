@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from app.extensions import db
 from app.models import Upload
 from tests.conftest import USER_PASSWORD as PASSWORD
+from tests.conftest import served_in_thread
 
 pytestmark = [
     pytest.mark.browser,
@@ -38,12 +37,8 @@ def site(make_app: Callable[..., Flask], users) -> Iterator[tuple[str, Flask]]:
     """The app with authentication on, served on a free loopback port."""
     users()
     app = make_app(API_TOKENS="tok-" + "d" * 28, RATE_LIMITS_ENABLED="false")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", app
-    server.shutdown()
-    thread.join()
+    with served_in_thread(app) as url:
+        yield url, app
 
 
 def test_pages_run_under_the_policy_without_violations(site, chromium, tmp_path):

@@ -6,18 +6,17 @@ import hashlib
 import http.client
 import io
 import json
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, update
-from werkzeug.serving import make_server
 
 from app.extensions import db
 from app.imports.idempotency import expire_keys
 from app.models import Contact, IdempotencyKey, Import, utcnow
+from tests.conftest import served_in_thread
 
 CSV = b"name,email\nAda Lovelace,ada@example.com\nGrace Hopper,grace@example.com\n"
 
@@ -25,13 +24,8 @@ CSV = b"name,email\nAda Lovelace,ada@example.com\nGrace Hopper,grace@example.com
 @pytest.fixture
 def server(app) -> Iterator[str]:
     """The app served over real HTTP by a threaded server on a free port; yields host:port."""
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join()
-    httpd.server_close()
+    with served_in_thread(app) as url:
+        yield url.removeprefix("http://")
 
 
 def post(address: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict, dict[str, str]]:

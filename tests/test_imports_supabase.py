@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -11,13 +10,12 @@ from flask import Flask
 from sqlalchemy import func, select, update
 from tusclient.client import TusClient
 from tusclient.exceptions import TusCommunicationError
-from werkzeug.serving import make_server
 
 from app.extensions import db, queue
 from app.maintenance import run_once
 from app.models import Contact, Import
 from app.storage.supabase import SupabaseStorage
-from tests.conftest import wait_for
+from tests.conftest import served_in_thread, wait_for
 from tests.supabase_fake import CHUNK, FakeSupabase
 
 CSV = b"name,email\nAda Lovelace,ada@example.com\nGrace Hopper,grace@example.com\n"
@@ -243,13 +241,8 @@ def test_app_with_supabase_needs_no_local_folder(supabase_app: Flask, sb_client,
 @pytest.fixture
 def served(supabase_app: Flask) -> Iterator[str]:
     """The Supabase-backed app in a real threaded HTTP server, for a real tus client."""
-    server = make_server("127.0.0.1", 0, supabase_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
-    server.server_close()
+    with served_in_thread(supabase_app) as url:
+        yield url
 
 
 def test_browser_upload_moves_to_supabase_once_complete(served, fake_supabase, work, sb_client):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -18,9 +17,9 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from werkzeug.serving import make_server
 
 from app.openapi import document
+from tests.conftest import served_in_thread
 
 TOKEN = "tok-" + "c" * 28
 CHECKS = [
@@ -37,12 +36,8 @@ CHECKS = [
 def api_server(make_app: Callable[..., Flask]) -> Iterator[str]:
     """The app, with API tokens on, served over HTTP on a free loopback port."""
     app = make_app(API_TOKENS=TOKEN, RATE_LIMITS_ENABLED="false")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
+    with served_in_thread(app) as url:
+        yield url
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])

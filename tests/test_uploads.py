@@ -14,6 +14,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -27,13 +28,13 @@ from flask import Flask
 from rq import SimpleWorker
 from sqlalchemy import text
 from tusclient.client import TusClient
-from werkzeug.serving import make_server
 
 from app.cli import upgrade_database
 from app.config import ConfigError, load_settings
 from app.extensions import QUEUE_NAME, db, redis
 from app.maintenance import run_once
 from app.storage import StorageUnavailable
+from tests.conftest import served_in_thread
 
 LIMIT = 1_000_000
 ADVISORY_LOCKS = (
@@ -132,21 +133,13 @@ class TusServer:
 @pytest.fixture
 def serve(make_app: Callable[..., Flask]) -> Iterator[Callable[..., TusServer]]:
     """Serve an app (CSRF on, as in production) in a real threaded HTTP server."""
-    running: list[tuple[object, threading.Thread]] = []
+    with ExitStack() as running:
 
-    def start(app: Flask | None = None, **settings: str) -> TusServer:
-        app = app or make_app(MAX_UPLOAD_SIZE=str(LIMIT), **settings)
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        running.append((server, thread))
-        return TusServer(app, f"http://127.0.0.1:{server.server_port}")
+        def start(app: Flask | None = None, **settings: str) -> TusServer:
+            app = app or make_app(MAX_UPLOAD_SIZE=str(LIMIT), **settings)
+            return TusServer(app, running.enter_context(served_in_thread(app)))
 
-    yield start
-    for server, thread in running:
-        server.shutdown()
-        thread.join()
-        server.server_close()
+        yield start
 
 
 @pytest.fixture
