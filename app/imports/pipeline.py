@@ -15,7 +15,7 @@ from flask import current_app
 from sqlalchemy import Engine, and_, or_, text, update
 from sqlalchemy.orm import Session
 
-from app.contacts import store_contacts, store_row_errors
+from app.contacts import ContactBatch, SeenEmails, store_contacts, store_row_errors
 from app.extensions import db, settings, storage
 from app.imports.cleanup import discard_file
 from app.models import Import, utcnow
@@ -42,7 +42,7 @@ class ImportHandedBack(Exception):
 class Batch:
     """Rows read since the last commit."""
 
-    contacts: list[Contact] = field(default_factory=list)
+    contacts: ContactBatch = field(default_factory=ContactBatch)
     rejected: list[tuple[int, Problem, dict | None]] = field(default_factory=list)
     rejected_rows: int = 0
     last_row: int = 0
@@ -161,12 +161,18 @@ class Committer:
     owns the session while a batch is pending; the caller must not touch it until ``wait``.
     """
 
-    def __init__(self, session: Session, import_id: str, attempt: int, source: str) -> None:
+    def __init__(self, session: Session, import_id: str, attempt: int, source: str, file_size: int) -> None:
         self.session, self.import_id, self.attempt, self.source = session, import_id, attempt, source
         self.app = current_app._get_current_object()
         threaded = session.get_bind().dialect.name == "postgresql"
+        # On PostgreSQL, which emails the rows read so far had: a new one goes in by COPY.
+        self.seen = SeenEmails(file_size) if threaded else None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="import-commit") if threaded else None
         self._pending: Future[None] | None = None
+
+    def batch(self, last_row: int) -> Batch:
+        """An empty batch whose rows follow ``last_row``."""
+        return Batch(ContactBatch(self.seen, self.source, self.import_id), last_row=last_row)
 
     def submit(self, batch: Batch) -> None:
         """Commit the batch once the previous one is committed; raise what the previous one raised."""
@@ -287,7 +293,7 @@ def run(imp: Import) -> None:
             )
             db.session.commit()
             # The committer's thread owns the session from here: the loop keeps what it needs in locals.
-            committer = Committer(db.session(), import_id, attempt, imp.source)
+            committer = Committer(db.session(), import_id, attempt, imp.source, imp.size_bytes)
             try:
                 limits = Limits(config.security.max_rows, config.security.max_columns, imp.processed_rows)
                 batches = _read_batches(table, fixed, checkpoint, batch_size, committer, limits)
@@ -334,7 +340,7 @@ def _read_batches(
     name_at = email_at = -1
     if fixed is not None and fixed.name is not None and fixed.email is not None:
         name_at, email_at = headers.index(fixed.name), headers.index(fixed.email)
-    batch = Batch(last_row=checkpoint)
+    batch = committer.batch(checkpoint)
     contacts, rejected = batch.contacts, batch.rejected
     submitted = limits.processed
     for row_number, row in table.rows:
@@ -366,7 +372,7 @@ def _read_batches(
             submitted += len(contacts) + batch.rejected_rows
             committer.submit(batch)
             yield
-            batch = Batch(last_row=row_number)
+            batch = committer.batch(row_number)
             contacts, rejected = batch.contacts, batch.rejected
     committer.submit(batch)
 
