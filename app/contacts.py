@@ -41,7 +41,8 @@ def copy_text(value: str) -> str:
 
 
 # The last 8 hex digits of a contact id, its position in the batch, made once.
-_POSITIONS = [f"{position:08x}" for position in range(1 << 16)]
+# (For batches up to 16,384 rows, a megabyte; rows past that format their own.)
+_POSITIONS = [f"{position:08x}" for position in range(1 << 14)]
 
 
 def batch_id_head() -> str:
@@ -107,7 +108,7 @@ class ContactBatch(list[Contact]):
             self.repeated.append(position)
             return
         bits[at >> 3] = byte | bit
-        hex_position = _POSITIONS[position] if position < 65536 else f"{position:08x}"
+        hex_position = _POSITIONS[position] if position < len(_POSITIONS) else f"{position:08x}"
         name = copy_text(contact.name)
         self.lines.append(f"{self.id_head}{hex_position}\t{name}\t{contact.email}{self._tail}")
 

@@ -52,6 +52,16 @@ def test_a_batch_sends_an_email_it_has_read_before_to_on_conflict():
     assert second.repeated == [0] and second.lines == []
 
 
+def test_ids_stay_unique_past_the_positions_made_in_advance():
+    batch = ContactBatch(SeenEmails(10**7), "crm", "job")
+    for i in range(20_000):
+        batch.append(Valid(f"P{i}", f"p{i}@example.com"))
+
+    positions = [int(line[24:32], 16) for line in batch.lines]
+    assert {line[:24] for line in batch.lines} == {batch.id_head}
+    assert sorted(positions + batch.repeated) == list(range(20_000))
+
+
 NAMES = [
     "Tab\there",
     "Back\\slash",
