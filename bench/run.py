@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import data
-from bench.stack import MemoryWatch, Stack, database_url
+from bench.stack import AUTHORIZATION, MemoryWatch, Stack, database_url
 
 HERE = Path(__file__).resolve().parent
 MB = 1024 * 1024
@@ -263,7 +263,7 @@ def tus_upload(stack: Stack, path: Path) -> float | None:
     """MB/s of a tus upload in 6 MB PATCHes, or None where the app has no tus server."""
     conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=60)
     try:
-        conn.request("OPTIONS", "/uploads", headers={"Tus-Resumable": "1.0.0"})
+        conn.request("OPTIONS", "/uploads", headers={"Tus-Resumable": "1.0.0", **AUTHORIZATION})
         response = conn.getresponse()
         response.read()
     finally:
@@ -272,7 +272,7 @@ def tus_upload(stack: Stack, path: Path) -> float | None:
         return None
     from tusclient import client as tus
 
-    uploader = tus.TusClient(f"http://127.0.0.1:{stack.port}/uploads").uploader(
+    uploader = tus.TusClient(f"http://127.0.0.1:{stack.port}/uploads", headers=AUTHORIZATION).uploader(
         str(path),
         chunk_size=6 * MB,
         metadata={"filename": path.name, "source": "bench-tus"},
@@ -358,6 +358,7 @@ def load(stack: Stack, method: str, path: str, body: bytes | None, seconds: floa
 def _wrk(stack: Stack, method: str, path: str, body: bytes | None, seconds: float) -> dict[str, float]:
     script = stack.workdir / "wrk.lua"
     lines = [f'wrk.method = "{method}"', 'wrk.headers["Accept"] = "application/json"']
+    lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in AUTHORIZATION.items()]
     if body is not None:
         lines += [
             'wrk.headers["Content-Type"] = "application/json"',
@@ -397,7 +398,7 @@ def _threads(stack: Stack, method: str, path: str, body: bytes | None, seconds: 
     latencies: list[float] = []
     errors = [0]
     deadline = time.perf_counter() + seconds
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": "application/json", **AUTHORIZATION}
     if body is not None:
         headers["Content-Type"] = "application/json"
 

@@ -22,6 +22,9 @@ ADMIN_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgresql://postgres@12
 DATABASE_NAME = os.environ.get("BENCH_DATABASE_NAME", "dataflow_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 FINAL = ("completed", "failed", "cancelled")
+# The stack runs as production should, with authentication on; every request carries the token.
+API_TOKEN = "bench-token-not-a-secret"
+AUTHORIZATION = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 def database_url() -> str:
@@ -98,7 +101,12 @@ class Stack:
             "SECRET_KEY": "bench",
             "MAX_UPLOAD_SIZE": "2GB",
             "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2"),
+            # One client sends every request here: limits still count each one in Redis, as in
+            # production, but sit far above what the load steps send.
+            "RATE_LIMIT": "1000000/minute",
+            "IMPORT_RATE_LIMIT": "1000000/minute",
             "PYTHONUNBUFFERED": "1",
+            "API_TOKENS": API_TOKEN,
         }
         if batch_size:
             self.env["BATCH_SIZE"] = str(batch_size)
@@ -201,7 +209,12 @@ class Stack:
         """One request; the JSON answer, decoded."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
         try:
-            conn.request(method, path, body=body, headers={"Accept": "application/json", **(headers or {})})
+            conn.request(
+                method,
+                path,
+                body=body,
+                headers={"Accept": "application/json", **AUTHORIZATION, **(headers or {})},
+            )
             response = conn.getresponse()
             data = response.read()
             return response.status, json.loads(data) if data.startswith((b"{", b"[")) else {}
