@@ -66,6 +66,20 @@ def queue(app: Flask | None = None) -> Queue:
     return Queue(QUEUE_NAME, connection=redis(app))
 
 
+def autocommit_engine(app: Flask | None = None) -> Engine:
+    """The app's engine in autocommit mode, for a lone read that needs no transaction.
+
+    It shares the pool (and its pre-ping) of ``db.engine``; a read through it spares the BEGIN
+    and ROLLBACK round trips that a session's transaction costs.
+    """
+    app = app or current_app
+    state = app.extensions["dataflow"]
+    if "autocommit" not in state:
+        with app.app_context():
+            state["autocommit"] = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    return state["autocommit"]
+
+
 def storage(app: Flask | None = None) -> Storage:
     """The storage backend the settings choose."""
     app = app or current_app

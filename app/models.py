@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Row,
     String,
     Text,
     UniqueConstraint,
@@ -86,34 +87,65 @@ class Import(db.Model):
 
     def to_dict(self) -> dict[str, object]:
         """The import as the JSON API shows it."""
+        return import_json(self)
 
-        def iso(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            if value.tzinfo is None:  # SQLite hands back naive datetimes
-                value = value.replace(tzinfo=UTC)
-            return value.isoformat().replace("+00:00", "Z")
 
-        return {
-            "jobId": self.id,
-            "status": self.status,
-            "source": self.source,
-            "format": self.format,
-            "filename": self.filename,
-            "useResumable": self.use_resumable,
-            "sizeBytes": self.size_bytes,
-            "sha256": self.sha256,
-            "totalRows": self.total_rows,
-            "processedRows": self.processed_rows,
-            "insertedRows": self.inserted_rows,
-            "duplicateRows": self.duplicate_rows,
-            "rejectedRows": self.rejected_rows,
-            "attempts": self.attempts,
-            "error": self.error,
-            "createdAt": iso(self.created_at),
-            "startedAt": iso(self.started_at),
-            "finishedAt": iso(self.finished_at),
-        }
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands back naive datetimes
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+# The columns the JSON API shows, so a status read can select just these (see ``import_json``).
+IMPORT_JSON_COLUMNS = tuple(
+    Import.__table__.c[name]
+    for name in (
+        "id",
+        "status",
+        "source",
+        "format",
+        "filename",
+        "use_resumable",
+        "size_bytes",
+        "sha256",
+        "total_rows",
+        "processed_rows",
+        "inserted_rows",
+        "duplicate_rows",
+        "rejected_rows",
+        "attempts",
+        "error",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+)
+
+
+def import_json(imp: Import | Row) -> dict[str, object]:
+    """An import as the JSON API shows it, from the loaded object or a row of ``IMPORT_JSON_COLUMNS``."""
+    return {
+        "jobId": imp.id,
+        "status": imp.status,
+        "source": imp.source,
+        "format": imp.format,
+        "filename": imp.filename,
+        "useResumable": imp.use_resumable,
+        "sizeBytes": imp.size_bytes,
+        "sha256": imp.sha256,
+        "totalRows": imp.total_rows,
+        "processedRows": imp.processed_rows,
+        "insertedRows": imp.inserted_rows,
+        "duplicateRows": imp.duplicate_rows,
+        "rejectedRows": imp.rejected_rows,
+        "attempts": imp.attempts,
+        "error": imp.error,
+        "createdAt": _iso(imp.created_at),
+        "startedAt": _iso(imp.started_at),
+        "finishedAt": _iso(imp.finished_at),
+    }
 
 
 class RowError(db.Model):

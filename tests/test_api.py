@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 
+import psycopg
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -170,8 +171,25 @@ def test_status_list_and_errors_pages(client, work):
     assert errors["items"][1]["row"] == 4 and errors["items"][1]["message"] == "Email is missing"
     listing = client.get("/imports?status=completed&source=s").get_json()
     assert [i["jobId"] for i in listing["items"]] == [job_id]
+    assert listing["items"][0] == status  # the status read and the listing show an import alike
     assert client.get("/imports?status=failed").get_json()["total"] == 0
     assert client.get("/imports?status=bogus").status_code == 400
+
+
+def test_status_read_survives_dropped_database_connections(make_app, database_url):
+    # As after a database restart: the pooled connections are gone, the next poll still answers.
+    app = make_app(DATABASE_URL=f"{database_url}?application_name=dataflow-status-under-test")
+    client = app.test_client()
+    job_id = client.post("/import", json=body(), headers={"Accept": "application/json"}).get_json()["jobId"]
+    assert client.get(f"/imports/{job_id}", headers={"Accept": "application/json"}).status_code == 200
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        dropped = admin.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = 'dataflow-status-under-test'"
+        ).fetchone()[0]
+    assert dropped >= 1
+    again = client.get(f"/imports/{job_id}", headers={"Accept": "application/json"})
+    assert again.status_code == 200 and again.get_json()["jobId"] == job_id
 
 
 def test_unknown_paths(client):

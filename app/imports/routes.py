@@ -40,6 +40,7 @@ from app.imports.service import (
     create_import,
     discard_queued_import,
     enqueue_import,
+    import_status,
     requeue_import,
     retry_import,
 )
@@ -427,9 +428,12 @@ def _errors_page(imp: Import, page: int) -> dict[str, object]:
 @bp.get("/imports/<job_id>")
 def detail(job_id: str) -> Response | str | dict:
     """One import: its status, counts and progress."""
-    imp = _import_or_404(job_id)
     if wants_json():
-        return imp.to_dict()
+        status = None if has_control_characters(job_id) else import_status(job_id)
+        if status is None:
+            abort(404, description="Import not found")
+        return status
+    imp = _import_or_404(job_id)
     return render_template(
         "imports/detail.html", imp=imp, pace=pace_of(imp), errors=_errors_page(imp, _page())
     )
