@@ -123,6 +123,10 @@ def make_app(env: dict[str, str]) -> Iterator[Callable[..., Flask]]:
     for app in apps:
         with app.app_context():
             db.engine.dispose()
+        # Closed here, not by the collector, which may reach a socket before its connection.
+        client = app.extensions["dataflow"].get("redis")
+        if client is not None:
+            client.close()
 
 
 @pytest.fixture

@@ -86,6 +86,12 @@ def test_processes_share_their_counts_in_redis(make_app: Callable[..., Flask], e
     assert keys and all(TOKEN.encode() not in key for key in keys)  # the token itself is never stored
 
 
+def test_requests_go_through_when_redis_cannot_count_them(make_app: Callable[..., Flask]):
+    app = make_app(API_TOKENS=TOKEN, REDIS_URL="redis://127.0.0.1:1/0")
+    response = app.test_client().get("/imports", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200
+
+
 def test_limits_can_be_turned_off(make_app: Callable[..., Flask]):
     app = make_app(IMPORT_RATE_LIMIT="1/minute", RATE_LIMITS_ENABLED="false")
     client = app.test_client()
