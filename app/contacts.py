@@ -65,7 +65,8 @@ class SeenEmails:
     1 in 130 after a million rows, 1 in 14 after ten million. A new email can go straight into
     contacts by COPY; a seen one (or a mistaken one) goes through ON CONFLICT, which knows for
     certain. One bit per email keeps the check cheap in Python, this import's other limit. The
-    filter is sized by the file, 16 bits a byte, up to 16 MB: memory does not grow with the rows.
+    filter is sized by the file, 16 bits for each of its bytes, up to 16 MB: memory does not grow
+    with the rows.
     """
 
     MAX_BITS = 1 << 27
@@ -116,7 +117,7 @@ class ContactBatch(list[Contact]):
 def store_contacts(session: Session, import_id: str, source: str, batch: ContactBatch) -> int:
     """Insert the contacts whose email the source does not have yet; return how many were new.
 
-    On PostgreSQL the contacts whose email the import had not read before are COPied straight into
+    On PostgreSQL the contacts whose email the import had not read before are copied straight into
     contacts, the fastest way in; the rest, and every contact of a batch whose COPY met an email
     already stored, are merged with ON CONFLICT, so the first row of an email wins either way.
     """
