@@ -8,11 +8,9 @@ import io
 import re
 import threading
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import pytest
 import requests
@@ -23,6 +21,7 @@ from werkzeug.serving import make_server
 from app.extensions import db
 from app.models import Import, utcnow
 from tests.conftest import ROOT, wait_for
+from tests.spreadsheets import xlsx_bytes
 
 pytestmark = [
     pytest.mark.browser,
@@ -126,43 +125,6 @@ def contacts_csv(rows: int, bad: int = 0, who: str = "person") -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def xlsx_workbook(rows: list[list[str]]) -> bytes:
-    """A one-sheet XLSX workbook of text cells, the smallest a spreadsheet program writes."""
-    sheet_rows = "".join(
-        f'<row r="{r}">'
-        + "".join(f'<c t="inlineStr"><is><t>{escape(cell)}</t></is></c>' for cell in row)
-        + "</row>"
-        for r, row in enumerate(rows, start=1)
-    )
-    main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-    rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
-    package = "http://schemas.openxmlformats.org/package/2006"
-    parts = {
-        "[Content_Types].xml": f'<Types xmlns="{package}/content-types">'
-        '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
-        '<Default Extension="xml" ContentType="application/xml"/>'
-        '<Override PartName="/xl/workbook.xml" '
-        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-        '<Override PartName="/xl/worksheets/sheet1.xml" '
-        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
-        "</Types>",
-        "_rels/.rels": f'<Relationships xmlns="{package}/relationships">'
-        f'<Relationship Id="rId1" Type="{rel}/officeDocument" Target="xl/workbook.xml"/></Relationships>',
-        "xl/workbook.xml": f'<workbook xmlns="{main}" xmlns:r="{rel}">'
-        '<sheets><sheet name="Contacts" sheetId="1" r:id="rId1"/></sheets></workbook>',
-        "xl/_rels/workbook.xml.rels": f'<Relationships xmlns="{package}/relationships">'
-        f'<Relationship Id="rId1" Type="{rel}/worksheet" Target="worksheets/sheet1.xml"/></Relationships>',
-        "xl/worksheets/sheet1.xml": (
-            f'<worksheet xmlns="{main}"><sheetData>{sheet_rows}</sheetData></worksheet>'
-        ),
-    }
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as workbook:
-        for name, xml in parts.items():
-            workbook.writestr(name, '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>' + xml)
-    return buffer.getvalue()
-
-
 def drop_files(page: object, files: dict[str, bytes]) -> None:
     """Drop files on the drop zone, as a person dragging them from their desktop would."""
     transfer = page.evaluate_handle(
@@ -194,7 +156,7 @@ def test_drop_a_spreadsheet_and_watch_its_import_complete(server, worker, new_pa
     page = new_page()
     page.goto(server.url + "/")
     page.get_by_label("Source").fill("Trade fair 2026")
-    drop_files(page, {"fair.xlsx": xlsx_workbook(rows)})
+    drop_files(page, {"fair.xlsx": xlsx_bytes(rows)})
     # One file: once uploaded, the page goes to its import and follows it there.
     page.wait_for_url(re.compile(r"/imports/[0-9a-f-]{36}$"))
     page.locator('[data-status="completed"]').wait_for()
