@@ -90,7 +90,7 @@ class ContactBatch(list[Contact]):
     the thread that stores the batch only sends it. A list, so that counting it costs nothing.
     """
 
-    def __init__(self, seen: SeenEmails | None = None, source: str = "", import_id: str = "") -> None:
+    def __init__(self, seen: SeenEmails | None, source: str, import_id: str) -> None:
         super().__init__()
         self.seen = seen if seen is None or not seen.clashed else None
         self.id_head = batch_id_head()

@@ -45,7 +45,7 @@ class ImportHandedBack(Exception):
 class Batch:
     """Rows read since the last commit."""
 
-    contacts: ContactBatch = field(default_factory=ContactBatch)
+    contacts: ContactBatch
     rejected: list[tuple[int, Problem, dict | None]] = field(default_factory=list)
     rejected_rows: int = 0
     last_row: int = 0
