@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,7 +14,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Import, Upload
 from app.storage import COPY_CHUNK
-from tests.conftest import ROOT, count, stored_files, wait_for
+from tests.conftest import count, stored_files
 
 CSV = b"name,email\nAda Lovelace,ada@example.com\n"
 LIMIT = 10_000
@@ -216,48 +213,12 @@ def test_filenames_are_never_paths_and_are_shown_escaped(small, tmp_path):
 
 
 @pytest.fixture
-def gunicorn(env: dict[str, str], make_app: Callable[..., Flask]) -> Iterator[tuple[str, int]]:
-    """The production web server (gunicorn) on a free loopback port, with a 10,000-byte limit."""
+def gunicorn(web_server: Callable[..., str], make_app: Callable[..., Flask]) -> tuple[str, int]:
+    """The production web server (gunicorn, one worker) on a loopback port, with a 10,000-byte limit."""
     make_app()  # so the tables are emptied after the test
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    port = listener.getsockname()[1]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "python:app.gunicorn_conf",
-            "--bind",
-            f"fd://{listener.fileno()}",
-            "--workers",
-            "1",
-            "wsgi:app",
-        ],  # fmt: skip
-        cwd=ROOT,
-        env={**os.environ, **env, "MAX_UPLOAD_SIZE": str(LIMIT), "RATE_LIMITS_ENABLED": "false"},
-        pass_fds=[listener.fileno()],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    listener.close()
-
-    def answers() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
-                probe.sendall(b"GET /health HTTP/1.0\r\n\r\n")
-                return probe.recv(64).startswith(b"HTTP/1.")
-        except OSError:
-            return False
-
-    try:
-        wait_for(answers, timeout=60)
-        yield "127.0.0.1", port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    base = web_server(MAX_UPLOAD_SIZE=str(LIMIT), RATE_LIMITS_ENABLED="false", WEB_CONCURRENCY="1")
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    return host, int(port)
 
 
 def read_answer(connection: socket.socket) -> tuple[int, bytes]:
