@@ -27,7 +27,7 @@ from app.validation import Columns, Contact, Problem, find_columns, is_blank, pl
 log = logging.getLogger(__name__)
 
 
-COMMITTER_SWITCH_INTERVAL = 0.0005
+COMMITTER_SWITCH_INTERVAL = 0.0002
 
 # Set in a worker that is shutting down: the running import stops after its current batch.
 handback_requested = threading.Event()
