@@ -43,6 +43,7 @@ def copy_text(value: str) -> str:
 # The last 8 hex digits of a contact id, its position in the batch, made once.
 # (For batches up to 16,384 rows, a megabyte; rows past that format their own.)
 _POSITIONS = [f"{position:08x}" for position in range(1 << 14)]
+_POSITION_COUNT = len(_POSITIONS)
 
 
 def batch_id_head() -> str:
@@ -97,21 +98,27 @@ class ContactBatch(list[Contact]):
         self.lines: list[str] = []  # COPY rows of contacts whose email the import had not read yet
         self.repeated: list[int] = []  # positions of the others, which take ON CONFLICT
         self._tail = f"\t{copy_text(source)}\t{import_id}\n"
+        # The filter's parts, one attribute away: append runs for every valid row.
+        self._bits = None if self.seen is None else self.seen.bits
+        self._mask = 0 if self.seen is None else self.seen.mask
 
     def append(self, contact: Contact) -> None:
         position = len(self)
         list.append(self, contact)
-        if self.seen is None:
+        bits = self._bits
+        if bits is None:
             return
-        bits, at = self.seen.bits, hash(contact.email) & self.seen.mask
+        name, email = contact
+        at = hash(email) & self._mask
         byte, bit = bits[at >> 3], 1 << (at & 7)
         if byte & bit:
             self.repeated.append(position)
             return
         bits[at >> 3] = byte | bit
-        hex_position = _POSITIONS[position] if position < len(_POSITIONS) else f"{position:08x}"
-        name = copy_text(contact.name)
-        self.lines.append(f"{self.id_head}{hex_position}\t{name}\t{contact.email}{self._tail}")
+        hex_position = _POSITIONS[position] if position < _POSITION_COUNT else f"{position:08x}"
+        if not name.isprintable() or "\\" in name:
+            name = copy_text(name)
+        self.lines.append(f"{self.id_head}{hex_position}\t{name}\t{email}{self._tail}")
 
 
 def store_contacts(session: Session, import_id: str, source: str, batch: ContactBatch) -> int:

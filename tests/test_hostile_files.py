@@ -336,3 +336,18 @@ def test_max_rows_stops_the_import_at_the_limit(form, run_file):
     assert outcome["error"].startswith("The file has more than 5 rows, the most one import takes (MAX_ROWS).")
     assert f"nothing from row {first_refused} on was" in outcome["error"]
     assert outcome["inserted"] == outcome["contacts"] == 5
+
+
+def test_max_rows_on_a_batch_boundary_counts_blank_lines_as_nothing(run_file):
+    people = "".join(f"Person {i},p{i}@example.com\n" for i in range(1, 7))
+    exactly = run_file(f"name,email\n{people},\n\n".encode(), MAX_ROWS="6", BATCH_SIZE="3")
+    assert (exactly["status"], exactly["contacts"], exactly["errors"]) == ("completed", 6, [])
+    one_more = run_file(
+        f"name,email\n{people},\n\nPerson 7,p7@example.com\n".encode(),
+        source="more",
+        MAX_ROWS="6",
+        BATCH_SIZE="3",
+    )
+    assert one_more["status"] == "failed"
+    assert "The first 6 were imported; nothing from row 10 on was." in one_more["error"]
+    assert one_more["contacts"] == 6

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from itertools import dropwhile
 from types import TracebackType
 from typing import Any
 
@@ -350,23 +351,34 @@ def _read_batches(
     name_at = email_at = -1
     if fixed is not None and fixed.name is not None and fixed.email is not None:
         name_at, email_at = headers.index(fixed.name), headers.index(fixed.email)
-    batch = committer.batch(checkpoint)
-    contacts, rejected = batch.contacts, batch.rejected
+    rows = table.rows
+    if checkpoint:  # rows come in order: skip those an earlier run committed
+        rows = dropwhile(lambda numbered: numbered[0] <= checkpoint, rows)
     submitted = limits.processed
-    for row_number, row in table.rows:
-        if row_number <= checkpoint:
-            continue
-        if submitted + len(contacts) + batch.rejected_rows >= limits.max_rows and not _is_blank_row(row):
-            committer.submit(batch)
-            committer.wait()
-            raise _too_many_rows(limits.max_rows, row_number)
+    batch = committer.batch(checkpoint)
+    contacts, rejected, append = batch.contacts, batch.rejected, batch.contacts.append
+    # The batch is full at BATCH_SIZE rows, or earlier when MAX_ROWS rows are in.
+    room = min(batch_size, limits.max_rows - submitted)
+    for row_number, row in rows:
+        if len(contacts) + batch.rejected_rows >= room:
+            if room < batch_size and not _is_blank_row(row):  # one row past MAX_ROWS
+                committer.submit(batch)
+                committer.wait()
+                raise _too_many_rows(limits.max_rows, row_number)
+            if room == batch_size:
+                submitted += room
+                committer.submit(batch)
+                yield
+                batch = committer.batch(batch.last_row)
+                contacts, rejected, append = batch.contacts, batch.rejected, batch.contacts.append
+                room = min(batch_size, limits.max_rows - submitted)
         batch.last_row = row_number
-        if type(row) is not list and not isinstance(row, BrokenRow) and len(row) > limits.max_columns:
+        if isinstance(row, dict) and len(row) > limits.max_columns:
             row = BrokenRow(f"This item has {len(row):,} fields; at most {limits.max_columns:,} are read", "")
         if type(row) is list:
             contact = plain_contact(row[name_at], row[email_at]) if name_at >= 0 else None
             if contact is not None:
-                contacts.append(contact)
+                append(contact)
             else:
                 _reject_or_keep(dict(zip(headers, row, strict=False)), fixed, row_number, batch)  # type: ignore[arg-type]
         elif isinstance(row, BrokenRow):
@@ -378,12 +390,6 @@ def _read_batches(
                 keys = tuple(row)
                 columns = by_keys.get(keys) or by_keys.setdefault(keys, find_columns(keys))
             _reject_or_keep(row, columns, row_number, batch)
-        if len(contacts) + batch.rejected_rows >= batch_size:
-            submitted += len(contacts) + batch.rejected_rows
-            committer.submit(batch)
-            yield
-            batch = committer.batch(row_number)
-            contacts, rejected = batch.contacts, batch.rejected
     committer.submit(batch)
 
 

@@ -141,28 +141,22 @@ def _rows(
     text: io.TextIOWrapper, records: Iterator[list[str]], columns: list[str], row_number: int
 ) -> Iterator[tuple[int, list[str] | BrokenRow]]:
     """Each row's cells, numbered as a spreadsheet numbers them."""
+    width = len(columns)
     try:
-        yield from _numbered(records, columns, row_number)
+        while True:
+            row_number += 1
+            try:
+                cells = next(records)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield row_number, BrokenRow(f"This row could not be read: {exc}", "")
+                continue
+            if len(cells) < width:
+                cells += [""] * (width - len(cells))
+            yield row_number, cells
     finally:
         # The caller owns the stream and closes it; if it closed it first (the rows were
         # abandoned mid-file), there is nothing left to detach.
         with contextlib.suppress(ValueError):
             text.detach()
-
-
-def _numbered(
-    records: Iterator[list[str]], columns: list[str], row_number: int
-) -> Iterator[tuple[int, list[str] | BrokenRow]]:
-    width = len(columns)
-    while True:
-        row_number += 1
-        try:
-            cells = next(records)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield row_number, BrokenRow(f"This row could not be read: {exc}", "")
-            continue
-        if len(cells) < width:
-            cells += [""] * (width - len(cells))
-        yield row_number, cells
