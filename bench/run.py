@@ -285,32 +285,50 @@ def tus_upload(stack: Stack, path: Path) -> float | None:
 # -- spreadsheets ---------------------------------------------------------------------------------
 
 
-def spreadsheets(stack: Stack, results: Results, workdir: Path, rows: int) -> None:
-    """XLSX and ODS end to end, beside the CSV of the same rows through the same pipeline."""
-    csv_path = data.write_csv(workdir / f"contacts-{rows}.csv", rows)
-    csv_seconds, _peak, _ = pipeline_import(stack, csv_path, rows)
-    csv_rate = rows / csv_seconds
-    copy_rate = rows / raw_copy(stack, csv_path)
-    figures: dict[str, Any] = {"csv_rows_per_s": csv_rate, "raw_copy_rows_per_s": copy_rate}
-    for kind, write in (("xlsx", data.write_xlsx), ("ods", data.write_ods)):
-        path = write(workdir / f"contacts-{rows}.{kind}", rows)
-        seconds, peak, _ = pipeline_import(stack, path, rows)
-        rate = rows / seconds
-        figures[kind] = {"rows_per_s": rate, "worker_peak_mb": peak}
-        target = f"≥ 100k {verdict(rate >= 100_000)}" if kind == "xlsx" else ""
+def spreadsheets(stack: Stack, results: Results, workdir: Path, rows: int, repeats: int) -> None:
+    """XLSX and ODS end to end, beside the CSV of the same rows through the same pipeline.
+
+    Each import takes about a second, so one run says little on a shared machine: the four
+    measures are interleaved ``repeats`` times and the best of each is kept.
+    """
+    paths = {
+        "csv": data.write_csv(workdir / f"contacts-{rows}.csv", rows),
+        "xlsx": data.write_xlsx(workdir / f"contacts-{rows}.xlsx", rows),
+        "ods": data.write_ods(workdir / f"contacts-{rows}.ods", rows),
+    }
+    seconds: dict[str, list[float]] = {"csv": [], "xlsx": [], "ods": [], "copy": []}
+    peaks: dict[str, float] = {"xlsx": 0.0, "ods": 0.0}
+    for _ in range(repeats):
+        for kind, path in paths.items():
+            elapsed, peak, _ = pipeline_import(stack, path, rows)
+            seconds[kind].append(elapsed)
+            if kind in peaks:
+                peaks[kind] = max(peaks[kind], peak)
+        seconds["copy"].append(raw_copy(stack, paths["csv"]))
+    rate = {kind: rows / min(times) for kind, times in seconds.items()}
+    figures: dict[str, Any] = {
+        "repeats": repeats,
+        "seconds": seconds,
+        "csv_rows_per_s": rate["csv"],
+        "raw_copy_rows_per_s": rate["copy"],
+    }
+    best = f"best of {repeats}"
+    for kind in ("xlsx", "ods"):
+        figures[kind] = {"rows_per_s": rate[kind], "worker_peak_mb": peaks[kind]}
+        target = f"≥ 100k {verdict(rate[kind] >= 100_000)}" if kind == "xlsx" else ""
         results.add(
-            f"{kind.upper()} {rows:,} rows end to end (rows/s)",
-            f"{rate:,.0f}",
-            f"same rows as CSV {csv_rate:,.0f}",
-            f"{rate / csv_rate:.2f}",
+            f"{kind.upper()} {rows:,} rows end to end (rows/s, {best})",
+            f"{rate[kind]:,.0f}",
+            f"same rows as CSV {rate['csv']:,.0f}",
+            f"{rate[kind] / rate['csv']:.2f}",
             target,
         )
     # The limit any reader meets here: PostgreSQL taking the same rows with nothing to read.
     results.add(
-        f"XLSX {rows:,} rows against psql \\copy of the same rows as CSV (rows/s)",
-        f"{figures['xlsx']['rows_per_s']:,.0f}",
-        f"psql \\copy {copy_rate:,.0f}",
-        f"{figures['xlsx']['rows_per_s'] / copy_rate:.2f}",
+        f"XLSX {rows:,} rows against psql \\copy of the same rows as CSV (rows/s, {best})",
+        f"{rate['xlsx']:,.0f}",
+        f"psql \\copy {rate['copy']:,.0f}",
+        f"{rate['xlsx'] / rate['copy']:.2f}",
     )
     results.figures["spreadsheets"] = figures
 
@@ -519,7 +537,7 @@ def main(argv: list[str] | None = None) -> None:
         huge_path = data.write_csv(workdir / f"contacts-{huge_rows}.csv", huge_rows)
         steps.append(("huge", lambda: huge_run(stack, results, huge_path, huge_rows)))
     steps += [
-        ("spreadsheets", lambda: spreadsheets(stack, results, workdir, sheet)),
+        ("spreadsheets", lambda: spreadsheets(stack, results, workdir, sheet, repeats)),
         (
             "uploads",
             lambda: uploads(
