@@ -116,9 +116,7 @@ class ContactBatch(list[Contact]):
             return
         bits[at >> 3] = byte | bit
         hex_position = _POSITIONS[position] if position < _POSITION_COUNT else f"{position:08x}"
-        if not name.isprintable() or "\\" in name:
-            name = copy_text(name)
-        self.lines.append(f"{self.id_head}{hex_position}\t{name}\t{email}{self._tail}")
+        self.lines.append(f"{self.id_head}{hex_position}\t{copy_text(name)}\t{email}{self._tail}")
 
 
 def store_contacts(session: Session, import_id: str, source: str, batch: ContactBatch) -> int:
