@@ -249,6 +249,14 @@ class Stack:
             time.sleep(interval)
         raise TimeoutError(f"import {import_id} did not finish in {timeout}s")
 
+    def wait_idle(self, timeout: float = 900) -> None:
+        """Wait until no import is queued or running (the API load step leaves thousands queued)."""
+        deadline = time.monotonic() + timeout
+        while self.sql("SELECT count(*) FROM imports WHERE status IN ('queued', 'running')")[0][0]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"imports still queued or running after {timeout}s")
+            time.sleep(0.2)
+
     def sql(self, query: str, *args: Any) -> list[tuple]:
         """Run SQL on the benchmark database."""
         with psycopg.connect(database_url(), autocommit=True) as conn:
