@@ -13,7 +13,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from app.extensions import QUEUE_NAME, embedded_redis_url, redis, settings
+from app.extensions import QUEUE_NAME, db, embedded_redis_url, redis, settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,6 +67,11 @@ def _preload_job_code() -> None:
         "app.readers.spreadsheet",
     ):
         importlib.import_module(module)
+    # The engine's first connection asks the server for its version and type ids: once here,
+    # not in every horse. No connection is handed down: each process opens its own.
+    with db.engine.connect():
+        pass
+    db.engine.dispose()
 
 
 @click.command("serve")
