@@ -98,53 +98,36 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z")
 
 
-# The columns the JSON API shows, so a status read can select just these (see ``import_json``).
-IMPORT_JSON_COLUMNS = tuple(
-    Import.__table__.c[name]
-    for name in (
-        "id",
-        "status",
-        "source",
-        "format",
-        "filename",
-        "use_resumable",
-        "size_bytes",
-        "sha256",
-        "total_rows",
-        "processed_rows",
-        "inserted_rows",
-        "duplicate_rows",
-        "rejected_rows",
-        "attempts",
-        "error",
-        "created_at",
-        "started_at",
-        "finished_at",
-    )
-)
+# Each column the JSON API shows, and its name there: a status read selects just these columns.
+_JSON_NAMES = {
+    "id": "jobId",
+    "status": "status",
+    "source": "source",
+    "format": "format",
+    "filename": "filename",
+    "use_resumable": "useResumable",
+    "size_bytes": "sizeBytes",
+    "sha256": "sha256",
+    "total_rows": "totalRows",
+    "processed_rows": "processedRows",
+    "inserted_rows": "insertedRows",
+    "duplicate_rows": "duplicateRows",
+    "rejected_rows": "rejectedRows",
+    "attempts": "attempts",
+    "error": "error",
+    "created_at": "createdAt",
+    "started_at": "startedAt",
+    "finished_at": "finishedAt",
+}
+_JSON_TIMES = frozenset({"created_at", "started_at", "finished_at"})
+IMPORT_JSON_COLUMNS = tuple(Import.__table__.c[column] for column in _JSON_NAMES)
 
 
 def import_json(imp: Import | Row) -> dict[str, object]:
     """An import as the JSON API shows it, from the loaded object or a row of ``IMPORT_JSON_COLUMNS``."""
     return {
-        "jobId": imp.id,
-        "status": imp.status,
-        "source": imp.source,
-        "format": imp.format,
-        "filename": imp.filename,
-        "useResumable": imp.use_resumable,
-        "sizeBytes": imp.size_bytes,
-        "sha256": imp.sha256,
-        "totalRows": imp.total_rows,
-        "processedRows": imp.processed_rows,
-        "insertedRows": imp.inserted_rows,
-        "duplicateRows": imp.duplicate_rows,
-        "rejectedRows": imp.rejected_rows,
-        "attempts": imp.attempts,
-        "error": imp.error,
-        "createdAt": _iso(imp.created_at),
-        "startedAt": _iso(imp.started_at),
-        "finishedAt": _iso(imp.finished_at),
+        name: _iso(getattr(imp, column)) if column in _JSON_TIMES else getattr(imp, column)
+        for column, name in _JSON_NAMES.items()
     }
 
 
