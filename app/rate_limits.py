@@ -79,8 +79,7 @@ def rate_limit_key() -> str:
     return request_identity() or f"ip:{request.remote_addr or 'unknown'}"
 
 
-def _rules(endpoint: str) -> list[Rule]:
-    limits: RateLimits = current_app.extensions["dataflow"]["rate_limits"]
+def _rules(limits: RateLimits, endpoint: str) -> list[Rule]:
     rules = [limits.overall]
     if request.method == "POST" and endpoint in limits.posts:
         rules.append(limits.posts[endpoint])
@@ -92,9 +91,10 @@ def _check() -> None:
     endpoint = request.endpoint
     if endpoint is None or endpoint in EXEMPT_ENDPOINTS:
         return  # unknown paths answer 404, and cost nothing to count
-    window = current_app.extensions["dataflow"]["rate_limits"].window
+    limits: RateLimits = current_app.extensions["dataflow"]["rate_limits"]
+    window = limits.window
     key = rate_limit_key()
-    for rule in _rules(endpoint):
+    for rule in _rules(limits, endpoint):
         try:
             if window.hit(rule.rate, KEY_PREFIX, key, rule.scope):
                 continue
