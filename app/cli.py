@@ -55,7 +55,8 @@ def worker_command(concurrency: int | None, burst: bool) -> None:
 
 
 def _preload_job_code() -> None:
-    """Import the job's modules once, before RQ forks a work horse per job that then inherits them."""
+    """Import the job's modules and set up the database dialect once, before RQ forks a work horse
+    per job that then inherits them."""
     # Importing them in each horse was most of the time between POST /import and the job starting.
     import importlib
 

@@ -350,9 +350,10 @@ def queue_latency(stack: Stack, results: Results, count: int) -> None:
         if status != 202:
             raise RuntimeError(f"POST /import answered {status}: {answer}")
         done = stack.wait(answer["jobId"], interval=0.02)
-        created = datetime.fromisoformat(done["createdAt"].replace("Z", "+00:00"))
-        began = datetime.fromisoformat(done["startedAt"].replace("Z", "+00:00"))
-        finished = datetime.fromisoformat(done["finishedAt"].replace("Z", "+00:00"))
+        created, began, finished = (
+            datetime.fromisoformat(done[field].replace("Z", "+00:00"))
+            for field in ("createdAt", "startedAt", "finishedAt")
+        )
         waits.append((began - created).total_seconds())
         runs.append((finished - began).total_seconds())
     median, post = statistics.median(waits) * 1000, statistics.median(posts) * 1000
