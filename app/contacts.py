@@ -43,7 +43,6 @@ def copy_text(value: str) -> str:
 # The last 8 hex digits of a contact id, its position in the batch, made once.
 # (For batches up to 16,384 rows, a megabyte; rows past that format their own.)
 _POSITIONS = [f"{position:08x}" for position in range(1 << 14)]
-_POSITION_COUNT = len(_POSITIONS)
 
 
 def batch_id_head() -> str:
@@ -98,24 +97,20 @@ class ContactBatch(list[Contact]):
         self.lines: list[str] = []  # COPY rows of contacts whose email the import had not read yet
         self.repeated: list[int] = []  # positions of the others, which take ON CONFLICT
         self._tail = f"\t{copy_text(source)}\t{import_id}\n"
-        # The filter's parts, one attribute away: append runs for every valid row.
-        self._bits = None if self.seen is None else self.seen.bits
-        self._mask = 0 if self.seen is None else self.seen.mask
 
     def append(self, contact: Contact) -> None:
         position = len(self)
         list.append(self, contact)
-        bits = self._bits
-        if bits is None:
+        if self.seen is None:
             return
         name, email = contact
-        at = hash(email) & self._mask
+        bits, at = self.seen.bits, hash(email) & self.seen.mask
         byte, bit = bits[at >> 3], 1 << (at & 7)
         if byte & bit:
             self.repeated.append(position)
             return
         bits[at >> 3] = byte | bit
-        hex_position = _POSITIONS[position] if position < _POSITION_COUNT else f"{position:08x}"
+        hex_position = _POSITIONS[position] if position < len(_POSITIONS) else f"{position:08x}"
         self.lines.append(f"{self.id_head}{hex_position}\t{copy_text(name)}\t{email}{self._tail}")
 
 
