@@ -185,7 +185,7 @@ def test_status_read_survives_dropped_database_connections(make_app, database_ur
     with psycopg.connect(database_url, autocommit=True) as admin:
         dropped = admin.execute(
             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE application_name = 'dataflow-status-under-test'"
+            "WHERE application_name = 'dataflow-status-under-test' AND datname = current_database()"
         ).fetchone()[0]
     assert dropped >= 1
     again = client.get(f"/imports/{job_id}", headers={"Accept": "application/json"})

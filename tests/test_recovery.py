@@ -203,7 +203,7 @@ def test_dropped_database_connections_are_retried_and_counted(client, worker_pro
         def drop_worker_connections() -> bool:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = 'dataflow-worker-under-test'"
+                "WHERE application_name = 'dataflow-worker-under-test' AND datname = current_database()"
             )
             imp = status(job_id)
             return imp.attempts > 1 or imp.status != "running"
