@@ -91,6 +91,8 @@ class Settings:
     supabase_url: str | None = None
     supabase_service_role_key: str | None = None
     supabase_bucket: str = "imports"
+    # Files above this go to Supabase through tus (in parts), whatever useResumable says.
+    supabase_upload_limit: int = 50 * 1024 * 1024
     warnings: list[str] = field(default_factory=list)
 
     def as_flask_config(self) -> dict[str, object]:
@@ -301,6 +303,9 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
         supabase_url=supabase_url.rstrip("/") if supabase_url else None,
         supabase_service_role_key=supabase_key,
         supabase_bucket=bucket,
+        supabase_upload_limit=_size(
+            "SUPABASE_UPLOAD_LIMIT", env.get("SUPABASE_UPLOAD_LIMIT", "50MiB"), errors
+        ),
         warnings=warnings,
     )
     if errors:

@@ -29,7 +29,9 @@ class LocalStorage:
             raise ValueError(f"not a storage key: {key!r}")
         return self.root / key
 
-    def save(self, stream: BinaryIO, limit: int, use_resumable: bool = False) -> StoredFile:
+    def save(
+        self, stream: BinaryIO, limit: int, use_resumable: bool = False, filename: str | None = None
+    ) -> StoredFile:
         """Stream into a new file; nothing is left behind if the stream fails or is too large."""
         self.root.mkdir(parents=True, exist_ok=True)
         key = new_key()
@@ -58,11 +60,12 @@ class LocalStorage:
         """Remove the file if it is there."""
         self.path(key).unlink(missing_ok=True)
 
-    def check(self) -> None:
-        """The directory exists and is writable."""
+    def check(self) -> list[str]:
+        """The directory exists and is writable; a folder refuses nothing else."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageUnavailable(f"storage directory {self.root} cannot be created") from exc
         if not os.access(self.root, os.W_OK):
             raise StorageUnavailable(f"storage directory {self.root} is not writable")
+        return []
