@@ -243,13 +243,7 @@ class SupabaseStorage:
         with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) as spool:
             size, sha256 = copy_limited(stream, spool.write, limit)
             spool.seek(0)
-            true_type = media_type(spool.read(SNIFF_BYTES), filename)
-            rules = self._rules()
-            if rules.file_size_limit and size > rules.file_size_limit:
-                raise too_large(rules, None, size, "the bucket's file size limit")
-            content_type = rules.content_type(true_type)
-            if content_type is None:
-                raise type_refused(rules, true_type)
+            content_type = self._admit(size, media_type(spool.read(SNIFF_BYTES), filename))
             if use_resumable or size > self.upload_limit:
                 self._upload_resumable(spool, key, size, content_type)
             else:
@@ -263,6 +257,22 @@ class SupabaseStorage:
                     log.info("a %s-byte file passed the one-request upload limit; sending it resumably", size)
                     self._upload_resumable(spool, key, size, content_type)
         return StoredFile(key, size, sha256)
+
+    def _admit(self, size: int, true_type: str) -> str:
+        """The content type to send a file with; StorageRefused if the bucket's rules refuse it.
+
+        Rules read a while ago are read again before they refuse a file: they may have changed.
+        """
+        cached = self._rules_cache is not None and time.monotonic() - self._rules_cache[0] < RULES_TTL
+        for fresh in (False, True) if cached else (True,):
+            rules = self._rules(fresh=fresh)
+            if rules.file_size_limit and size > rules.file_size_limit:
+                refusal = too_large(rules, None, size, "the bucket's file size limit")
+            elif (content_type := rules.content_type(true_type)) is None:
+                refusal = type_refused(rules, true_type)
+            else:
+                return content_type
+        raise refusal
 
     def _upload_rest(self, spool: BinaryIO, key: str, size: int, content_type: str) -> None:
         """One POST of the whole file, streamed from the spool; repeated whole on a transient failure."""
