@@ -250,7 +250,8 @@ class SupabaseStorage:
                 try:
                     self._upload_rest(spool, key, size, content_type)
                 except StorageRefused as refused:
-                    if refused.status != 413:
+                    rules = self._rules()  # as read again to explain the refusal
+                    if refused.status != 413 or (rules.file_size_limit and size > rules.file_size_limit):
                         raise
                     # The server's one-request limit is below ours: tus takes the file in parts.
                     self.upload_limit = min(self.upload_limit, size - 1)
