@@ -358,6 +358,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse_role(role)
         elif path.startswith(BUCKET_PATH) and self.command == "GET":
             self._get_bucket(unquote(path[len(BUCKET_PATH) :]), role)
+        elif path.rstrip("/") + "/" == BUCKET_PATH or path.startswith(BUCKET_PATH):
+            self._manage_bucket(unquote(path[len(BUCKET_PATH) :]), role)
+        elif path.startswith(OBJECT_PATH + "list/") and self.command == "POST":
+            self._list(unquote(path[len(OBJECT_PATH + "list/") :]), role)
         elif path.startswith(OBJECT_PATH):
             bucket, _, name = path[len(OBJECT_PATH) :].partition("/")
             self._object(unquote(bucket), decode_name(name), role)
@@ -395,6 +399,46 @@ class _Handler(BaseHTTPRequestHandler):
                 "allowed_mime_types": rules.allowed_mime_types,
             },
         )
+
+    def _manage_bucket(self, bucket: str, role: str) -> None:
+        """Create (POST /bucket) or delete (DELETE /bucket/<id>) a bucket: the service role only."""
+        body = json.loads(self._body() or b"{}")
+        if role != "service":
+            self._rest_error(
+                "403", "AccessDenied", "new row violates row-level security policy", "Unauthorized"
+            )
+        elif self.command == "POST" and not bucket:
+            name = str(body.get("id") or body.get("name") or "")
+            if name in self.fake.buckets:
+                self._rest_error("409", "BucketAlreadyExists", "The resource already exists", "Duplicate")
+                return
+            limit = body.get("file_size_limit")
+            with self.fake.lock:
+                self.fake.buckets[name] = Bucket(
+                    bool(body.get("public")), int(limit) if limit else None, body.get("allowed_mime_types")
+                )
+                self.fake.objects[name] = {}
+            self._json(200, {"name": name})
+        elif self.command == "DELETE" and bucket in self.fake.buckets:
+            if self.fake.objects[bucket]:
+                self._rest_error("409", "ResourceNotEmpty", "The bucket you tried to delete is not empty")
+                return
+            with self.fake.lock:
+                del self.fake.buckets[bucket], self.fake.objects[bucket]
+            self._json(200, {"message": "Successfully deleted"})
+        elif bucket and bucket not in self.fake.buckets:
+            self._no_bucket()
+        else:
+            self._rest_error("405", "InvalidRequest", "Method not allowed")
+
+    def _list(self, bucket: str, role: str) -> None:
+        """The objects of a bucket under a prefix (names only, as far as DataFlow's tests read)."""
+        prefix = str(json.loads(self._body() or b"{}").get("prefix") or "")
+        if bucket not in self.fake.buckets or role != "service":
+            self._json(200, [])
+            return
+        names = sorted(name for name in self.fake.objects[bucket] if name.startswith(prefix))
+        self._json(200, [{"name": name, "id": str(uuid.uuid4()), "metadata": {}} for name in names])
 
     def _get_object(self, rest: str, role: str) -> None:
         bucket, _, name = rest.partition("/")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -221,3 +225,19 @@ def test_the_hosted_6_mib_chunk_rule_is_an_option(six_mib_chunks):
             rest = patch(location, fake, b"y" * (CHUNK + 10 - 5 * MIB), offset=5 * MIB)
             assert rest.status_code == 204
             assert len(fake.objects["imports"]["b.csv"]) == CHUNK + 10
+
+
+def test_the_live_smoke_test_passes_against_this_server(fake_supabase):
+    """The smoke test runs only with a real project; here it runs against the fake, so it stays working."""
+    env = {**os.environ, "SUPABASE_URL": fake_supabase.url, "SUPABASE_SERVICE_ROLE_KEY": fake_supabase.key}
+    env.pop("SUPABASE_BUCKET", None)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_supabase_live.py"],
+        env=env,
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "9 passed" in run.stdout
