@@ -33,7 +33,7 @@ def read_back(store: SupabaseStorage, key: str) -> bytes:
         return stream.read()
 
 
-def test_settings_take_only_6_mib_chunks_for_supabase(tmp_path):
+def test_settings_take_only_6_mib_chunks_and_an_upload_limit_for_supabase(tmp_path):
     base = {
         "INSTANCE_DIR": str(tmp_path),
         "SECRET_KEY": "k",
@@ -49,6 +49,10 @@ def test_settings_take_only_6_mib_chunks_for_supabase(tmp_path):
         with pytest.raises(ConfigError) as refused:
             load_settings({**base, "UPLOAD_CHUNK_SIZE": wrong})
         assert "UPLOAD_CHUNK_SIZE must be 6MiB" in str(refused.value)
+    assert settings.supabase_upload_limit == 50 * MIB
+    assert load_settings({**base, "SUPABASE_UPLOAD_LIMIT": "6MiB"}).supabase_upload_limit == 6 * MIB
+    with pytest.raises(ConfigError, match="SUPABASE_UPLOAD_LIMIT"):
+        load_settings({**base, "SUPABASE_UPLOAD_LIMIT": "lots"})
     # The local backend has no such rule.
     assert load_settings({**base, "STORAGE_BACKEND": "local", "UPLOAD_CHUNK_SIZE": "5MB"})
     with pytest.raises(ConfigError) as refused:

@@ -20,7 +20,7 @@ from supabase import ClientOptions, create_client
 from tusclient.client import TusClient
 from tusclient.exceptions import TusCommunicationError
 
-from app.config import Settings
+from app.config import SUPABASE_UPLOAD_LIMIT, Settings
 from app.readers import SNIFF_BYTES, media_type
 from app.storage import (
     StorageRefused,
@@ -40,9 +40,6 @@ T = TypeVar("T")
 SPOOL_IN_MEMORY = 1024 * 1024
 READ_CHUNK = 256 * 1024
 CACHE_SECONDS = "3600"
-# The server's one-request upload limit in its sample configuration (UPLOAD_FILE_SIZE_LIMIT_STANDARD);
-# files above SUPABASE_UPLOAD_LIMIT (this by default) go through tus, which takes them in parts.
-DEFAULT_UPLOAD_LIMIT = 50 * 1024 * 1024
 # How long a process trusts what it read of the bucket's rules and the server's limit.
 RULES_TTL = 60.0
 # Transfers may wait long for a busy server; small JSON calls (the /health check, deletes) may not.
@@ -76,7 +73,7 @@ class SupabaseStorage:
         key: str,
         bucket: str,
         chunk_size: int,
-        upload_limit: int = DEFAULT_UPLOAD_LIMIT,
+        upload_limit: int = SUPABASE_UPLOAD_LIMIT,
         max_upload_size: int | None = None,
     ) -> None:
         self.url = url.rstrip("/")
