@@ -362,6 +362,9 @@ def test_an_anon_key_is_an_outage_not_a_missing_file(fake_supabase):
         read_back(anon, "k.upload")
     with pytest.raises(StorageUnavailable, match="role 'anon'"):
         anon.check()
+    # Its bulk delete answers 200 [] as for a missing object: not believed either.
+    with pytest.raises(StorageUnavailable, match="role 'anon'"):
+        anon.delete("k.upload")
     assert list(fake_supabase.objects["imports"]) == ["k.upload"]
 
 
@@ -373,6 +376,12 @@ def test_a_key_that_cannot_see_the_bucket_is_an_outage_not_a_missing_file():
         with pytest.raises(StorageUnavailable, match="no bucket 'imports'"):
             read_back(anon, "k.upload")
         assert ("GET", "/storage/v1/bucket/imports") in fake.requests
+
+
+def test_deleting_in_a_missing_bucket_is_an_outage_not_a_success(fake_supabase):
+    store = SupabaseStorage(fake_supabase.url, fake_supabase.key, "gone-bucket", CHUNK)
+    with pytest.raises(StorageUnavailable, match="no bucket 'gone-bucket'"):
+        store.delete("k.upload")
 
 
 def test_key_role_is_read_from_the_key():

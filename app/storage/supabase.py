@@ -401,16 +401,22 @@ class SupabaseStorage:
         self._rules(fresh=True)
 
     def delete(self, key: str) -> None:
-        """Remove the object; a missing object is not an error (the bulk delete skips it)."""
+        """Remove the object; a missing object is not an error (the bulk delete skips it).
+
+        The bulk delete answers a missing bucket, or one the key may not see, with an empty
+        list too: an empty answer is believed only once the key is known to see the bucket.
+        """
         _, storage = self._clients()
         doing = "deleting a stored file"
         try:
-            storage.from_(self.bucket).remove([key])
+            deleted = storage.from_(self.bucket).remove([key])
         except StorageApiError as exc:
             status = int(str(exc.status)) if str(exc.status).isdigit() else 500
             raise self._refused(status, exc.message, doing) from exc
         except httpx.TransportError as exc:
             raise self._unreachable(exc, doing) from exc
+        if not deleted:
+            self._confirm_key()
 
     def check(self) -> list[str]:
         """The bucket exists and the key may use it; what its rules would refuse of DataFlow's uploads."""
