@@ -15,7 +15,7 @@ from tusclient.exceptions import TusCommunicationError
 
 from app.extensions import db, queue
 from app.maintenance import run_once
-from app.models import Contact, Import
+from app.models import Contact, Import, Upload
 from app.storage.supabase import SupabaseStorage
 from tests.conftest import served_in_thread, wait_for
 from tests.supabase_fake import ANON_KEY, CHUNK, MIB, FakeSupabase
@@ -443,3 +443,30 @@ def test_unsafe_filenames_never_reach_object_keys(sb_client, fake_supabase, serv
         assert imp.filename == name  # shown as the user named it
         assert KEY.match(imp.storage_key), imp.storage_key
     assert len(fake_supabase.objects["imports"]) == 3  # the fake refuses unsafe names (InvalidKey)
+
+
+def test_a_creation_with_upload_the_bucket_refuses_keeps_nothing(sb_client, fake_supabase):
+    fake_supabase.buckets["imports"].allowed_mime_types = ["image/png"]
+    response = sb_client.post(
+        "/uploads",
+        data=CSV,
+        headers={
+            "Tus-Resumable": "1.0.0",
+            "Upload-Length": str(len(CSV)),
+            "Upload-Metadata": "source Y3Jt,filename Yy5jc3Y=",  # crm, c.csv
+            "Content-Type": "application/offset+octet-stream",
+        },
+    )
+    assert response.status_code == 415
+    assert "image/png" in response.get_json()["error"]
+    assert db.session.scalar(select(func.count()).select_from(Upload)) == 0
+    assert db.session.scalar(select(func.count()).select_from(Import)) == 0
+
+
+def test_a_refused_request_does_not_use_up_its_idempotency_key(sb_client, fake_supabase):
+    fake_supabase.buckets["imports"].file_size_limit = 20
+    headers = {"X-Source": "s", "Idempotency-Key": "refused-once"}
+    assert sb_client.post("/import", data=CSV, headers=headers).status_code == 413
+    fake_supabase.buckets["imports"].file_size_limit = None
+    # The rule was read a moment ago, but is read again before it refuses: the change is seen at once.
+    assert sb_client.post("/import", data=CSV, headers=headers).status_code == 202
