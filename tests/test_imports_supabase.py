@@ -349,7 +349,7 @@ def test_the_upload_page_names_the_bucket_rule(make_app, fake_supabase):
         assert db.session.scalar(select(func.count()).select_from(Import)) == 0
 
 
-def test_a_browser_upload_the_bucket_refuses_is_413_and_dropped(served, fake_supabase, sb_client):
+def test_a_browser_upload_too_large_for_the_bucket_is_413_at_creation(served, fake_supabase):
     fake_supabase.buckets["imports"].file_size_limit = 20
     uploader = TusClient(f"{served}/uploads").uploader(
         file_stream=io.BytesIO(CSV), chunk_size=1024, metadata={"source": "browser", "filename": "c.csv"}
@@ -358,6 +358,19 @@ def test_a_browser_upload_the_bucket_refuses_is_413_and_dropped(served, fake_sup
         uploader.upload()
     assert refused.value.status_code == 413
     assert b"file size limit is 20 bytes" in refused.value.response_content
+    assert uploader.url is None  # refused before a byte was sent
+    assert db.session.scalar(select(func.count()).select_from(Upload)) == 0
+
+
+def test_a_browser_upload_the_bucket_refuses_when_complete_is_415_and_dropped(served, fake_supabase):
+    fake_supabase.buckets["imports"].allowed_mime_types = ["image/png"]
+    uploader = TusClient(f"{served}/uploads").uploader(
+        file_stream=io.BytesIO(CSV), chunk_size=1024, metadata={"source": "browser", "filename": "c.csv"}
+    )
+    with pytest.raises(TusCommunicationError) as refused:
+        uploader.upload()
+    assert refused.value.status_code == 415  # the type is known only once the bytes are there
+    assert b"accepts only these content types: image/png" in refused.value.response_content
     # Nothing waits for a retry that would be refused again: the upload and its bytes are gone.
     head = httpx.head(uploader.url, headers={"Tus-Resumable": "1.0.0"})
     assert head.status_code == 404

@@ -419,3 +419,19 @@ def test_check_warns_of_rules_that_refuse_dataflows_uploads(fake_supabase):
     fake_supabase.buckets["imports"].allowed_mime_types = ["image/png"]
     with pytest.raises(StorageUnavailable, match="every upload is refused with 415"):
         store.check()
+
+
+def test_check_size_refuses_before_the_bytes_exist(store, fake_supabase):
+    store.check_size(10 * MIB)  # no rule, and the server takes 500 MiB
+    fake_supabase.buckets["imports"].file_size_limit = MIB
+    store._rules_cache = None  # read again now, not after a minute (saving checks again anyway)
+    with pytest.raises(StorageRefused, match="file size limit is 1,048,576 bytes"):
+        store.check_size(2 * MIB)
+    fake_supabase.buckets["imports"].file_size_limit = None
+    fake_supabase.global_limit = 5 * MIB
+    store._store_limit_cache = None  # read again now, not after a minute
+    with pytest.raises(StorageRefused, match="upload size limit is 5,242,880 bytes"):
+        store.check_size(10 * MIB)
+    fake_supabase.stop()
+    store._rules_cache = store._store_limit_cache = None
+    store.check_size(10 * MIB)  # storage cannot be asked: the complete file is checked when saved

@@ -69,6 +69,9 @@ class Storage(Protocol):
         Raises StorageRefused when the store's own rules refuse the file.
         """
 
+    def check_size(self, size: int) -> None:
+        """Raise StorageRefused if the store's own limits would refuse a file of ``size`` bytes."""
+
     def open(self, key: str) -> AbstractContextManager[BinaryIO]:
         """Open a stored file for reading as a stream."""
 

@@ -46,6 +46,9 @@ class LocalStorage:
             raise
         return StoredFile(key, size, sha256)
 
+    def check_size(self, size: int) -> None:
+        """A folder has no limit of its own beyond MAX_UPLOAD_SIZE, which the callers enforce."""
+
     @contextmanager
     def open(self, key: str) -> Iterator[BinaryIO]:
         """The stored file, opened for reading."""

@@ -240,7 +240,7 @@ class SupabaseStorage:
         with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) as spool:
             size, sha256 = copy_limited(stream, spool.write, limit)
             spool.seek(0)
-            content_type = self._admit(size, media_type(spool.read(SNIFF_BYTES), filename))
+            content_type = self._admit(size, media_type(spool.read(SNIFF_BYTES), filename)) or ""
             if use_resumable or size > self.upload_limit:
                 self._upload_resumable(spool, key, size, content_type)
             else:
@@ -256,21 +256,37 @@ class SupabaseStorage:
                     self._upload_resumable(spool, key, size, content_type)
         return StoredFile(key, size, sha256)
 
-    def _admit(self, size: int, true_type: str) -> str:
-        """The content type to send a file with; StorageRefused if the bucket's rules refuse it.
+    def _admit(self, size: int, true_type: str | None) -> str | None:
+        """The content type to send a file of ``true_type`` with; StorageRefused if the bucket refuses it.
 
         Rules read a while ago are read again before they refuse a file: they may have changed.
+        Without a type, only the size is checked.
         """
         cached = self._rules_cache is not None and time.monotonic() - self._rules_cache[0] < RULES_TTL
         for fresh in (False, True) if cached else (True,):
             rules = self._rules(fresh=fresh)
+            content_type = rules.content_type(true_type) if true_type else None
             if rules.file_size_limit and size > rules.file_size_limit:
                 refusal = too_large(rules, None, size, "the bucket's file size limit")
-            elif (content_type := rules.content_type(true_type)) is None:
+            elif true_type and content_type is None:
                 refusal = type_refused(rules, true_type)
             else:
                 return content_type
         raise refusal
+
+    def check_size(self, size: int) -> None:
+        """Raise StorageRefused if the bucket's file size limit or the server's upload limit refuse ``size``.
+
+        For a file announced before its bytes arrive. A store that cannot be asked now refuses
+        nothing here: the complete file meets every rule when it is saved.
+        """
+        try:
+            self._admit(size, None)
+        except StorageUnavailable:
+            return
+        limit = self._store_limit()
+        if limit and size > limit:
+            raise too_large(None, limit, size, "its upload size limit")
 
     def _upload_rest(self, spool: BinaryIO, key: str, size: int, content_type: str) -> None:
         """One POST of the whole file, streamed from the spool; repeated whole on a transient failure."""
