@@ -379,11 +379,6 @@ def create() -> Response:
         raise TusError(413, f"The file is larger than the limit of {limit:,} bytes")
     if length == 0:
         raise TusError(400, "The file is empty")
-    try:
-        # Refused now, not after the user has sent every byte of a file the store will not take.
-        storage().check_size(length)
-    except StorageRefused as exc:
-        raise TusError(exc.status, str(exc)) from None
     metadata_header = request.headers.get("Upload-Metadata", "")
     metadata = parse_metadata(metadata_header)
     source = metadata.get("source", "").strip()
@@ -393,6 +388,11 @@ def create() -> Response:
         raise TusError(400, f"Metadata source must be 1 to {SOURCE_MAX} characters long")
     if has_control_characters(source):
         raise TusError(400, "Metadata source must not contain control characters")
+    try:
+        # Refused now, not after the user has sent every byte of a file the store will not take.
+        storage().check_size(length)
+    except StorageRefused as exc:
+        raise TusError(exc.status, str(exc)) from None
     with_data = request.mimetype == CHUNK_TYPE
     checksum = _checksum() if with_data else None
     declared = _byte_count("Content-Length", required=False)
