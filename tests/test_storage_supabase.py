@@ -435,3 +435,10 @@ def test_check_size_refuses_before_the_bytes_exist(store, fake_supabase):
     fake_supabase.stop()
     store._rules_cache = store._store_limit_cache = None
     store.check_size(10 * MIB)  # storage cannot be asked: the complete file is checked when saved
+
+
+def test_rules_that_cannot_be_read_refuse_nothing(store, fake_supabase):
+    fake_supabase.fail("GET", "error", path="/bucket/")  # a passing fault of the bucket's read
+    stored = store.save(io.BytesIO(b"a,b\n"), MIB)
+    assert fake_supabase.objects["imports"][stored.key] == b"a,b\n"
+    assert fake_supabase.content_types[("imports", stored.key)] == "text/csv"

@@ -260,11 +260,19 @@ class SupabaseStorage:
         """The content type to send a file of ``true_type`` with; StorageRefused if the bucket refuses it.
 
         Rules read a while ago are read again before they refuse a file: they may have changed.
+        Rules that cannot be read now refuse nothing: the server applies them to the upload itself.
         Without a type, only the size is checked.
         """
         cached = self._rules_cache is not None and time.monotonic() - self._rules_cache[0] < RULES_TTL
+        refusal: StorageRefused | None = None
         for fresh in (False, True) if cached else (True,):
-            rules = self._rules(fresh=fresh)
+            try:
+                rules = self._rules(fresh=fresh)
+            except StorageUnavailable as exc:
+                if refusal:
+                    raise refusal from exc
+                log.warning("sending the file without checking the bucket's rules: %s", exc)
+                return true_type
             content_type = rules.content_type(true_type) if true_type else None
             if rules.file_size_limit and size > rules.file_size_limit:
                 refusal = too_large(rules, None, size, "the bucket's file size limit")
@@ -272,6 +280,7 @@ class SupabaseStorage:
                 refusal = type_refused(rules, true_type)
             else:
                 return content_type
+        assert refusal is not None  # the loop returns unless a refusal stands
         raise refusal
 
     def check_size(self, size: int) -> None:
@@ -280,10 +289,7 @@ class SupabaseStorage:
         For a file announced before its bytes arrive. A store that cannot be asked now refuses
         nothing here: the complete file meets every rule when it is saved.
         """
-        try:
-            self._admit(size, None)
-        except StorageUnavailable:
-            return
+        self._admit(size, None)
         limit = self._store_limit()
         if limit and size > limit:
             raise too_large(None, limit, size, "its upload size limit")
