@@ -11,6 +11,9 @@ from pathlib import Path
 STORAGE_BACKENDS = ("local", "supabase")
 # The one chunk size Supabase Storage's resumable (tus) endpoint accepts, apart from the last chunk.
 SUPABASE_CHUNK_SIZE = 6 * 1024 * 1024
+# The open-source server's one-request upload limit in its sample configuration; larger files go
+# to Supabase through tus, in parts (SUPABASE_UPLOAD_LIMIT).
+SUPABASE_UPLOAD_LIMIT = 50 * 1024 * 1024
 MIN_TOKEN_LENGTH = 16
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$", re.IGNORECASE)
@@ -91,6 +94,8 @@ class Settings:
     supabase_url: str | None = None
     supabase_service_role_key: str | None = None
     supabase_bucket: str = "imports"
+    # Files above this go to Supabase through tus (in parts), whatever useResumable says.
+    supabase_upload_limit: int = SUPABASE_UPLOAD_LIMIT
     warnings: list[str] = field(default_factory=list)
 
     def as_flask_config(self) -> dict[str, object]:
@@ -301,6 +306,9 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
         supabase_url=supabase_url.rstrip("/") if supabase_url else None,
         supabase_service_role_key=supabase_key,
         supabase_bucket=bucket,
+        supabase_upload_limit=_size(
+            "SUPABASE_UPLOAD_LIMIT", env.get("SUPABASE_UPLOAD_LIMIT", str(SUPABASE_UPLOAD_LIMIT)), errors
+        ),
         warnings=warnings,
     )
     if errors:

@@ -145,7 +145,12 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "status": {"enum": ["healthy", "unhealthy"]},
             "error": {"type": "string"},
-            "checks": {"type": "object", "additionalProperties": {"enum": ["ok", "failing"]}},
+            "checks": {"type": "object", "additionalProperties": {"enum": ["ok", "degraded", "failing"]}},
+            "warnings": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "What a dependency would refuse, such as a storage bucket's size limit",
+            },
         },
     },
     "JsonImport": {
@@ -186,7 +191,14 @@ RESPONSES: dict[str, Any] = {
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "required": True}},
     },
     "NotFound": _error("No import has this id"),
-    "TooLarge": _error("The body is larger than MAX_UPLOAD_SIZE; nothing of it was kept"),
+    "TooLarge": _error(
+        "The body is larger than MAX_UPLOAD_SIZE, or than the storage (its bucket's file size limit "
+        "or its own upload limit) accepts; the error names the limit. Nothing of it was kept"
+    ),
+    "UnsupportedType": _error(
+        "The storage bucket's allowed MIME types refuse this file's type; the error names them. "
+        "Nothing was kept"
+    ),
     "RateLimited": {
         **_error("Too many requests; try again after Retry-After seconds"),
         "headers": {"Retry-After": {"schema": {"type": "string"}, "required": True}},
@@ -197,6 +209,7 @@ RESPONSES: dict[str, Any] = {
 
 def _responses(ok: dict[str, Any], *extra: str) -> dict[str, Any]:
     codes = {"400": "BadRequest", "401": "Unauthorized", "404": "NotFound", "413": "TooLarge"}
+    codes |= {"415": "UnsupportedType"}
     codes |= {"429": "RateLimited", "503": "Unavailable"}
     responses = dict(ok)
     for code in ("401", "429", *extra):
@@ -271,6 +284,7 @@ PATHS: dict[str, Any] = {
                     },
                 },
                 "413",
+                "415",
                 "503",
             ),
         }

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 import redis.exceptions
 from flask import Blueprint, Response, request, url_for
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select, text
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import http_date
@@ -27,7 +28,7 @@ from app.imports.body import SOURCE_MAX, has_control_characters
 from app.imports.service import EmptyUpload, create_import, enqueue_import
 from app.maintenance import TASKS
 from app.models import Upload, utcnow
-from app.storage import COPY_CHUNK, StorageUnavailable, UploadTooLarge
+from app.storage import COPY_CHUNK, StorageRefused, StorageUnavailable, UploadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,14 @@ class TusError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def _drop(upload: Upload) -> None:
+    """Delete an upload and its bytes: it can never become an import (the client keeps its file)."""
+    remove_files(upload.id)
+    if sa_inspect(upload).persistent:  # a refusal inside the creation already dropped it
+        db.session.delete(upload)
+        db.session.commit()
 
 
 def _discard_copy(key: str) -> None:
@@ -304,8 +313,9 @@ def _receive(upload: Upload, stream: BinaryIO, checksum: tuple[str, bytes] | Non
 def _start_import(upload: Upload) -> None:
     """Turn a complete upload into an import (the caller holds its lock); idempotent.
 
-    The import row and the upload's link to it are committed together, so a failure leaves
-    the partial file and the upload as they were and the client may simply ask again.
+    The import row and the upload's link to it are committed together, so a passing failure
+    leaves the partial file and the upload as they were and the client may simply ask again.
+    A refusal by the store's own rules (size, type) will not pass: the upload is dropped.
     """
     if upload.import_id or not upload.is_complete:
         return
@@ -323,6 +333,11 @@ def _start_import(upload: Upload) -> None:
     except (UploadTooLarge, EmptyUpload) as exc:
         db.session.rollback()
         raise TusError(413 if isinstance(exc, UploadTooLarge) else 400, str(exc)) from None
+    except StorageRefused as exc:
+        db.session.rollback()
+        _drop(upload)
+        log.info("upload %s is complete but storage refuses it: %s", upload.id, exc)
+        raise TusError(exc.status, str(exc)) from None
     except Exception:
         db.session.rollback()
         if stored_key:
@@ -373,6 +388,11 @@ def create() -> Response:
         raise TusError(400, f"Metadata source must be 1 to {SOURCE_MAX} characters long")
     if has_control_characters(source):
         raise TusError(400, "Metadata source must not contain control characters")
+    try:
+        # Refused now, not after the user has sent every byte of a file the store will not take.
+        storage().check_size(length)
+    except StorageRefused as exc:
+        raise TusError(exc.status, str(exc)) from None
     with_data = request.mimetype == CHUNK_TYPE
     checksum = _checksum() if with_data else None
     declared = _byte_count("Content-Length", required=False)
@@ -402,9 +422,7 @@ def create() -> Response:
             if exc.status != 503:
                 # The creation failed as a whole: keep nothing, the client still has its file.
                 db.session.rollback()
-                remove_files(upload.id)
-                db.session.delete(upload)
-                db.session.commit()
+                _drop(upload)
                 raise
             # 503: the bytes are safe and the upload exists; a HEAD or PATCH starts the import.
     response = Response(status=201)

@@ -212,10 +212,10 @@ def worker_process(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[...
 
 @pytest.fixture
 def fake_supabase() -> Iterator[FakeSupabase]:
-    """A Supabase Storage server (REST and tus subset, strict) on a free loopback port."""
+    """A Supabase Storage server (REST and tus subset, strict, hosted 6 MiB chunks) on a free port."""
     from tests.supabase_fake import FakeSupabase
 
-    with FakeSupabase() as fake:
+    with FakeSupabase(six_mib_chunks=True) as fake:
         yield fake
 
 

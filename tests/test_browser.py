@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 
 from app.extensions import db
 from app.models import Import, utcnow
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, served_in_thread, wait_for
 from tests.spreadsheets import xlsx_bytes
 
 pytestmark = [
@@ -420,3 +420,27 @@ def test_screenshots_of_every_page(server, worker, new_page):
     phone.goto(server.url + "/imports")
     assert phone.evaluate("document.documentElement.scrollWidth") <= 375
     shoot(phone, "imports-list-phone")
+
+
+def test_the_drop_zone_names_the_storage_buckets_rule(make_app, fake_supabase, new_page):
+    app = make_app(
+        STORAGE_BACKEND="supabase",
+        SUPABASE_URL=fake_supabase.url,
+        SUPABASE_SERVICE_ROLE_KEY=fake_supabase.key,
+    )
+    fake_supabase.buckets["imports"].file_size_limit = 400
+    fake_supabase.buckets["imports"].allowed_mime_types = ["image/png"]
+    small, large = contacts_csv(2), contacts_csv(40)
+    assert len(small) < 400 < len(large)
+    with served_in_thread(app) as url:
+        page = new_page()
+        page.goto(url + "/")
+        page.get_by_label("Source").fill("Partners")
+        drop_files(page, {"small.csv": small, "large.csv": large})
+        # The large file is refused before it is sent, the small one once its type is known.
+        page.get_by_text(re.compile(r"Upload stopped at 0 B: .*file size limit is 400 bytes")).wait_for()
+        page.get_by_text(re.compile(r"accepts only these content types: image/png")).wait_for()
+        # Sending either again would be refused again, so neither offers to resume.
+        assert page.get_by_role("button", name=re.compile("Resume")).count() == 0
+        shoot(page, "upload-refused-by-the-bucket")
+    assert fake_supabase.objects["imports"] == {}

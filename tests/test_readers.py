@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-from app.readers import BrokenRow, Table, UnusableFile, read_rows
+from app.readers import BrokenRow, Table, UnusableFile, media_type, read_rows
 from app.readers.spreadsheet import MAX_UNCOMPRESSED
 from tests.spreadsheets import encrypted_xlsx, ods_bytes, xlsx_bytes, zip_bomb, zip_claiming
 
@@ -478,3 +478,23 @@ def test_random_bytes_never_crash_a_reader(data: bytes):
     for number, record in rows:
         assert isinstance(number, int) and number >= 1
         assert isinstance(record, dict | BrokenRow)
+
+
+def test_media_type_comes_from_the_bytes_then_the_filename():
+    assert media_type(b"name,email\nAda,ada@example.com\n") == "text/csv"
+    assert media_type(b"name\temail\nAda\tada@example.com\n") == "text/tab-separated-values"
+    assert media_type(xlsx_bytes([["name"], ["Ada"]])[:4096]) == (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
+    assert (
+        media_type(ods_bytes([["name"], ["Ada"]])[:4096]) == "application/vnd.oasis.opendocument.spreadsheet"
+    )
+    assert media_type(b'{"data": [{"name": "Ada"}]}') == "application/json"
+    assert media_type(b'{"name": "Ada"}\n{"name": "Bob"}\n') == "application/x-ndjson"
+    assert media_type(codecs.BOM_UTF8 + b"BEGIN:VCARD\r\nVERSION:4.0\r\n") == "text/vcard"
+    # The bytes win over a misleading name; the name helps only when the bytes say nothing.
+    assert media_type(b"name,email\n", "people.xlsx") == "text/csv"
+    assert media_type(b"", "People.ODS") == "application/vnd.oasis.opendocument.spreadsheet"
+    assert media_type(b"", "contacts.vcf") == "text/vcard"
+    assert media_type(b"\x00\x01\x02" * 40, "notes") == "application/octet-stream"
+    assert media_type(b"\x00\x01\x02" * 40) == "application/octet-stream"

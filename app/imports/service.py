@@ -35,9 +35,12 @@ class ActionRefused(Exception):
 def create_import(
     stream: BinaryIO, *, source: str, filename: str | None = None, use_resumable: bool = False
 ) -> Import:
-    """Store the stream and add its import to the session, queued. The caller commits."""
+    """Store the stream and add its import to the session, queued. The caller commits.
+
+    Raises UploadTooLarge, EmptyUpload, StorageRefused (the store's own rules) or StorageUnavailable.
+    """
     store = storage()
-    stored = store.save(stream, settings().max_upload_size, use_resumable=use_resumable)
+    stored = store.save(stream, settings().max_upload_size, use_resumable=use_resumable, filename=filename)
     if stored.size == 0:
         store.delete(stored.key)
         raise EmptyUpload("The file is empty")

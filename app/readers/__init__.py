@@ -95,6 +95,49 @@ def detect_format(head: bytes) -> str:
     )
 
 
+# The content type a store is told for each format: without parameters, since Supabase compares
+# the whole subtype with a bucket's allowed types ("text/csv; charset=utf-8" is not "text/csv").
+MEDIA_TYPES = {
+    "csv": "text/csv",
+    "tsv": "text/tab-separated-values",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "xls": "application/vnd.ms-excel",
+    "ods": "application/vnd.oasis.opendocument.spreadsheet",
+    "json": "application/json",
+    "ndjson": "application/x-ndjson",
+    "vcard": "text/vcard",
+}
+UNKNOWN_MEDIA_TYPE = "application/octet-stream"
+_EXTENSIONS = {
+    "csv": "csv",
+    "tsv": "tsv",
+    "tab": "tsv",
+    "xlsx": "xlsx",
+    "xls": "xls",
+    "ods": "ods",
+    "json": "json",
+    "ndjson": "ndjson",
+    "jsonl": "ndjson",
+    "vcf": "vcard",
+    "vcard": "vcard",
+}
+
+
+def media_type(head: bytes, filename: str | None = None) -> str:
+    """The content type of a file from its first bytes, else from its filename's extension."""
+    kind: str | None
+    if head.lstrip(b" \t\r\n\xef\xbb\xbf")[:11].upper() == b"BEGIN:VCARD":
+        kind = "vcard"  # text, so the CSV sniffer would claim it
+    else:
+        try:
+            kind = detect_format(head)
+        except UnusableFile:
+            kind = None
+    if kind is None and filename and "." in filename:
+        kind = _EXTENSIONS.get(filename.rsplit(".", 1)[1].strip().lower())
+    return MEDIA_TYPES.get(kind or "", UNKNOWN_MEDIA_TYPE)
+
+
 def read_rows(f: BinaryIO, size: int | None = None) -> Table:
     """Open a stored file as a Table; raise UnusableFile if it cannot be imported at all."""
     from app.readers import json as json_reader

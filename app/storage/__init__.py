@@ -27,6 +27,19 @@ class StorageUnavailable(Exception):
     """Storage could not be reached or refused us; worth trying again later."""
 
 
+class StorageRefused(Exception):
+    """Storage refuses this file by a rule of its own (a size limit, a bucket's allowed types).
+
+    Trying again will not help: ``status`` is the HTTP answer (413 or 415) and the message names
+    the rule and what to do.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class StoredFileMissing(FileNotFoundError):
     """The stored file of an import is not in storage (any more); trying again will not help."""
 
@@ -47,8 +60,17 @@ class StoredFile:
 class Storage(Protocol):
     """What every backend does. Keys are generated, never taken from a filename."""
 
-    def save(self, stream: BinaryIO, limit: int, use_resumable: bool = False) -> StoredFile:
-        """Store a stream under a new key, refusing it past ``limit`` bytes."""
+    def save(
+        self, stream: BinaryIO, limit: int, use_resumable: bool = False, filename: str | None = None
+    ) -> StoredFile:
+        """Store a stream under a new key, refusing it past ``limit`` bytes.
+
+        ``filename`` (the user's, never part of the key) only helps name the file's content type.
+        Raises StorageRefused when the store's own rules refuse the file.
+        """
+
+    def check_size(self, size: int) -> None:
+        """Raise StorageRefused if the store's own limits would refuse a file of ``size`` bytes."""
 
     def open(self, key: str) -> AbstractContextManager[BinaryIO]:
         """Open a stored file for reading as a stream."""
@@ -56,12 +78,12 @@ class Storage(Protocol):
     def delete(self, key: str) -> None:
         """Remove a stored file; a missing file is not an error."""
 
-    def check(self) -> None:
-        """Raise StorageUnavailable unless the backend works."""
+    def check(self) -> list[str]:
+        """Raise StorageUnavailable unless the backend works; return what it would refuse, if anything."""
 
 
 def new_key() -> str:
-    """A fresh storage key."""
+    """A fresh storage key: hexadecimal and a suffix, so every store takes it as it is."""
     return f"{uuid.uuid4().hex}.upload"
 
 

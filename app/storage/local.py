@@ -29,7 +29,9 @@ class LocalStorage:
             raise ValueError(f"not a storage key: {key!r}")
         return self.root / key
 
-    def save(self, stream: BinaryIO, limit: int, use_resumable: bool = False) -> StoredFile:
+    def save(
+        self, stream: BinaryIO, limit: int, use_resumable: bool = False, filename: str | None = None
+    ) -> StoredFile:
         """Stream into a new file; nothing is left behind if the stream fails or is too large."""
         self.root.mkdir(parents=True, exist_ok=True)
         key = new_key()
@@ -43,6 +45,9 @@ class LocalStorage:
             partial.unlink(missing_ok=True)
             raise
         return StoredFile(key, size, sha256)
+
+    def check_size(self, size: int) -> None:
+        """A folder has no limit of its own beyond MAX_UPLOAD_SIZE, which the callers enforce."""
 
     @contextmanager
     def open(self, key: str) -> Iterator[BinaryIO]:
@@ -58,11 +63,12 @@ class LocalStorage:
         """Remove the file if it is there."""
         self.path(key).unlink(missing_ok=True)
 
-    def check(self) -> None:
-        """The directory exists and is writable."""
+    def check(self) -> list[str]:
+        """The directory exists and is writable; a folder refuses nothing else."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageUnavailable(f"storage directory {self.root} cannot be created") from exc
         if not os.access(self.root, os.W_OK):
             raise StorageUnavailable(f"storage directory {self.root} is not writable")
+        return []

@@ -161,18 +161,32 @@
     this.meta.textContent = text;
   };
 
+  // The server's own words for a refusal ({"error": "..."}), such as the storage bucket's rule.
+  function serverMessage(response) {
+    const body = response.getBody() || "";
+    try {
+      const parsed = JSON.parse(body);
+      if (parsed && typeof parsed.error === "string") return parsed.error.replace(/\.$/, "");
+    } catch (e) {
+      // not JSON: the body as it is
+    }
+    return body;
+  }
+
   Transfer.prototype.interrupted = function (error) {
     this.running = false;
     this.item.classList.add("failed");
     const response = error.originalResponse;
     const status = response ? response.getStatus() : 0;
     let reason = "the connection was lost";
-    if (status === 413) reason = "the file is larger than the upload limit";
-    else if (status >= 400 && status < 500) reason = response.getBody() || "the server refused it";
+    if (status === 413) reason = serverMessage(response) || "the file is larger than the upload limit";
+    else if (status >= 400 && status < 500) reason = serverMessage(response) || "the server refused it";
     else if (status >= 500) reason = "the server had a problem";
     this.meta.textContent = "Upload stopped at " + size(this.bar.value) + ": " + reason + ".";
     this.toggle.textContent = "Resume";
     this.toggle.setAttribute("aria-label", "Resume " + this.file.name);
+    // Too large, or a type the store refuses: sending it again would be refused again.
+    this.toggle.hidden = status === 413 || status === 415;
     this.failedWithStatus = status;
   };
 
