@@ -403,3 +403,31 @@ def test_any_text_survives_a_round_trip(name: str, note: str, title: str) -> Non
     ]
     rows = cards(card(*lines).encode())
     assert rows == [(1, {"Name": name, "NOTE": note, "Title": title})]
+
+
+def test_a_huge_value_on_one_line_is_refused_in_flat_memory(tmp_path: Path) -> None:
+    cards(card("FN:Warm-up").encode())
+    path = tmp_path / "note.vcf"
+    path.write_bytes((card("FN:Huge", "NOTE:" + "x" * 16_000_000) + card("FN:Small")).encode())
+    peak, rows = _peak_while_reading(path)
+    assert rows[0][1].message == "This card holds more than 1 MB besides its photos"
+    assert rows[1] == (2, {"Name": "Small"})
+    assert peak < 4_000_000, peak
+
+
+def test_a_vcf_import_end_to_end(client, work) -> None:
+    from tests.test_pipeline import contacts, post_file
+
+    one_address = [p for p in PEOPLE if not p.get("email2")]
+    broken = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Cut Short\r\n"
+    data = iphone_vcard(one_address[:2], photo_size=300_000) + broken.encode() + iphone_vcard(one_address[2:])
+    job_id = post_file(client, data, source="phone", filename="contacts.vcf")
+    work()
+    status = client.get(f"/imports/{job_id}").get_json()
+    assert (status["status"], status["format"]) == ("completed", "vcard")
+    assert (status["insertedRows"], status["rejectedRows"]) == (len(one_address), 1)
+    errors = client.get(f"/imports/{job_id}/errors").get_json()["items"]
+    assert [(e["row"], e["message"]) for e in errors] == [
+        (3, "This card has no END:VCARD: the next card begins before it ends")
+    ]
+    assert ("王芳", "wang.fang@example.cn") in contacts("phone")

@@ -150,7 +150,8 @@ def _logical_lines(stream: BinaryIO) -> Iterator[tuple[bytes, bool]]:
     """
     current: list[bytes] = []
     size = 0
-    skipping = False
+    skipping = False  # a photo or other binary value: read past, never kept
+    overflow = False  # a value larger than a card may be: its start is kept, the rest read past
     quoted_printable = False
     keep_space = False  # 2.1
     line_open = False  # the last piece read did not end its physical line
@@ -162,21 +163,22 @@ def _logical_lines(stream: BinaryIO) -> Iterator[tuple[bytes, bool]]:
         ends = piece.endswith(b"\n")
         text = piece.rstrip(b"\r\n") if ends else piece
         if line_open:
-            if not skipping:
+            if not (skipping or overflow):
                 current.append(text)
                 size += len(text)
         elif text[:1] in (b" ", b"\t") and (current or skipping):
-            if not skipping:
+            if not (skipping or overflow):
                 current.append(text if keep_space else text[1:])
                 size += len(text)
         elif quoted_printable and current and current[-1].endswith(b"="):
-            current[-1] = current[-1][:-1]  # a soft line break
-            current.append(text)
-            size += len(text)
+            if not overflow:
+                current[-1] = current[-1][:-1]  # a soft line break
+                current.append(text)
+                size += len(text)
         else:
             if current or skipping:
                 yield b"".join(current), skipping
-            current, size = [text], len(text)
+            current, size, overflow = [text], len(text), False
             before = text.split(b":", 1)[0].upper()
             name = before.split(b";", 1)[0].rsplit(b".", 1)[-1].strip()
             skipping = name.decode("ascii", errors="replace") in SKIPPED or _binary(before)
@@ -187,9 +189,9 @@ def _logical_lines(stream: BinaryIO) -> Iterator[tuple[bytes, bool]]:
                 keep_space = False
             if skipping:
                 current, size = [text[:200]], 0
-        if size > CARD_LIMIT and not skipping:
-            # One value larger than a whole card may be: keep its start, so the card is refused whole.
-            current, size = [b"".join(current)[: CARD_LIMIT + 1]], CARD_LIMIT + 1
+        if size > CARD_LIMIT and not (skipping or overflow):
+            # Keep enough to refuse the card whole (its size is what is wrong), no more.
+            current, overflow = [b"".join(current)[: CARD_LIMIT + 1]], True
         line_open = not ends
     if current or skipping:
         yield b"".join(current), skipping
