@@ -400,3 +400,29 @@ def test_unicode_local_parts_are_accepted(local: str, domain: str) -> None:
     check = check_email(address)
     assert check.error is None, check.error
     assert check.email == unicodedata.normalize("NFC", address.lower())
+
+
+@given(
+    st.one_of(
+        plain_addresses(), st.text(max_size=40), st.sampled_from(["a@gmial.com", "a@xn--mnchen-3ya.de"])
+    )
+)
+def test_the_row_loop_shortcut_never_disagrees(text: str) -> None:
+    check = check_email(text)  # the first sight of a domain is check_email's to judge
+    shortcut = emails.plain_email(text)
+    assert shortcut is None or (shortcut, None, None, None) == check
+    if (
+        check.email
+        and check.email.isascii()
+        and check.suggestion is None
+        and check.email == text.strip().lower()
+    ):
+        assert shortcut == check.email
+
+
+def test_the_row_loop_shortcut_leaves_typos_and_ace_domains_to_check_email() -> None:
+    for address in ("ada@gmial.com", "ada@xn--mnchen-3ya.de", "josé@example.com", "Ada <ada@example.com>"):
+        check_email(address)
+        assert emails.plain_email(address) is None
+    check_email("ada@example.com")
+    assert emails.plain_email(" ADA@example.com ") == "ada@example.com"
