@@ -14,6 +14,8 @@ from app.readers import cell_text
 EMAIL_MAX = 254
 LOCAL_MAX = 64
 LABEL_MAX = 63
+# Room for a long display name around an address; a longer cell is not worth taking apart.
+CELL_MAX = 2000
 
 MISSING = "Email is missing"
 INVALID = "Not a valid email address"
@@ -157,7 +159,7 @@ def split_addresses(value: Any) -> list[str]:
     text = (value if type(value) is str else cell_text(value)).strip()
     if not text:
         return []
-    if not _SEPARATORS.search(text):
+    if len(text) > CELL_MAX * 10 or not _SEPARATORS.search(text):
         return [text]
     pieces: list[str] = []
     separators: list[str] = []
@@ -249,6 +251,8 @@ def _one_edit(a: str, b: str) -> bool:
 
 def _careful(text: str) -> EmailCheck:
     """Unwrap what exports put around an address, then check it part by part."""
+    if len(text) > CELL_MAX:
+        return EmailCheck(None, f"{INVALID}: it is longer than {EMAIL_MAX} characters", None, None)
     address, display_name = unwrap(text)
     if not address:
         return EmailCheck(None, MISSING, None, display_name)

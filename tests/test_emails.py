@@ -426,3 +426,9 @@ def test_the_row_loop_shortcut_leaves_typos_and_ace_domains_to_check_email() -> 
         assert emails.plain_email(address) is None
     check_email("ada@example.com")
     assert emails.plain_email(" ADA@example.com ") == "ada@example.com"
+
+
+def test_a_huge_cell_is_refused_quickly() -> None:
+    cell = "Ada " * 250_000 + "<ada@example.com>"
+    assert check_email(cell).error == "Not a valid email address: it is longer than 254 characters"
+    assert split_addresses("a@x.example, " * 100_000) == ["a@x.example, " * 99_999 + "a@x.example,"]

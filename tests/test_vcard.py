@@ -431,3 +431,8 @@ def test_a_vcf_import_end_to_end(client, work) -> None:
         (3, "This card has no END:VCARD: the next card begins before it ends")
     ]
     assert ("王芳", "wang.fang@example.cn") in contacts("phone")
+
+
+def test_a_quoted_parameter_may_hold_a_colon() -> None:
+    data = card("FN:Ada", 'ADR;LABEL="1 Main St\\nBath: UK";TYPE=home:;;1 Main St;Bath;;;UK', version="4.0")
+    assert cards(data.encode())[0][1]["ADR"] == "1 Main St, Bath, UK"

@@ -225,6 +225,9 @@ def _parse(line: bytes) -> _Property | None:
 
 def _value_start(line: bytes) -> int:
     """Where the value starts: after the first colon that is not inside a quoted parameter."""
+    colon = line.find(b":")
+    if colon < 0 or b'"' not in line[:colon]:
+        return colon
     quoted = False
     for i, byte in enumerate(line):
         if byte == 0x22:
