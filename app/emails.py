@@ -37,6 +37,8 @@ _QUOTES = "\"'“”‘’«»"
 _IDEOGRAPHIC_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 _CODEPOINT = re.compile(r"U\+([0-9A-F]{4,6})")
 _SEPARATORS = re.compile(r":::|[;,\n]")
+_AROUND_PUNCTUATION = re.compile(r"\s*([@.])\s*")
+_SPELLED_OUT = re.compile(r"\s*[(\[{<]\s*(at|dot)\s*[)\]}>]\s*|\s+(at|dot)\s+")
 
 # Domains people really use: never corrected, and the targets of a suggestion.
 WELL_KNOWN_DOMAINS = frozenset(
@@ -159,8 +161,12 @@ def split_addresses(value: Any) -> list[str]:
     text = (value if type(value) is str else cell_text(value)).strip()
     if not text:
         return []
-    if len(text) > CELL_MAX * 10 or not _SEPARATORS.search(text):
+    if len(text) > CELL_MAX * 10:
         return [text]
+    if not _SEPARATORS.search(text):
+        words = text.split()
+        # "a@x.example b@y.example": addresses side by side; a name among them keeps the cell whole.
+        return words if len(words) > 1 and all("@" in word for word in words) else [text]
     pieces: list[str] = []
     separators: list[str] = []
     start = 0
@@ -299,13 +305,13 @@ def _problem(email: str) -> tuple[str | None, str | None]:
     if len(split_addresses(email)) > 1:
         return "the cell holds more than one address; give one per column", None
     if any(ch.isspace() for ch in email):
-        return "it has a space inside", None
+        return "it has a space inside", _spelled_out(email) or _squeezed(email)
     count = email.count("@")
     if count == 0:
         if "\uff20" in email:
             fixed = email.replace("\uff20", "@")
             return "it has a full-width ＠ where an @ belongs", fixed if _problem(fixed)[0] is None else None
-        return "it has no @", None
+        return "it has no @", _spelled_out(email)
     if count > 1:
         return "it has more than one @", None
     local, _, domain = email.partition("@")
@@ -344,6 +350,20 @@ def _problem(email: str) -> tuple[str | None, str | None]:
     if len(local.encode()) + 1 + len(ace) > EMAIL_MAX:
         return f"it is longer than {EMAIL_MAX} characters", None
     return None, None
+
+
+def _spelled_out(email: str) -> str | None:
+    """``ada (at) example (dot) com``, as web pages hide addresses, if it reads as a valid one."""
+    if "at" not in email:
+        return None
+    fixed = _SPELLED_OUT.sub(lambda m: "@" if (m.group(1) or m.group(2)) == "at" else ".", email)
+    return fixed if fixed != email and _problem(fixed)[0] is None else None
+
+
+def _squeezed(email: str) -> str | None:
+    """``ada @ example. com`` without the spaces around its @ and dots, if that is a valid address."""
+    fixed = _AROUND_PUNCTUATION.sub(r"\1", email)
+    return fixed if fixed != email and _problem(fixed)[0] is None else None
 
 
 def _unicode_letter_ok(ch: str) -> bool:

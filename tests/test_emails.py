@@ -85,7 +85,6 @@ def test_the_name_beside_an_address_is_given_back(given: str, stored: str, name:
         ("ada@home@example.com", "Not a valid email address: it has more than one @"),
         ("ada lovelace@example.com", "Not a valid email address: it has a space inside"),
         ("ada@exam ple.com", "Not a valid email address: it has a space inside"),
-        ("ada\u00a0@example.com", "Not a valid email address: it has a space inside"),
         ("ada@localhost", "Not a valid email address: the domain “localhost” has no dot"),
         ("@example.com", "Not a valid email address: it has nothing before the @"),
         ("ada@", "Not a valid email address: it has nothing after the @"),
@@ -432,3 +431,39 @@ def test_a_huge_cell_is_refused_quickly() -> None:
     cell = "Ada " * 250_000 + "<ada@example.com>"
     assert check_email(cell).error == "Not a valid email address: it is longer than 254 characters"
     assert split_addresses("a@x.example, " * 100_000) == ["a@x.example, " * 99_999 + "a@x.example,"]
+
+
+@pytest.mark.parametrize(
+    ("given", "error", "suggestion"),
+    [
+        ("ada (at) example (dot) com", "it has a space inside", "ada@example.com"),
+        ("ADA AT EXAMPLE DOT COM", "it has a space inside", "ada@example.com"),
+        ("ada[at]example.com", "it has no @", "ada@example.com"),
+        ("ada @ example.com", "it has a space inside", "ada@example.com"),
+        ("ada@example. com", "it has a space inside", "ada@example.com"),
+        ("ada\u00a0@example.com", "it has a space inside", "ada@example.com"),
+        # No guessing which of the words is the address, or whether the space belongs to it.
+        ("ada lovelace@example.com", "it has a space inside", None),
+        ("Ada Lovelace ada@example.com", "it has a space inside", None),
+        ("meet at noon", "it has a space inside", None),
+        (
+            "ada@example.com bob@example.org",
+            "the cell holds more than one address; give one per column",
+            None,
+        ),
+    ],
+)
+def test_an_address_written_out_or_spaced_gets_a_suggestion(
+    given: str, error: str, suggestion: str | None
+) -> None:
+    check = check_email(given)
+    assert check.email is None
+    assert check.suggestion == suggestion
+    assert check.error == f"Not a valid email address: {error}" + (
+        f". Did you mean {suggestion}?" if suggestion else ""
+    )
+
+
+def test_addresses_side_by_side_split_but_a_name_keeps_the_cell_whole() -> None:
+    assert split_addresses("a@x.example b@y.example") == ["a@x.example", "b@y.example"]
+    assert split_addresses("Ada a@x.example") == ["Ada a@x.example"]
