@@ -360,8 +360,11 @@ def google_contacts_csv(rows: Iterable[Person] | None = None, *, line_end: str =
     return _csv_bytes(_GOOGLE_HEADER, out, line_end=line_end)
 
 
-def google_contacts_legacy_csv(rows: Iterable[Person] | None = None) -> bytes:
-    """The older Google CSV layout (``Name,Given Name,...,Group Membership,E-mail 1 - Type,...``)."""
+def google_contacts_legacy_csv(rows: Iterable[Person] | None = None, *, encoding: str = "utf-8") -> bytes:
+    """The older Google CSV layout (``Name,Given Name,...,Group Membership,E-mail 1 - Type,...``).
+
+    The old Gmail export wrote it in UTF-16 with a BOM: ``encoding="utf-16"``.
+    """
     out = []
     for p in _people(rows):
         groups = " ::: ".join(["* myContacts", *p.get("tags", [])])
@@ -399,7 +402,7 @@ def google_contacts_legacy_csv(rows: Iterable[Person] | None = None) -> bytes:
             parts = (_get(p, "street"), _get(p, "city"), _get(p, "country"))
             cells["Address 1 - Formatted"] = "\n".join(x for x in parts if x)
         out.append([cells.get(h, "") for h in _GOOGLE_LEGACY_HEADER])
-    return _csv_bytes(_GOOGLE_LEGACY_HEADER, out)
+    return _csv_bytes(_GOOGLE_LEGACY_HEADER, out, encoding=encoding)
 
 
 def outlook_com_csv(rows: Iterable[Person] | None = None, *, bom: bool = True) -> bytes:

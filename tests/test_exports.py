@@ -32,6 +32,8 @@ def test_google_legacy_layout() -> None:
     assert header[:4] == ["Name", "Given Name", "Additional Name", "Family Name"]
     assert header.index("E-mail 1 - Type") + 1 == header.index("E-mail 1 - Value")
     assert "Group Membership" in header
+    utf16 = exports.google_contacts_legacy_csv(encoding="utf-16")
+    assert utf16.startswith(codecs.BOM_UTF16_LE) and utf16.decode("utf-16").startswith("Name,Given Name")
 
 
 def test_outlook_com_has_a_bom_and_three_address_columns() -> None:
