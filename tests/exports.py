@@ -739,6 +739,11 @@ def google_vcard(rows: Iterable[Person] | None = None) -> bytes:
     return "".join(out).encode()
 
 
+def _escape_21(text: str) -> str:
+    """A value escaped as Android's 2.1 writer escapes it: backslashes and semicolons."""
+    return text.replace("\\", "\\\\").replace(";", "\\;")
+
+
 def _qp(text: str, charset: str) -> str:
     """A value in QUOTED-PRINTABLE as vCard 2.1 writers put it, with ``=`` soft line breaks."""
     out, line = [], ""
@@ -759,8 +764,8 @@ def android_vcard(
     for p in _people(rows):
         lines = ["BEGIN:VCARD", "VERSION:2.1"]
         for prop, value in (
-            ("N", ";".join(_get(p, k) for k in ("last", "first", "middle", "prefix", "suffix"))),
-            ("FN", _full_name(p)),
+            ("N", ";".join(_escape_21(_get(p, k)) for k in ("last", "first", "middle", "prefix", "suffix"))),
+            ("FN", _escape_21(_full_name(p))),
         ):
             if value.isascii() and "\n" not in value:
                 lines.append(f"{prop}:{value}")
@@ -780,7 +785,7 @@ def android_vcard(
                     )
         for prop, key in (("ORG", "company"), ("TITLE", "title"), ("NOTE", "notes")):
             if p.get(key):
-                value = _get(p, key)
+                value = _escape_21(_get(p, key))
                 if value.isascii() and "\n" not in value:
                     lines.append(f"{prop}:{value}")
                 else:

@@ -436,3 +436,37 @@ def test_a_vcf_import_end_to_end(client, work) -> None:
 def test_a_quoted_parameter_may_hold_a_colon() -> None:
     data = card("FN:Ada", 'ADR;LABEL="1 Main St\\nBath: UK";TYPE=home:;;1 Main St;Bath;;;UK', version="4.0")
     assert cards(data.encode())[0][1]["ADR"] == "1 Main St, Bath, UK"
+
+
+_FIELD = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters=":"),
+    min_size=1,
+    max_size=40,
+).filter(lambda t: t.strip() == t)
+_PEOPLE = st.lists(
+    st.fixed_dictionaries(
+        {
+            "first": _FIELD,
+            "last": _FIELD,
+            "email": st.from_regex(r"[a-z0-9._%+-]{1,12}@[a-z0-9]{1,10}\.[a-z]{2,6}", fullmatch=True),
+            "company": _FIELD,
+            "title": _FIELD,
+        },
+        optional={"notes": st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=120)},
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@pytest.mark.parametrize("export", [iphone_vcard, google_vcard, android_vcard])
+@given(people=_PEOPLE)
+def test_every_exporter_round_trips(export, people: list[dict]) -> None:
+    rows = cards(export(people))
+    assert [n for n, _ in rows] == list(range(1, len(people) + 1))
+    for person, (_, row) in zip(people, rows, strict=True):
+        assert (row["First Name"], row["Last Name"]) == (person["first"], person["last"])
+        assert row["E-mail"] == person["email"]
+        assert (row["Company"], row["Title"]) == (person["company"], person["title"])
+        if person.get("notes", "").strip():
+            assert row["NOTE"] == person["notes"].strip()

@@ -37,7 +37,9 @@ _END = re.compile(rb"[ \t]*END[ \t]*:[ \t]*VCARD[ \t]*", re.IGNORECASE)
 _APPLE_LABEL = re.compile(r"_\$!<(.*)>!\$_")
 _ESCAPES = re.compile(r"\\(.)", re.DOTALL)
 _ESCAPED = {"n": "\n", "N": "\n", ",": ",", ";": ";", "\\": "\\", ":": ":"}
-_STRUCTURED_SPLIT = re.compile(r"(?<!\\);")
+# 2.1 writers escape the separators of a compound value and the backslash itself, nothing else:
+# "C:\new" in a 2.1 note is a path, not a line break.
+_ESCAPED_21 = {";": ";", ",": ",", "\\": "\\"}
 
 
 def sniff(head: bytes) -> str | None:
@@ -276,17 +278,26 @@ def _decoded(prop: _Property) -> str:
 
 
 def _unescape(text: str, version: str) -> str:
-    """Backslash escapes undone (newline, comma, semicolon, backslash, Google's colon); 2.1 has only ``;``."""
+    """Backslash escapes undone (newline, comma, semicolon, backslash, Google's colon; 2.1 fewer)."""
     if "\\" not in text:
         return text
-    if version == "2.1":
-        return text.replace("\\;", ";")
-    return _ESCAPES.sub(lambda m: _ESCAPED.get(m.group(1), m.group(0)), text)
+    table = _ESCAPED_21 if version == "2.1" else _ESCAPED
+    return _ESCAPES.sub(lambda m: table.get(m.group(1), m.group(0)), text)
 
 
 def _components(text: str, version: str) -> list[str]:
     """A structured value (N, ADR, ORG) split at its unescaped semicolons."""
-    return [_unescape(part, version).strip() for part in _STRUCTURED_SPLIT.split(text)]
+    parts, start, i = [], 0, 0
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2  # the escaped character, whatever it is, is no separator
+            continue
+        if text[i] == ";":
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
+    return [_unescape(part, version).strip() for part in parts]
 
 
 def _preference(prop: _Property, index: int) -> tuple[int, int]:
