@@ -470,3 +470,13 @@ def test_every_exporter_round_trips(export, people: list[dict]) -> None:
         assert (row["Company"], row["Title"]) == (person["company"], person["title"])
         if person.get("notes", "").strip():
             assert row["NOTE"] == person["notes"].strip()
+
+
+def test_old_mac_line_ends() -> None:
+    data = card("FN:Zoë", "EMAIL:zoe@example.ie", "NOTE:a long", "  note").replace("\r\n", "\r").encode()
+    assert cards(data) == [(1, {"Name": "Zoë", "E-mail": "zoe@example.ie", "NOTE": "a long note"})]
+
+
+def test_a_windows_1252_card_without_a_charset() -> None:
+    data = card("FN:Jürgen Groß", "EMAIL:j@example.de", version="2.1").encode("cp1252")
+    assert cards(data) == [(1, {"Name": "Jürgen Groß", "E-mail": "j@example.de"})]

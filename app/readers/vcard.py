@@ -53,7 +53,9 @@ def sniff(head: bytes) -> str | None:
 def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
     """The cards of a .vcf file, as records numbered by their position in the file."""
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        stream = _Utf8(stream)
+        stream = _Recoded(stream, "utf-16", "utf-8")
+    elif b"\r" in head and b"\n" not in head:
+        stream = _Recoded(stream, "latin-1", "latin-1")
     cards = len(re.findall(rb"(?im)^[ \t]*BEGIN[ \t]*:[ \t]*VCARD", head)) or 1
     total = None
     if size and head:
@@ -387,11 +389,16 @@ def _put(record: Record, key: str, value: str, prop: _Property, owners: dict[str
         owners.setdefault(prop.group, final)
 
 
-class _Utf8(io.RawIOBase):
-    """A UTF-16 file (with its BOM) read as UTF-8 bytes, a line at a time."""
+class _Recoded(io.RawIOBase):
+    """A file read a line at a time as bytes in another encoding, with universal line ends.
 
-    def __init__(self, stream: BinaryIO) -> None:
-        self._text = io.TextIOWrapper(stream, encoding="utf-16", errors="replace", newline="")
+    UTF-16 (with its BOM) is read as UTF-8; a file whose lines end in a lone CR (old Macs) is
+    read byte for byte (Latin-1 both ways) with LF line ends.
+    """
+
+    def __init__(self, stream: BinaryIO, encoding: str, into: str) -> None:
+        self._text = io.TextIOWrapper(stream, encoding=encoding, errors="replace", newline=None)
+        self._into = into
         self._pending = b""
 
     def readable(self) -> bool:
@@ -399,7 +406,7 @@ class _Utf8(io.RawIOBase):
 
     def readline(self, size: int | None = -1) -> bytes:  # type: ignore[override]
         if not self._pending:
-            self._pending = self._text.readline(CHUNK // 4).encode()
+            self._pending = self._text.readline(CHUNK // 4).encode(self._into)
         limit = len(self._pending) if size is None or size < 0 else size
         line, self._pending = self._pending[:limit], self._pending[limit:]
         return line
