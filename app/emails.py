@@ -79,8 +79,11 @@ TYPO_DOMAINS = {
     "iclod.com": "icloud.com",
     "icoud.com": "icloud.com",
 }
-# Slips of the finger on ".com" after the name of a well-known mail provider.
-_COM_TYPOS = frozenset(str.split("con cmo cpm vom xom ocm comm om cm co c0m coom comn cim clm"))
+# Slips of the finger on ".com" and ".net" after the name of a well-known mail provider.
+_TLD_TYPOS = {
+    "com": frozenset(str.split("con cmo cpm vom xom ocm comm om cm co c0m coom comn cim clm")),
+    "net": frozenset(str.split("ner nte bet nett ne nt")),
+}
 _KNOWN_BY_SUFFIX: dict[str, tuple[str, ...]] = {}
 for _domain in sorted(WELL_KNOWN_DOMAINS):
     _name, _, _suffix = _domain.partition(".")
@@ -219,9 +222,13 @@ def _suggestion(domain: str) -> str | None:
         # "gmailcom", "gmail": the dot (or the whole ".com") left out.
         bare = domain.removesuffix("com")
         return f"{bare}.com" if bare in _COM_NAMES else None
-    if suffix in _COM_TYPOS and "." not in suffix:
-        fixed = _close_name(name, "com") or (name if name in _COM_NAMES else None)
-        return f"{fixed}.com" if fixed else None
+    for tld, typos in _TLD_TYPOS.items():
+        if suffix in typos:
+            fixed = _close_name(name, tld) or (name if name in _KNOWN_BY_SUFFIX[tld] else None)
+            return f"{fixed}.{tld}" if fixed else None
+    doubled = domain.removesuffix(".com")
+    if doubled != domain and doubled in WELL_KNOWN_DOMAINS:
+        return doubled  # "gmail.com.com"
     fixed = _close_name(name, suffix)
     return f"{fixed}.{suffix}" if fixed else None
 

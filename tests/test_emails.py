@@ -200,6 +200,9 @@ def test_the_longest_addresses_that_are_allowed_are_kept() -> None:
         ("ada@outlook.cm", "ada@outlook.com"),
         ("ada@iclod.com", "ada@icloud.com"),
         ("ada@protonmial.com", "ada@protonmail.com"),
+        ("ada@comcast.ner", "ada@comcast.net"),
+        ("ada@gmail.com.com", "ada@gmail.com"),
+        ("ada@hotmail.fr.com", "ada@hotmail.fr"),
         ("ADA@GMIAL.COM", "ada@gmail.com"),
         ("Ada <ada@gmial.com>", "ada@gmail.com"),
         ("josé@gmial.com", "josé@gmail.com"),
@@ -230,6 +233,8 @@ def test_a_likely_typo_is_stored_as_given_with_a_suggestion(given: str, suggesti
         "ada@example.com",
         "ada@mygmail.company",
         "ada@gmail.co.uk.example",
+        "ada@hotmail.com.br",
+        "ada@acme.ne",
     ],
 )
 def test_real_domains_are_not_taken_for_typos(address: str) -> None:
