@@ -159,6 +159,13 @@ def _with_domain(text: str, email: str, domain: str, verdict: _Verdict | None) -
     return _new_check(EmailCheck, (f"{local}@{verdict.stored}", None, suggestion, None))
 
 
+def typo_warning(check: EmailCheck) -> str | None:
+    """The warning for an address stored as written with a likely typo, or None."""
+    if check.email is None or check.suggestion is None:
+        return None
+    return f"Email may have a typo: did you mean {check.suggestion}?"
+
+
 def split_addresses(value: Any) -> list[str]:
     """The addresses in one cell: ``a ::: b`` (Google), ``a; b``, ``a, b``; a name's comma splits nothing."""
     text = (value if type(value) is str else cell_text(value)).strip()

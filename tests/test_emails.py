@@ -472,3 +472,12 @@ def test_an_address_written_out_or_spaced_gets_a_suggestion(
 def test_addresses_side_by_side_split_but_a_name_keeps_the_cell_whole() -> None:
     assert split_addresses("a@x.example b@y.example") == ["a@x.example", "b@y.example"]
     assert split_addresses("Ada a@x.example") == ["Ada a@x.example"]
+
+
+def test_the_warning_for_a_likely_typo() -> None:
+    assert (
+        emails.typo_warning(check_email("ada@gmial.com"))
+        == "Email may have a typo: did you mean ada@gmail.com?"
+    )
+    assert emails.typo_warning(check_email("ada@gmail.com")) is None
+    assert emails.typo_warning(check_email("ada@gmailcom")) is None  # refused: its error says it
