@@ -7,6 +7,8 @@ import csv
 import io
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests import exports
 
@@ -92,3 +94,63 @@ def test_vcard_lines_are_folded_at_75_octets() -> None:
     long_line = exports.fold("NOTE:" + "ü" * 100)
     assert all(len(part.encode()) <= 75 for part in long_line.split("\r\n"))
     assert long_line.replace("\r\n ", "") == "NOTE:" + "ü" * 100
+
+
+_LATIN = st.text(
+    alphabet=st.characters(whitelist_categories=("Lu", "Ll", "Nd", "Zs", "Po"), max_codepoint=0xFF),
+    min_size=1,
+    max_size=30,
+).filter(lambda t: t.strip() == t)
+_PERSON = st.fixed_dictionaries(
+    {
+        "first": _LATIN,
+        "last": _LATIN,
+        "email": st.from_regex(r"[a-z0-9._+-]{1,12}@[a-z0-9]{1,10}\.[a-z]{2,6}", fullmatch=True),
+        "phone": st.from_regex(r"\+[1-9][0-9 ]{6,14}[0-9]", fullmatch=True),
+        "company": _LATIN,
+        "title": _LATIN,
+    }
+)
+# Where each export puts the fields, by the header it gives them.
+_COLUMNS = {
+    "google_contacts_csv": (
+        "First Name",
+        "Last Name",
+        "E-mail 1 - Value",
+        "Phone 1 - Value",
+        "Organization Name",
+        "Organization Title",
+    ),
+    "google_contacts_legacy_csv": (
+        "Given Name",
+        "Family Name",
+        "E-mail 1 - Value",
+        "Phone 1 - Value",
+        "Organization 1 - Name",
+        "Organization 1 - Title",
+    ),
+    "outlook_com_csv": ("First Name", "Last Name", "E-mail Address", "Mobile Phone", "Company", "Job Title"),
+    "outlook_desktop_csv": (
+        "First Name",
+        "Last Name",
+        "E-mail Address",
+        "Mobile Phone",
+        "Company",
+        "Job Title",
+    ),
+    "hubspot_csv": ("First Name", "Last Name", "Email", "Phone Number", "Company Name", "Job Title"),
+    "salesforce_report_csv": ("First Name", "Last Name", "Email", "Phone", "Account Name", "Title"),
+}
+
+
+@pytest.mark.parametrize("export", sorted(_COLUMNS))
+@given(people=st.lists(_PERSON, min_size=1, max_size=5))
+def test_each_csv_export_reads_back_field_for_field(export: str, people: list[dict]) -> None:
+    from app.readers import read_rows
+
+    table = read_rows(io.BytesIO(getattr(exports, export)(people)))
+    records = [record for _, record in table.records()][: len(people)]
+    columns = _COLUMNS[export]
+    for person, record in zip(people, records, strict=True):
+        got = tuple(record[c] for c in columns)
+        assert got == tuple(person[k] for k in ("first", "last", "email", "phone", "company", "title"))
