@@ -23,8 +23,8 @@ INVALID = "Not a valid email address"
 
 # Plain ASCII local@domain.tld, already lower-cased: no leading or trailing dot (doubled dots are
 # looked for apart, faster than a lookahead), labels of letters, digits and inner hyphens, a
-# top-level domain of letters. Most addresses are this; an
-# address that is not (xn-- labels, Unicode, anything to unwrap or explain) takes the careful path.
+# top-level domain of letters. Most addresses are this; the rest (Unicode, anything to unwrap or
+# explain) take the careful path, and a domain seen for the first time is judged once.
 _PLAIN = re.compile(
     r"(?!\.)[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}(?<!\.)"
     r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
