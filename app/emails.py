@@ -254,7 +254,7 @@ def _problem(email: str) -> tuple[str | None, str | None]:
     if top.isascii() and not top.startswith("xn--") and (not top.isalpha() or len(top) < 2):
         return f"the domain ends in “.{top}”, which is not a top-level domain", None
     ace = _ace(domain)
-    if isinstance(ace, str) and ace.startswith("!"):
+    if ace.startswith("!"):
         return ace[1:], None
     if len(local.encode()) + 1 + len(ace) > EMAIL_MAX:
         return f"it is longer than {EMAIL_MAX} characters", None
