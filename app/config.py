@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.webhooks.settings import WebhookSettings, webhook_settings
+
 STORAGE_BACKENDS = ("local", "supabase")
 # The one chunk size Supabase Storage's resumable (tus) endpoint accepts, apart from the last chunk.
 SUPABASE_CHUNK_SIZE = 6 * 1024 * 1024
@@ -91,7 +93,13 @@ class Settings:
     supabase_url: str | None = None
     supabase_service_role_key: str | None = None
     supabase_bucket: str = "imports"
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def webhook_poll_interval(self) -> float:
+        """Seconds between the worker's looks for webhook deliveries that are due."""
+        return self.webhooks.poll_interval
 
     def as_flask_config(self) -> dict[str, object]:
         """The Flask config keys these settings feed."""
@@ -301,6 +309,7 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
         supabase_url=supabase_url.rstrip("/") if supabase_url else None,
         supabase_service_role_key=supabase_key,
         supabase_bucket=bucket,
+        webhooks=webhook_settings(env, errors),
         warnings=warnings,
     )
     if errors:
