@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Import, _iso, import_json, utcnow
 from app.webhooks import EVENTS
-from app.webhooks.models import WebhookEndpoint, WebhookEvent, WebhookMessage
+from app.webhooks.models import WebhookEndpoint, WebhookEvent, WebhookMessage, new_event_id
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,10 @@ def subscribed(endpoint: WebhookEndpoint, event_type: str) -> bool:
 
 
 def _add(session: Session, event_type: str, data: dict, import_id: str | None, endpoints: list) -> str:
-    event_row = WebhookEvent(type=event_type, import_id=import_id, payload=_body(event_type, data))
+    event_row = WebhookEvent(
+        id=new_event_id(), type=event_type, import_id=import_id, payload=_body(event_type, data)
+    )
     session.add(event_row)
-    session.flush([event_row])
     now = utcnow()
     for endpoint in endpoints:
         session.add(
