@@ -11,13 +11,13 @@ import logging
 import random
 import time
 import uuid
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import redis.exceptions
 from rq import Queue
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, bindparam, exists, or_, select, text, update
 
 from app.extensions import db, settings
 from app.extensions import redis as redis_connection
@@ -34,6 +34,8 @@ QUEUE_NAME = "webhooks"
 # A job stops claiming after this long and hands what is left to a new job, so others get a turn.
 DRAIN_BUDGET = 120.0
 JITTER = 0.1
+# How long the loop waits for answers before recording those that are in.
+GATHER = 0.01
 # Retry-After is honoured up to a day; a longer wait is taken as a day.
 MAX_RETRY_AFTER = 86400.0
 
@@ -91,8 +93,9 @@ class Claim:
 
 
 def _lease(config: WebhookSettings) -> timedelta:
-    # Longer than any one send can take (the whole exchange is cut at the timeout).
-    return timedelta(seconds=2 * config.timeout + 5)
+    # Longer than a claimed message can wait for a thread and then be sent: one round queued
+    # ahead of it, then its own exchange, each cut at the timeout.
+    return timedelta(seconds=3 * config.timeout + 5)
 
 
 def claim(limit: int, config: WebhookSettings) -> list[Claim]:
@@ -121,15 +124,24 @@ def claim(limit: int, config: WebhookSettings) -> list[Claim]:
         .limit(limit)
         .with_for_update(skip_locked=True, of=WebhookMessage)
     ).all()
+    if not rows:
+        db.session.rollback()
+        return []
+    _relaxed_commit()
+    token = uuid.uuid4().hex
+    # One statement takes them all; it checks each is still due, so on SQLite (no row locks) a
+    # message another process took in between is simply not returned.
+    taken = set(
+        db.session.scalars(
+            update(WebhookMessage)
+            .where(WebhookMessage.id.in_([row[0] for row in rows]), _due(now))
+            .values(lease_until=now + _lease(config), lease_token=token, attempts=WebhookMessage.attempts + 1)
+            .returning(WebhookMessage.id)
+        )
+    )
     claims = []
     for message_id, attempts, lease_until, event_id, payload, endpoint_id, url, secret, old in rows:
-        token = uuid.uuid4().hex
-        taken = db.session.execute(
-            update(WebhookMessage)
-            .where(WebhookMessage.id == message_id, _due(now))
-            .values(lease_until=now + _lease(config), lease_token=token, attempts=WebhookMessage.attempts + 1)
-        )
-        if taken.rowcount != 1:
+        if message_id not in taken:
             continue
         if lease_until is not None and attempts:
             # A lease that ran out: the worker that held it died before it recorded an answer.
@@ -147,6 +159,16 @@ def claim(limit: int, config: WebhookSettings) -> list[Claim]:
         claims.append(Claim(message_id, token, attempts + 1, event_id, payload, endpoint_id, url, keys))
     db.session.commit()
     return claims
+
+
+def _relaxed_commit() -> None:
+    """On PostgreSQL, commit this transaction without waiting for the disk.
+
+    Safe for deliveries: a claim or an answer lost in a database crash only means the message
+    is sent again, with the same webhook-id, which receivers must accept anyway.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SET LOCAL synchronous_commit = off"))
 
 
 def attempt(claimed: Claim, config: WebhookSettings) -> Answer:
@@ -194,10 +216,32 @@ def disable_endpoint(endpoint_id: str, reason: str | None) -> None:
     )
 
 
-def record(claimed: Claim, answer: Answer, started: datetime, config: WebhookSettings) -> None:
-    """Log the attempt and move the message on: delivered, due again later, or failed."""
+_MESSAGES = WebhookMessage.__table__
+_SETTLE = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id == bindparam("b_id"), _MESSAGES.c.lease_token == bindparam("b_token"))
+    .values(
+        status=bindparam("b_status"),
+        next_attempt_at=bindparam("b_next"),
+        lease_until=None,
+        lease_token=None,
+        last_status_code=bindparam("b_code"),
+        last_error=bindparam("b_error"),
+    )
+)
+# A success also says when; a failure leaves the time of an earlier delivery (a replay's) alone.
+_DELIVERED = _SETTLE.values(delivered_at=bindparam("b_at"))
+
+
+def record(answers: list[tuple[Claim, Answer, datetime]], config: WebhookSettings) -> None:
+    """Log each attempt and move its message on: delivered, due again later, or failed.
+
+    A group of answers is written in one transaction: a few statements for all of them. A
+    message whose lease another run has taken since keeps its new state (the token fences it).
+    """
     now = utcnow()
-    db.session.add(
+    _relaxed_commit()
+    db.session.add_all(
         WebhookAttempt(
             message_id=claimed.message_id,
             number=claimed.number,
@@ -208,36 +252,53 @@ def record(claimed: Claim, answer: Answer, started: datetime, config: WebhookSet
             response=answer.response,
             error=answer.error,
         )
+        for claimed, answer, started in answers
     )
-    values: dict[str, object] = {
-        "lease_until": None,
-        "lease_token": None,
-        "last_status_code": answer.status_code,
-        "last_error": answer.error,
-    }
-    endpoint = update(WebhookEndpoint).where(WebhookEndpoint.id == claimed.endpoint_id)
-    if answer.outcome == "success":
-        values |= {"status": "delivered", "delivered_at": now, "next_attempt_at": None}
-        db.session.execute(endpoint.values(failing_since=None))
-    else:
+    delivered, settled = [], []
+    succeeded, failing, gone = set(), {}, set()
+    for claimed, answer, started in answers:
+        params = {
+            "b_id": claimed.message_id,
+            "b_token": claimed.token,
+            "b_code": answer.status_code,
+            "b_error": answer.error,
+            "b_next": None,
+        }
+        if answer.outcome == "success":
+            delivered.append(params | {"b_status": "delivered", "b_at": now})
+            succeeded.add(claimed.endpoint_id)
+            continue
         delay = None if answer.outcome == "gone" else next_delay(claimed.number, answer, config)
         if delay is None:
-            values |= {"status": "failed", "next_attempt_at": None}
+            params["b_status"] = "failed"
         else:
-            values["next_attempt_at"] = now + timedelta(seconds=delay)
+            params |= {"b_status": "pending", "b_next": now + timedelta(seconds=delay)}
+        settled.append(params)
+        failing.setdefault(claimed.endpoint_id, started)
+        if answer.outcome == "gone":
+            gone.add(claimed.endpoint_id)
+    db.session.flush()
+    if delivered:
+        db.session.execute(_DELIVERED, delivered)
+    if settled:
+        db.session.execute(_SETTLE, settled)
+    endpoints = update(WebhookEndpoint)
+    if succeeded:
         db.session.execute(
-            endpoint.where(WebhookEndpoint.failing_since.is_(None)).values(failing_since=started)
+            endpoints.where(
+                WebhookEndpoint.id.in_(succeeded), WebhookEndpoint.failing_since.is_not(None)
+            ).values(failing_since=None)
         )
-    db.session.execute(
-        update(WebhookMessage)
-        .where(WebhookMessage.id == claimed.message_id, WebhookMessage.lease_token == claimed.token)
-        .values(values)
-    )
-    if answer.outcome == "gone":
-        disable_endpoint(claimed.endpoint_id, f"It answered 410 Gone on {now:%Y-%m-%d %H:%M} UTC.")
-        return
-    if answer.outcome != "success":
-        _disable_if_failing_too_long(claimed.endpoint_id, now, config)
+    for endpoint_id, since in failing.items():
+        if endpoint_id in gone:
+            disable_endpoint(endpoint_id, f"It answered 410 Gone on {now:%Y-%m-%d %H:%M} UTC.")
+        elif endpoint_id not in succeeded:
+            db.session.execute(
+                endpoints.where(
+                    WebhookEndpoint.id == endpoint_id, WebhookEndpoint.failing_since.is_(None)
+                ).values(failing_since=since)
+            )
+            _disable_if_failing_too_long(endpoint_id, now, config)
 
 
 def _disable_if_failing_too_long(endpoint_id: str, now: datetime, config: WebhookSettings) -> None:
@@ -274,19 +335,25 @@ def drain() -> int:
     exhausted = False
     with ThreadPoolExecutor(config.concurrency, thread_name_prefix="webhook") as pool:
         while True:
-            free = config.concurrency - len(in_flight)
             exhausted = time.monotonic() - started > DRAIN_BUDGET or _stopping()
-            if free and not exhausted:
-                for claimed in claim(free, config):
+            # Keep a second round queued behind the threads, so they send while this thread
+            # records answers and claims more; claim again once a round's worth is done.
+            if not exhausted and len(in_flight) <= config.concurrency:
+                for claimed in claim(2 * config.concurrency - len(in_flight), config):
                     in_flight[pool.submit(attempt, claimed, config)] = (claimed, utcnow())
             if not in_flight:
                 break
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            # Answers are recorded in groups: those in after a moment, or else the first one.
+            done, _ = wait(in_flight, timeout=GATHER, return_when=ALL_COMPLETED)
+            if not done:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            answers = []
             for future in done:
                 claimed, at = in_flight.pop(future)
-                record(claimed, future.result(), at, config)
-                sent += 1
+                answers.append((claimed, future.result(), at))
+            record(answers, config)
             db.session.commit()
+            sent += len(answers)
     if exhausted:
         enqueue_due()
     return sent
