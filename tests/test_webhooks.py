@@ -485,3 +485,35 @@ def test_webhooks_need_a_token_like_the_rest_of_the_api(make_app):
         assert answer.status_code == 401, (method, path)
     ok = client.get("/webhooks", headers={"Accept": "application/json", "Authorization": f"Bearer {token}"})
     assert ok.status_code == 200 and ok.get_json() == {"items": []}
+
+
+def test_a_claimed_message_is_held_by_one_run_until_its_lease_ends(api, receiver):
+    from app.webhooks.delivery import attempt, claim, record
+    from app.webhooks.models import WebhookMessage
+
+    endpoint = add_endpoint(api, receiver.url)
+    for _ in range(3):
+        api.post(f"/webhooks/{endpoint['id']}/test")
+    config = api.application.config["SETTINGS"].webhooks
+    first = claim(10, config)
+    assert len(first) == 3
+    assert claim(10, config) == []  # another worker finds nothing to send
+
+    # The first run dies; once its lease has run out another run takes the messages over.
+    db.session.execute(update(WebhookMessage).values(lease_until=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    second = claim(10, config)
+    assert {c.message_id for c in second} == {c.message_id for c in first}
+    assert all(c.number == 2 and c.token != first[0].token for c in second)
+
+    # The dead run's late answer cannot move a message the new run holds.
+    late = first[0]
+    record([(late, attempt(late, config), utcnow())], config)
+    db.session.commit()
+    assert db.session.get(WebhookMessage, late.message_id).lease_token == second[0].token
+
+    # An endpoint deleted while its messages are out: their answers have nowhere to go, and no error.
+    api.delete(f"/webhooks/{endpoint['id']}")
+    record([(c, attempt(c, config), utcnow()) for c in second], config)
+    db.session.commit()
+    assert db.session.query(WebhookMessage).count() == 0

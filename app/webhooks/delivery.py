@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 import redis.exceptions
 from rq import Queue
-from sqlalchemy import and_, bindparam, exists, or_, select, text, update
+from sqlalchemy import and_, bindparam, or_, select, text, update
 
 from app.extensions import db, settings
 from app.extensions import redis as redis_connection
@@ -72,7 +72,8 @@ def enqueue_due() -> bool:
     if queue().count:
         return False
     now = utcnow()
-    if not db.session.scalar(select(exists().where(_due(now)))):
+    due = select(WebhookMessage.id).join(WebhookEndpoint, WebhookEndpoint.id == WebhookMessage.endpoint_id)
+    if not db.session.scalar(select(due.where(_due(now), WebhookEndpoint.enabled.is_(True)).exists())):
         return False
     wake()
     return True
@@ -241,6 +242,18 @@ def record(answers: list[tuple[Claim, Answer, datetime]], config: WebhookSetting
     """
     now = utcnow()
     _relaxed_commit()
+    # A message deleted with its endpoint while it was being sent has no log left to add to; the
+    # lock keeps the others from being deleted until this is committed.
+    kept = set(
+        db.session.scalars(
+            select(WebhookMessage.id)
+            .where(WebhookMessage.id.in_([claimed.message_id for claimed, _, _ in answers]))
+            .with_for_update()
+        )
+    )
+    answers = [entry for entry in answers if entry[0].message_id in kept]
+    if not answers:
+        return
     db.session.add_all(
         WebhookAttempt(
             message_id=claimed.message_id,
