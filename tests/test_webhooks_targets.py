@@ -200,3 +200,28 @@ def test_retry_after_reads_seconds_and_dates():
         == 30
     )
     assert retry_after("soon") is None and retry_after(None) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WEBHOOK_RETRY_SCHEDULE", "0,5s,soon"),
+        ("WEBHOOK_TIMEOUT", "0"),
+        ("WEBHOOK_CONCURRENCY", "0"),
+        ("WEBHOOK_ALLOW_PRIVATE", "maybe"),
+        ("WEBHOOK_DISABLE_AFTER", "-1d"),
+    ],
+)
+def test_webhook_settings_are_checked_at_start(name, value):
+    from app.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match=name):
+        load_settings({"SECRET_KEY": "k", name: value}, instance=Path("/nonexistent-instance"))
+
+
+def test_the_schedule_reads_durations():
+    from app.config import load_settings
+
+    config = load_settings({"SECRET_KEY": "k"}, instance=Path("/nonexistent-instance")).webhooks
+    assert config.schedule == (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+    assert config.timeout == 15 and config.disable_after == 5 * 86400 and not config.allow_private

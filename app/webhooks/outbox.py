@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from app.extensions import settings
 from app.models import Import, _iso, import_json, utcnow
 from app.webhooks import EVENTS
 from app.webhooks.models import WebhookEndpoint, WebhookEvent, WebhookMessage, new_event_id
@@ -34,11 +36,12 @@ def _add(session: Session, event_type: str, data: dict, import_id: str | None, e
         id=new_event_id(), type=event_type, import_id=import_id, payload=_body(event_type, data)
     )
     session.add(event_row)
-    now = utcnow()
+    # The schedule's first entry is the wait before the first attempt (0: at once).
+    due = utcnow() + timedelta(seconds=settings().webhooks.schedule[0])
     for endpoint in endpoints:
         session.add(
             WebhookMessage(
-                event_id=event_row.id, endpoint_id=endpoint.id, status="pending", next_attempt_at=now
+                event_id=event_row.id, endpoint_id=endpoint.id, status="pending", next_attempt_at=due
             )
         )
     session.info[WAKE] = True
