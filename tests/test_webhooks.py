@@ -517,3 +517,22 @@ def test_a_claimed_message_is_held_by_one_run_until_its_lease_ends(api, receiver
     record([(c, attempt(c, config), utcnow()) for c in second], config)
     db.session.commit()
     assert db.session.query(WebhookMessage).count() == 0
+
+
+def test_the_import_page_follows_its_deliveries_only_while_they_may_change(api, receiver):
+    job_id = start_import(api)
+    fragment = f"/webhooks/for-import/{job_id}"
+    assert fragment not in page_of(api, f"/imports/{job_id}")  # no endpoint: nothing to follow
+
+    add_endpoint(api, receiver.url)
+    assert f'hx-get="{fragment}"' in page_of(api, f"/imports/{job_id}")  # running: events to come
+    deliver()
+    done = page_of(api, fragment)
+    assert "Delivered" in done and "hx-get" not in done
+
+    receiver.default = Reply(500)
+    job_id = start_import(api)
+    deliver()
+    waiting = page_of(api, f"/webhooks/for-import/{job_id}")
+    assert "Failed" in waiting and "5 attempts" in waiting and "hx-get" not in waiting
+    assert api.get("/webhooks/for-import/nope").status_code == 404

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 
 from app.extensions import db, settings
-from app.models import _iso, utcnow
+from app.models import Import, _iso, utcnow
 from app.webhooks import IMPORT_EVENTS
 from app.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookEvent, WebhookMessage
 from app.webhooks.signing import BadSecret, new_secret, secret_bytes
@@ -276,3 +276,22 @@ def import_deliveries(import_id: str) -> list[dict]:
     for message in found:
         message["endpointUrl"] = urls.get(message["endpointId"])
     return found
+
+
+# The import page follows its deliveries while a message is due within this long.
+FOLLOW_FOR = timedelta(minutes=1)
+
+
+def import_webhooks(imp: Import) -> dict[str, object]:
+    """The import page's deliveries, and whether the page should keep asking for them.
+
+    It asks while the import runs and an endpoint may want its event, and while a message is
+    due soon; a retry hours away waits for a reload.
+    """
+    items = import_deliveries(imp.id)
+    soon = _iso(utcnow() + FOLLOW_FOR)
+    due_soon = any(m["status"] == "pending" and (m["nextAttemptAt"] or "") <= soon for m in items)
+    running = not imp.is_final and bool(
+        db.session.scalar(select(exists().where(WebhookEndpoint.enabled.is_(True))))
+    )
+    return {"items": items, "live": running or due_soon}

@@ -12,6 +12,7 @@ from app.errors import error_response, wants_json
 from app.extensions import csrf, db
 from app.imports.display import moment
 from app.imports.routes import _check_csrf_of_browsers
+from app.models import Import
 from app.webhooks import IMPORT_EVENTS
 from app.webhooks.endpoints import (
     BadInput,
@@ -19,7 +20,7 @@ from app.webhooks.endpoints import (
     create_endpoint,
     deliveries_page,
     endpoint_json,
-    import_deliveries,
+    import_webhooks,
     messages_with_attempts,
     parse_since,
     recover,
@@ -265,10 +266,19 @@ def recover_failed(endpoint_id: str) -> Response | tuple[dict, int]:
     )
 
 
+@bp.get("/webhooks/for-import/<import_id>")
+def import_fragment(import_id: str) -> str:
+    """The import page's list of its deliveries, which polls itself while they may change."""
+    imp = db.session.get(Import, import_id) if len(import_id) <= 36 else None
+    if imp is None:
+        abort(404, description="Import not found")
+    return render_template("webhooks/_import_deliveries.html", imp=imp)
+
+
 def init_app(app: Flask) -> None:
-    """Register the routes, and ``webhook_deliveries(import_id)`` for the import page."""
+    """Register the routes, and ``webhooks_of(import)`` for the import page."""
     app.register_blueprint(bp)
-    app.add_template_global(import_deliveries, "webhook_deliveries")
+    app.add_template_global(import_webhooks, "webhooks_of")
     app.add_template_filter(_iso_moment, "iso_moment")
 
 
