@@ -536,3 +536,28 @@ def test_the_import_page_follows_its_deliveries_only_while_they_may_change(api, 
     waiting = page_of(api, f"/webhooks/for-import/{job_id}")
     assert "Failed" in waiting and "5 attempts" in waiting and "hx-get" not in waiting
     assert api.get("/webhooks/for-import/nope").status_code == 404
+
+
+def test_old_events_are_forgotten_once_nothing_waits(api, receiver):
+    from app.webhooks.delivery import forget_old_messages
+    from app.webhooks.models import WebhookAttempt, WebhookMessage
+
+    endpoint = add_endpoint(api, receiver.url)
+    start_import(api)
+    deliver()
+    api.post(f"/webhooks/{endpoint['id']}/test")  # not sent: it waits for its hour below
+    db.session.execute(
+        update(WebhookMessage)
+        .where(WebhookMessage.status == "pending")
+        .values(next_attempt_at=utcnow() + timedelta(hours=1))
+    )
+    db.session.execute(update(WebhookEvent).values(created_at=utcnow() - timedelta(days=31)))
+    db.session.commit()
+    forget_old_messages()
+    left = db.session.query(WebhookMessage).all()
+    assert [m.status for m in left] == ["pending"]  # the delivered one is gone, the waiting one kept
+    assert db.session.query(WebhookEvent).count() == 1
+    assert db.session.query(WebhookAttempt).count() == 0
+
+    assert api.delete(f"/webhooks/{endpoint['id']}").status_code == 204
+    assert db.session.query(WebhookMessage).count() == 0

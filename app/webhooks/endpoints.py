@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 
 from app.extensions import db, settings
 from app.models import Import, _iso, utcnow
@@ -295,3 +295,11 @@ def import_webhooks(imp: Import) -> dict[str, object]:
         db.session.scalar(select(exists().where(WebhookEndpoint.enabled.is_(True))))
     )
     return {"items": items, "live": running or due_soon}
+
+
+def delete_endpoint(endpoint: WebhookEndpoint) -> None:
+    """Remove an endpoint with its messages and their log (SQLite does not cascade by itself)."""
+    messages = select(WebhookMessage.id).where(WebhookMessage.endpoint_id == endpoint.id)
+    db.session.execute(delete(WebhookAttempt).where(WebhookAttempt.message_id.in_(messages)))
+    db.session.execute(delete(WebhookMessage).where(WebhookMessage.endpoint_id == endpoint.id))
+    db.session.delete(endpoint)

@@ -18,6 +18,7 @@ from app.webhooks.endpoints import (
     BadInput,
     Refused,
     create_endpoint,
+    delete_endpoint,
     deliveries_page,
     endpoint_json,
     import_webhooks,
@@ -150,7 +151,7 @@ def patch(endpoint_id: str) -> Response | dict:
 def delete(endpoint_id: str) -> Response:
     """Remove an endpoint with its messages and their log."""
     endpoint = _endpoint_or_404(endpoint_id)
-    db.session.delete(endpoint)
+    delete_endpoint(endpoint)
     db.session.commit()
     return Response(status=204)
 
@@ -160,7 +161,7 @@ def delete(endpoint_id: str) -> Response:
 def delete_from_page(endpoint_id: str) -> Response:
     """The page's delete button."""
     endpoint = _endpoint_or_404(endpoint_id)
-    db.session.delete(endpoint)
+    delete_endpoint(endpoint)
     db.session.commit()
     flash(f"The endpoint {endpoint.url} is deleted.", "success")
     return redirect(url_for("webhooks.index"), code=303)
