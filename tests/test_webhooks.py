@@ -561,3 +561,14 @@ def test_old_events_are_forgotten_once_nothing_waits(api, receiver):
 
     assert api.delete(f"/webhooks/{endpoint['id']}").status_code == 204
     assert db.session.query(WebhookMessage).count() == 0
+
+
+def test_a_body_far_larger_than_an_endpoint_needs_is_refused_unread(api, receiver):
+    huge = b'{"url": "' + b"a" * 70_000 + b'"}'
+    answer = api.post("/webhooks", data=huge, content_type="application/json")
+    assert answer.status_code == 413 and "larger than 64 KB" in answer.get_json()["error"]
+    endpoint = add_endpoint(api, receiver.url)
+    assert (
+        api.patch(f"/webhooks/{endpoint['id']}", data=huge, content_type="application/json").status_code
+        == 413
+    )

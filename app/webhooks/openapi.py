@@ -151,6 +151,7 @@ PATHS: dict[str, Any] = {
                     )
                 },
                 "400",
+                "413",
             ),
         },
     },
@@ -166,7 +167,7 @@ PATHS: dict[str, Any] = {
             "summary": "Change an endpoint's url, events, description, or enable or disable it",
             "parameters": _ENDPOINT,
             "requestBody": _body("WebhookEndpointChange"),
-            "responses": _responses({"200": _ONE}, "400", "404"),
+            "responses": _responses({"200": _ONE}, "400", "404", "413"),
         },
         "delete": {
             "operationId": "deleteWebhookEndpoint",

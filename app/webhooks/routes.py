@@ -35,6 +35,7 @@ from app.webhooks.signing import rotated
 
 bp = Blueprint("webhooks", __name__)
 PAGE_MAX = 1_000_000
+BODY_MAX = 64 * 1024
 MESSAGE_STATUSES = ("pending", "delivered", "failed")
 
 
@@ -52,13 +53,26 @@ def _endpoint_or_404(endpoint_id: str) -> WebhookEndpoint:
     return endpoint
 
 
+class BodyTooLarge(BadInput):
+    """An endpoint's fields fit in a few hundred bytes; a body past BODY_MAX is refused unread."""
+
+
 def _json_body() -> object:
     if request.mimetype != "application/json":
         raise BadInput("Send the fields as JSON (Content-Type: application/json)")
+    data = request.stream.read(BODY_MAX + 1)
+    if len(data) > BODY_MAX:
+        raise BodyTooLarge(
+            f"The body is larger than {BODY_MAX // 1024} KB; an endpoint's fields need far less"
+        )
     try:
-        return json.loads(request.get_data(cache=False) or b"null")
+        return json.loads(data or b"null")
     except (ValueError, UnicodeDecodeError):
         raise BadInput("The body is not valid JSON") from None
+
+
+def _status(exc: BadInput) -> int:
+    return 413 if isinstance(exc, BodyTooLarge) else 400
 
 
 def _page() -> int:
@@ -104,7 +118,7 @@ def create() -> Response | tuple[object, int]:
                 "webhooks/index.html", endpoints=endpoints, events=IMPORT_EVENTS, form=_form_body()
             )
             return page, 400
-        return error_response(400, str(exc))
+        return error_response(_status(exc), str(exc))
     db.session.commit()
     if wants_json():
         response = Response(
@@ -141,7 +155,7 @@ def patch(endpoint_id: str) -> Response | dict:
         update_endpoint(endpoint, _json_body())
     except BadInput as exc:
         db.session.rollback()
-        return error_response(400, str(exc))
+        return error_response(_status(exc), str(exc))
     db.session.commit()
     return endpoint_json(endpoint)
 
