@@ -45,13 +45,16 @@ def migrate_command() -> None:
 def worker_command(concurrency: int | None, burst: bool) -> None:
     """Run import workers until SIGTERM, and the periodic upkeep in their supervisor."""
     from app.maintenance import Ticker
+    from app.webhooks.delivery import QUEUE_NAME as WEBHOOK_QUEUE
     from app.worker import ImportWorkerPool
 
     app = current_app._get_current_object()
     ticker = Ticker(app, settings().maintenance_interval)
     _preload_job_code()
     count = concurrency or settings().worker_concurrency
-    ImportWorkerPool([QUEUE_NAME], connection=redis(), num_workers=count, ticker=ticker).start(burst=burst)
+    # Deliveries first: each takes moments, and an import waits for a free worker either way.
+    queues = [WEBHOOK_QUEUE, QUEUE_NAME]
+    ImportWorkerPool(queues, connection=redis(), num_workers=count, ticker=ticker).start(burst=burst)
 
 
 def _preload_job_code() -> None:
@@ -66,6 +69,7 @@ def _preload_job_code() -> None:
         "app.readers.text",
         "app.readers.json",
         "app.readers.spreadsheet",
+        "app.webhooks.delivery",
     ):
         importlib.import_module(module)
     # The engine's first connection asks the server for its version and type ids: once here,

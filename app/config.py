@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.webhooks.settings import WebhookSettings, webhook_settings
+
 STORAGE_BACKENDS = ("local", "supabase")
 # The one chunk size Supabase Storage's resumable (tus) endpoint accepts, apart from the last chunk.
 SUPABASE_CHUNK_SIZE = 6 * 1024 * 1024
@@ -96,7 +98,13 @@ class Settings:
     supabase_bucket: str = "imports"
     # Files above this go to Supabase through tus (in parts), whatever useResumable says.
     supabase_upload_limit: int = SUPABASE_UPLOAD_LIMIT
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def webhook_poll_interval(self) -> float:
+        """Seconds between the worker's looks for webhook deliveries that are due."""
+        return self.webhooks.poll_interval
 
     def as_flask_config(self) -> dict[str, object]:
         """The Flask config keys these settings feed."""
@@ -309,6 +317,7 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
         supabase_upload_limit=_size(
             "SUPABASE_UPLOAD_LIMIT", env.get("SUPABASE_UPLOAD_LIMIT", str(SUPABASE_UPLOAD_LIMIT)), errors
         ),
+        webhooks=webhook_settings(env, errors),
         warnings=warnings,
     )
     if errors:

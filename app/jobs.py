@@ -113,3 +113,18 @@ def run_import(import_id: str) -> Retry | None:
         finally:
             db.session.remove()
     return None
+
+
+def deliver_webhooks() -> int:
+    """Send every webhook message that is due; failures are recorded and retried on schedule."""
+    from app.extensions import db
+    from app.webhooks.delivery import drain
+
+    with _app_context():
+        try:
+            return drain()
+        except Exception:
+            _rollback()
+            raise
+        finally:
+            db.session.remove()

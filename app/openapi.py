@@ -372,6 +372,8 @@ PATHS: dict[str, Any] = {
 
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the JSON API."""
+    from app.webhooks import openapi as webhooks  # it builds on the helpers above
+
     return {
         "openapi": "3.1.0",
         "info": {
@@ -381,10 +383,10 @@ def document() -> dict[str, Any]:
             "needs Authorization: Bearer <token>.",
         },
         "security": [{"bearerToken": []}],
-        "paths": PATHS,
+        "paths": {**PATHS, **webhooks.PATHS},
         "components": {
             "securitySchemes": {"bearerToken": {"type": "http", "scheme": "bearer"}},
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **webhooks.SCHEMAS},
             "responses": RESPONSES,
         },
     }

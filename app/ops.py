@@ -20,6 +20,7 @@ from sqlalchemy import case, func, select, text
 
 from app.extensions import csrf, db, queue, redis, storage
 from app.models import FINAL_STATUSES, IMPORT_STATUSES, Import
+from app.webhooks.metrics import WebhookCollector
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ops", __name__)
@@ -139,6 +140,7 @@ def metrics() -> Response:
     body = generate_latest(registry)
     imports = CollectorRegistry()
     imports.register(ImportCollector())
+    imports.register(WebhookCollector())
     body += generate_latest(imports)
     return Response(body, mimetype="text/plain; version=0.0.4")
 

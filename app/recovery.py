@@ -15,6 +15,7 @@ from app.extensions import db, queue, settings
 from app.imports.service import enqueue_import
 from app.maintenance import every
 from app.models import Import, utcnow
+from app.webhooks.delivery import enqueue_due
 
 log = logging.getLogger(__name__)
 
@@ -121,3 +122,9 @@ def reconcile() -> None:
         if import_id not in waiting:
             _requeue(import_id, "Redis had no job for it")
     db.session.commit()
+
+
+@every("webhook_poll_interval")
+def reconcile_webhooks() -> None:
+    """Queue a delivery job when a webhook message is due (a retry, or a job Redis lost)."""
+    enqueue_due()

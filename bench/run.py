@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import data
 from bench.stack import AUTHORIZATION, MemoryWatch, Stack, database_url
+from bench.webhooks import webhooks
 
 HERE = Path(__file__).resolve().parent
 MB = 1024 * 1024
@@ -518,6 +519,7 @@ def main(argv: list[str] | None = None) -> None:
     huge = args.huge or os.environ.get("BENCH_HUGE") == "1"
     if args.quick:
         rows, small, sheet, upload, queue, seconds, repeats = 2_000, 1_000, 1_000, 4 * MB, 5, 1.0, 1
+        events = 50
     else:
         rows, small, sheet, upload, queue, seconds, repeats = (
             1_000_000,
@@ -528,6 +530,7 @@ def main(argv: list[str] | None = None) -> None:
             10.0,
             3,
         )
+        events = 1_000
     repeats = args.repeats or repeats
     workdir = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
@@ -555,6 +558,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
         ("queue latency", lambda: queue_latency(stack, results, queue)),
         ("API load", lambda: api_load(stack, results, seconds)),
+        ("webhooks", lambda: webhooks(stack, results, events)),
     ]
     if huge:
         # Last: the gigabytes it writes are still being flushed to disk for minutes after it ends,

@@ -107,6 +107,9 @@ class Stack:
             "IMPORT_RATE_LIMIT": "1000000/minute",
             "PYTHONUNBUFFERED": "1",
             "API_TOKENS": API_TOKEN,
+            # The webhook step's receiver listens on loopback over plain http.
+            "WEBHOOK_ALLOW_PRIVATE": "true",
+            "WEBHOOK_ALLOW_HTTP": "true",
         }
         if batch_size:
             self.env["BATCH_SIZE"] = str(batch_size)

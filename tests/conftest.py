@@ -117,7 +117,8 @@ def make_app(env: dict[str, str]) -> Iterator[Callable[..., Flask]]:
     yield make
     if apps:
         with apps[0].app_context():
-            db.session.execute(text("TRUNCATE contacts, import_errors, imports, uploads CASCADE"))
+            tables = "contacts, import_errors, imports, uploads, webhook_endpoints, webhook_events"
+            db.session.execute(text(f"TRUNCATE {tables} CASCADE"))
             db.session.commit()
         redis_lib.Redis.from_url(env["REDIS_URL"]).flushdb()
     for app in apps:

@@ -24,6 +24,7 @@ from app.models import Import, utcnow
 from app.readers import BrokenRow, Table, UnusableFile, cell_text, read_rows
 from app.storage import StoredFileMissing
 from app.validation import Columns, Contact, Problem, find_columns, is_blank, plain_contact, validate
+from app.webhooks import record_event
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,8 @@ def _finish(import_id: str, attempt: int, status: str, error: str | None = None)
     if status == "completed":
         values["total_rows"] = Import.processed_rows
     result = db.session.execute(update(Import).where(*_ours(import_id, attempt)).values(values))
+    if result.rowcount == 1:  # the event commits with the status, or neither does
+        record_event(db.session, import_id, f"import.{status}")
     db.session.commit()
     return result.rowcount == 1
 

@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, select, update
 from app.extensions import autocommit_engine, db, queue, settings, storage
 from app.models import IMPORT_JSON_COLUMNS, Import, import_json, utcnow
 from app.storage import StorageUnavailable
+from app.webhooks import record_event
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,7 @@ def cancel_import(imp: Import) -> bool:
             update(Import).where(Import.id == imp.id, Import.status == was).values(values)
         )
         if result.rowcount:
+            record_event(db.session, imp.id, "import.cancelled")
             return was == "queued"
     raise ActionRefused(f"Only a queued or running import can be cancelled; this one is {imp.status}.")
 
