@@ -117,7 +117,9 @@ def make_app(env: dict[str, str]) -> Iterator[Callable[..., Flask]]:
     yield make
     if apps:
         with apps[0].app_context():
-            db.session.execute(text("TRUNCATE contacts, import_errors, imports, uploads CASCADE"))
+            db.session.execute(
+                text("TRUNCATE contacts, import_errors, imports, uploads, reason_hours, import_hours CASCADE")
+            )
             db.session.commit()
         redis_lib.Redis.from_url(env["REDIS_URL"]).flushdb()
     for app in apps:

@@ -12,8 +12,8 @@ from sqlalchemy import func, select, update
 
 from app import create_app
 from app.cli import upgrade_database
-from app.dashboard import queries
-from app.dashboard.rollups import ImportMinute, ReasonHour, record_batch
+from app.dashboard import hours, queries
+from app.dashboard.rollups import ImportMinute, ImportReason, ReasonHour, record_batch
 from app.extensions import QUEUE_NAME, db
 from app.extensions import redis as app_redis
 from app.models import Import, RowError, utcnow
@@ -48,7 +48,7 @@ def test_rollups_add_up_to_the_imports_counters(client, work):
         assert tuple(rolled) == (imp.inserted_rows, imp.duplicate_rows, imp.rejected_rows, 0) == (2, 1, 3, 0)
         by_reason = dict(
             db.session.execute(
-                select(ReasonHour.message, ReasonHour.rows).where(ReasonHour.import_id == job_id)
+                select(ImportReason.message, ImportReason.rows).where(ImportReason.import_id == job_id)
             ).all()
         )
         errors = dict(
@@ -113,7 +113,11 @@ def test_the_page_draws_the_numbers_the_database_holds(client, work):
         }
     )
     # Rejection reasons: each bar's rows are the rows rejected for it.
-    reason_bars = re.findall(r'<text class="bar-label"[^>]*>([^<]+)</text><rect[^>]*data-value="(\d+)"', page)
+    reason_bars = re.findall(
+        r'<text class="bar-label"[^>]*>([^<]+)</text><text class="bar-value"[^>]*>[\d,]+</text>'
+        r'<rect[^>]*data-value="(\d+)"',
+        page,
+    )
     expected = db.session.execute(
         select(RowError.field, RowError.message, func.count()).group_by(RowError.field, RowError.message)
     ).all()
@@ -203,3 +207,44 @@ def test_the_page_works_on_sqlite(tmp_path: Path, redis_url: str):
         assert sum(queries.throughput(utcnow()).values["inserted"]) == pytest.approx(2 / 5)
         assert [d.imports for d in queries.durations(utcnow())] == [2, 0, 0, 0]
         db.engine.dispose()
+
+
+def test_closed_hours_are_summed_once_and_read_back_the_same(client, work):
+    ids = [post_file(client, MIXED, source=f"s{i}") for i in range(3)] + [post_file(client, FAILING)]
+    work()
+    ended = utcnow() - timedelta(hours=3)
+    for seconds, job_id in zip((10, 100, 1000, 5), ids, strict=True):
+        db.session.execute(
+            update(Import)
+            .where(Import.id == job_id)
+            .values(finished_at=ended, started_at=ended - timedelta(seconds=seconds))
+        )
+    db.session.commit()
+    live = queries.imports_per_hour(utcnow())
+    live_durations = queries.durations(utcnow())
+    assert sum(live.values["completed"]) == 3 and sum(live.values["failed"]) == 1
+
+    assert hours.summarise_hours() == hours.KEPT_DAYS * 24
+    assert hours.summarise_hours() == 0  # each closed hour once
+    stored = db.session.get(hours.ImportHour, hours.floor_hour(ended))
+    assert (stored.completed, stored.failed, stored.cancelled) == (3, 1, 0)
+    # The table now holds a summary of that hour: change the import and the chart keeps the summary.
+    db.session.execute(update(Import).where(Import.id == ids[0]).values(status="cancelled"))
+    db.session.commit()
+    assert queries.imports_per_hour(utcnow()).values == live.values
+    assert queries.durations(utcnow()) == live_durations
+    small = live_durations[0]
+    assert small.imports == 3
+    assert abs(small.p50 - 100) / 100 < 0.075  # the middle of 10, 100 and 1000 seconds
+    assert 100 < small.p95 <= 1000 * 1.075
+
+
+def test_a_quantile_from_the_histogram_is_within_its_bucket():
+    values = [0.5 * 1.01**i for i in range(1000)]
+    histogram: dict[int, int] = {}
+    for value in values:
+        histogram[hours.bucket_of(value)] = histogram.get(hours.bucket_of(value), 0) + 1
+    for q in (0.5, 0.95):
+        exact = sorted(values)[round(q * len(values)) - 1]
+        assert abs(hours.quantile(histogram, q) - exact) / exact < 0.075
+    assert hours.quantile({}, 0.5) is None

@@ -19,16 +19,17 @@ HEIGHT = 250
 LEFT, RIGHT, TOP, BOTTOM = 56, 14, 14, 50
 PLOT_W = WIDTH - LEFT - RIGHT
 PLOT_H = HEIGHT - TOP - BOTTOM
+# A reason's label is cut here (its whole text is in the tooltip and the table).
+LABEL_MAX = 40
 
 
-def compact(value: float) -> str:
-    """A tick label: 950, 1.2k, 34k, 1.5M."""
+def compact(value: float, step: float = 1.0) -> str:
+    """A tick label: 950, 1.2k, 34k, 1.5M; below 1 with the decimals the ticks' ``step`` needs (0.25)."""
     for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= size:
             return f"{value / size:.1f}".removesuffix(".0") + suffix
-    if value and abs(value) < 10 and value != int(value):
-        return f"{value:.1f}"
-    return f"{value:.0f}"
+    decimals = next((d for d in range(4) if abs(round(step, d) - step) < 1e-9), 3)
+    return f"{value:.{decimals}f}".rstrip("0").rstrip(".") if decimals else f"{value:.0f}"
 
 
 def nice_max(value: float, intervals: int = 4) -> float:
@@ -70,11 +71,10 @@ def _y_axis(
     parts = []
     for i in range(5):
         value = y_max * i / 4
+        text = label(value, y_max / 4)
         y = top + plot_h - plot_h * i / 4
         parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        parts.append(
-            f'<text class="tick" x="{LEFT - 6}" y="{y + 5:.1f}" text-anchor="end">{label(value)}</text>'
-        )
+        parts.append(f'<text class="tick" x="{LEFT - 6}" y="{y + 5:.1f}" text-anchor="end">{text}</text>')
     middle = top + plot_h / 2
     parts.append(
         f'<text class="axis-title" x="14" y="{middle:.1f}" text-anchor="middle" '
@@ -151,20 +151,22 @@ def stacked_bars(
     parts = _open(frame, HEIGHT, f' data-y-max="{y_max:g}"')
     parts += _y_axis(frame, TOP, PLOT_H, y_max, compact)
     parts += _x_ticks(times, tick_every, tick_format)
+    names = {name: escape(name) for name in series}
     for i in range(count):
         base = 0.0
         for name, values in series.items():
             value = values[i]
             if not value:
                 continue
+            css = names[name]
             y = TOP + PLOT_H - PLOT_H * (base + value) / y_max
             height = PLOT_H * value / y_max
-            label = f"{times[i]:%-d %b %H:00}: {value:,.0f} {name}"
+            label = f"{times[i]:%-d %b %H:00}: {value:,.0f} {css}"
             parts.append(
-                f'<rect class="bar s-{escape(name)}" x="{LEFT + width * i:.2f}" y="{y:.2f}" '
-                f'width="{max(width - 0.4, 0.6):.2f}" height="{height:.2f}" data-series="{escape(name)}" '
+                f'<rect class="bar s-{css}" x="{LEFT + width * i:.2f}" y="{y:.2f}" '
+                f'width="{max(width - 0.4, 0.6):.2f}" height="{height:.2f}" data-series="{css}" '
                 f'data-start="{times[i].isoformat()}" data-value="{value:g}">'
-                f"<title>{escape(label)}</title></rect>"
+                f"<title>{label}</title></rect>"
             )
             base += value
     parts.append(_baseline(TOP, PLOT_H))
@@ -198,20 +200,20 @@ def horizontal_bars(frame: Frame, bars: Sequence[Bar], value_label: str) -> Mark
         anchor = "start" if i == 0 else "end" if i == 4 else "middle"
         parts.append(
             f'<text class="tick" x="{x:.1f}" y="{top + plot_h + 18}" text-anchor="{anchor}">'
-            f"{compact(x_max * i / 4)}</text>"
+            f"{compact(x_max * i / 4, x_max / 4)}</text>"
         )
     for i, bar in enumerate(bars):
         y = top + row_h * i
-        shown = bar.label if len(bar.label) <= 58 else bar.label[:57] + "…"
+        shown = bar.label if len(bar.label) <= LABEL_MAX else bar.label[: LABEL_MAX - 1] + "…"
         width = plot_w * bar.value / x_max
         parts.append(
             f'<a href="{escape(bar.href)}" class="bar-link"><title>{escape(bar.label)}: {bar.value:,.0f} '
             f"{escape(value_label)}</title>"
             f'<text class="bar-label" x="{left}" y="{y + 15}">{escape(shown)}</text>'
+            f'<text class="bar-value" x="{WIDTH - RIGHT}" y="{y + 15}" text-anchor="end">'
+            f"{bar.value:,.0f}</text>"
             f'<rect class="bar s-rejected" x="{left}" y="{y + 21}" width="{max(width, 1):.1f}" height="14" '
-            f'data-value="{bar.value:g}"/>'
-            f'<text class="tick" x="{min(left + width + 6, WIDTH - RIGHT - 40):.1f}" y="{y + 33}">'
-            f"{bar.value:,.0f}</text></a>"
+            f'data-value="{bar.value:g}"/></a>'
         )
     parts.append(
         f'<text class="axis-title" x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle">'

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import statistics
-from collections import defaultdict
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy import BigInteger, cast, func, select
 
-from app.dashboard.rollups import OUTCOMES, ImportMinute, ReasonHour
+from app.dashboard.hours import durations_since, floor_hour, quantile, statuses_by_hour
+from app.dashboard.rollups import OUTCOMES, ImportMinute, ImportReason, ReasonHour
 from app.extensions import db
 from app.models import FINAL_STATUSES, Import
 
@@ -25,13 +25,8 @@ PERIODS = {
     "30d": timedelta(days=30),
 }
 PERIOD_NAMES = {"1h": "last hour", "24h": "last 24 hours", "7d": "last 7 days", "30d": "last 30 days"}
-# Upper bounds in bytes of each file size class (the last one has none).
-SIZE_CLASSES = (
-    ("< 1 MB", 1_000_000),
-    ("1–10 MB", 10_000_000),
-    ("10–100 MB", 100_000_000),
-    ("≥ 100 MB", None),
-)
+# The file size classes of the durations chart (their bounds are in hours.SIZE_BOUNDS).
+SIZE_CLASSES = ("< 1 MB", "1–10 MB", "10–100 MB", "≥ 100 MB")
 
 
 def aware(value: datetime | str) -> datetime:
@@ -39,10 +34,6 @@ def aware(value: datetime | str) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _sqlite() -> bool:
-    return db.session.get_bind().dialect.name == "sqlite"
 
 
 @dataclass(frozen=True)
@@ -67,42 +58,34 @@ def throughput(now: datetime) -> Series:
     end = now.replace(second=0, microsecond=0)
     end -= timedelta(minutes=end.minute % THROUGHPUT_BIN_MINUTES) - step
     start = end - bins * step
+    # Cast, or PostgreSQL sums bigints into numerics, which arrive as slow Decimals.
+    sums = [cast(func.sum(getattr(ImportMinute, o)), BigInteger) for o in OUTCOMES]
     rows = db.session.execute(
-        select(ImportMinute.minute, *[func.sum(getattr(ImportMinute, o)) for o in OUTCOMES])
-        .where(ImportMinute.minute >= start)
-        .group_by(ImportMinute.minute)
+        select(ImportMinute.minute, *sums).where(ImportMinute.minute >= start).group_by(ImportMinute.minute)
     ).all()
-    values = {outcome: [0.0] * bins for outcome in OUTCOMES}
+    columns = [[0.0] * bins for _ in OUTCOMES]
+    first, width = start.timestamp(), step.total_seconds()
     for minute, *counts in rows:
-        at = int((aware(minute) - start) / step)
+        at = int((aware(minute).timestamp() - first) // width)
         if 0 <= at < bins:
-            for outcome, count in zip(OUTCOMES, counts, strict=True):
-                values[outcome][at] += int(count or 0) / THROUGHPUT_BIN_MINUTES
+            for column, count in zip(columns, counts, strict=True):
+                if count:
+                    column[at] += count / THROUGHPUT_BIN_MINUTES
+    values = dict(zip(OUTCOMES, columns, strict=True))
     return Series(start, step, values)
-
-
-def _hour_of(column: ColumnElement) -> ColumnElement:
-    if _sqlite():
-        return func.strftime("%Y-%m-%d %H:00:00", column)
-    return func.date_trunc("hour", column)
 
 
 def imports_per_hour(now: datetime) -> Series:
     """Imports that ended in each hour of the last 7 days, by final status."""
     step = timedelta(hours=1)
     bins = STATUS_DAYS * 24
-    start = now.replace(minute=0, second=0, microsecond=0) - (bins - 1) * step
-    hour = _hour_of(Import.finished_at).label("hour")
-    rows = db.session.execute(
-        select(hour, Import.status, func.count())
-        .where(Import.finished_at >= start, Import.status.in_(FINAL_STATUSES))
-        .group_by(hour, Import.status)
-    ).all()
+    start = floor_hour(now) - (bins - 1) * step
     values = {status: [0.0] * bins for status in FINAL_STATUSES}
-    for at, status, count in rows:
-        index = int((aware(at) - start) / step)
+    for hour, counts in statuses_by_hour(now, start).items():
+        index = int((hour - start) / step)
         if 0 <= index < bins:
-            values[status][index] += count
+            for status, count in counts.items():
+                values[status][index] += count
     return Series(start, step, values)
 
 
@@ -117,12 +100,16 @@ class Reason:
 
 
 def top_reasons(now: datetime, period: str, limit: int = 10) -> list[Reason]:
-    """The reasons that rejected the most rows in the period, most first."""
-    since = now - PERIODS[period]
+    """The reasons that rejected the most rows in the period, most first.
+
+    An import counts for a reason in the hour it first had it, so one that runs across hours
+    counts once.
+    """
+    since = (now - PERIODS[period]).replace(minute=0, second=0, microsecond=0)
     rows = func.sum(ReasonHour.rows)
     found = db.session.execute(
-        select(ReasonHour.field, ReasonHour.message, rows, func.count(func.distinct(ReasonHour.import_id)))
-        .where(ReasonHour.hour >= since.replace(minute=0, second=0, microsecond=0))
+        select(ReasonHour.field, ReasonHour.message, rows, func.sum(ReasonHour.imports))
+        .where(ReasonHour.hour >= since)
         .group_by(ReasonHour.field, ReasonHour.message)
         .order_by(rows.desc(), ReasonHour.field, ReasonHour.message)
         .limit(limit)
@@ -133,21 +120,13 @@ def top_reasons(now: datetime, period: str, limit: int = 10) -> list[Reason]:
 def imports_with_reason(now: datetime, period: str, field: str, message: str, limit: int = 100) -> list:
     """The imports that had a reason in the period, with their rows rejected for it, most first."""
     since = (now - PERIODS[period]).replace(minute=0, second=0, microsecond=0)
-    rows = func.sum(ReasonHour.rows).label("reason_rows")
     return db.session.execute(
-        select(Import, rows)
-        .join(ReasonHour, ReasonHour.import_id == Import.id)
-        .where(ReasonHour.hour >= since, ReasonHour.field == field, ReasonHour.message == message)
-        .group_by(Import.id)
-        .order_by(rows.desc(), Import.created_at.desc())
+        select(Import, ImportReason.rows)
+        .join(ImportReason, ImportReason.import_id == Import.id)
+        .where(ImportReason.field == field, ImportReason.message == message, ImportReason.last_at >= since)
+        .order_by(ImportReason.rows.desc(), Import.created_at.desc())
         .limit(limit)
     ).all()
-
-
-def _seconds() -> ColumnElement[float]:
-    if _sqlite():
-        return (func.julianday(Import.finished_at) - func.julianday(Import.started_at)) * 86400.0
-    return func.extract("epoch", Import.finished_at - Import.started_at)
 
 
 @dataclass(frozen=True)
@@ -160,49 +139,21 @@ class Durations:
     p95: float | None
 
 
-def _size_class() -> ColumnElement[int]:
-    whens = [(Import.size_bytes < bound, i) for i, (_name, bound) in enumerate(SIZE_CLASSES) if bound]
-    return case(*whens, else_=len(SIZE_CLASSES) - 1)
-
-
 def durations(now: datetime) -> list[Durations]:
-    """Start-to-end time of the imports completed in the last 7 days, by file size class."""
-    ended = (
-        Import.status == "completed",
-        Import.finished_at >= now - timedelta(days=STATUS_DAYS),
-        Import.started_at.is_not(None),
-    )
-    found: dict[int, tuple[int, float | None, float | None]] = {}
-    size_class = _size_class().label("size_class")
-    if _sqlite():  # no percentile function: the embedded default holds few imports
-        by_class: dict[int, list[float]] = defaultdict(list)
-        for klass, seconds in db.session.execute(select(size_class, _seconds()).where(*ended)):
-            by_class[klass].append(max(float(seconds), 0.0))
-        for klass, values in by_class.items():
-            found[klass] = (len(values), _quantile(values, 0.5), _quantile(values, 0.95))
-    else:
-        seconds = _seconds()
-        rows = db.session.execute(
-            select(
-                size_class,
-                func.count(),
-                func.percentile_cont(0.5).within_group(seconds),
-                func.percentile_cont(0.95).within_group(seconds),
-            )
-            .where(*ended)
-            .group_by(size_class)
-        ).all()
-        for klass, n, p50, p95 in rows:
-            found[klass] = (n, max(float(p50), 0.0), max(float(p95), 0.0))
-    return [Durations(name, *found.get(i, (0, None, None))) for i, (name, _bound) in enumerate(SIZE_CLASSES)]
+    """Start-to-end time of the imports completed in the last 7 days, by file size class.
 
-
-def _quantile(values: list[float], q: float) -> float:
-    """Linear interpolation between the closest ranks, as PostgreSQL's percentile_cont does."""
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    return statistics.quantiles(ordered, n=100, method="inclusive")[round(q * 100) - 1]
+    Read from histograms of 32 buckets per power of ten, so each figure is within 7.5%.
+    """
+    merged = durations_since(now, floor_hour(now) - (STATUS_DAYS * 24 - 1) * timedelta(hours=1))
+    return [
+        Durations(
+            name,
+            sum(merged[i].values()),
+            quantile(merged[i], 0.5),
+            quantile(merged[i], 0.95),
+        )
+        for i, name in enumerate(SIZE_CLASSES)
+    ]
 
 
 def queue_history(now: datetime) -> Series:
@@ -217,22 +168,27 @@ def queue_history(now: datetime) -> Series:
     start = end - (QUEUE_MINUTES - 1) * step
     window_start = start
     first_end = func.coalesce(Import.started_at, Import.finished_at)
-    waited = db.session.execute(
-        select(Import.created_at, first_end, Import.status).where(
-            or_(
-                Import.status == "queued",
-                and_(Import.started_at >= window_start, Import.created_at <= now),
-                and_(Import.started_at.is_(None), Import.finished_at >= window_start),
-            )
+    columns = (Import.id, Import.created_at, first_end, Import.status)
+    # Three reads that each use an index (an OR of them scans the whole table), then one per import.
+    waited = {
+        row.id: row[1:]
+        for condition in (
+            (Import.status == "queued",),
+            (Import.started_at >= window_start, Import.created_at <= now),
+            (Import.started_at.is_(None), Import.finished_at >= window_start),
         )
-    ).all()
-    intervals = [
-        (aware(created), None if status == "queued" or ended is None else aware(ended))
-        for created, ended, status in waited
-    ]
+        for row in db.session.execute(select(*columns).where(*condition))
+    }.values()
+    samples = [start + i * step for i in range(QUEUE_MINUTES - 1)] + [now]
+    intervals = []
+    for created, ended, status in waited:
+        created, ended = aware(created), None if status == "queued" or ended is None else aware(ended)
+        # Most waits last seconds and hold no sample: keep only those that span one.
+        first = max(0, math.ceil((created - start) / step))
+        if first < len(samples) and (ended is None or samples[first] < ended):
+            intervals.append((created, ended))
     depth, oldest = [], []
-    for i in range(QUEUE_MINUTES):
-        at = now if i == QUEUE_MINUTES - 1 else start + i * step
+    for at in samples:
         waiting = [created for created, ended in intervals if created <= at and (ended is None or ended > at)]
         depth.append(float(len(waiting)))
         oldest.append(max((at - min(waiting)).total_seconds(), 0.0) / 60 if waiting else 0.0)

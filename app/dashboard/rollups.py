@@ -46,32 +46,44 @@ class ImportMinute(db.Model):
     rejected: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class ReasonHour(db.Model):
-    """Rows of one import rejected for one reason (field and message) within one hour."""
+class ImportReason(db.Model):
+    """Rows of one import rejected for one reason (field and message), and when it last happened."""
 
-    __tablename__ = "import_reason_hours"
+    __tablename__ = "import_reasons"
+    __table_args__ = (Index("import_reasons_reason_idx", "field", "message", "last_at"),)
 
-    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     import_id: Mapped[str] = _import_id()
     # "" when the reason belongs to no field (a row the reader could not parse).
     field: Mapped[str] = mapped_column(String(64), primary_key=True)
     message: Mapped[str] = mapped_column(String(MESSAGE_MAX), primary_key=True)
     rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-def _upsert(
-    session: Session, model: type[db.Model], rows: list[dict[str, Any]], added: Iterable[str]
-) -> None:
-    """Insert the rows, or add their counts to the rows already there (one statement)."""
+class ReasonHour(db.Model):
+    """Rows rejected for one reason within one hour, and the imports that first had it then."""
+
+    __tablename__ = "reason_hours"
+
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    field: Mapped[str] = mapped_column(String(64), primary_key=True)
+    message: Mapped[str] = mapped_column(String(MESSAGE_MAX), primary_key=True)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    imports: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+def _upsert(session: Session, model: type[db.Model], rows: list[dict[str, Any]], added: Iterable[str]) -> Any:
+    """Insert the rows, or add their counts to the rows already there; one statement, returning each row."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(model)
+    statement = insert(model).values(rows)
     table = model.__table__
+    kept = {c.name: statement.excluded[c.name] for c in table.c if c.name.endswith("_at")}
     statement = statement.on_conflict_do_update(
         index_elements=[column.name for column in table.primary_key],
-        set_={name: table.c[name] + statement.excluded[name] for name in added},
+        set_={**{name: table.c[name] + statement.excluded[name] for name in added}, **kept},
     )
-    session.execute(statement, rows)
+    return session.execute(statement.returning(*table.primary_key, *[table.c[name] for name in added]))
 
 
 def reasons_of(rejected: Iterable[tuple[int, Any, Any]]) -> Counter[tuple[str, str]]:
@@ -106,9 +118,19 @@ def record_batch(
         _upsert(session, ImportMinute, [{"minute": minute, "import_id": import_id, **counts}], OUTCOMES)
     reasons = reasons_of(rejected)
     if reasons:
-        hour = now.replace(minute=0, second=0, microsecond=0)
-        rows = [
-            {"hour": hour, "import_id": import_id, "field": field, "message": message, "rows": n}
+        per_import = [
+            {"import_id": import_id, "field": field, "message": message, "rows": n, "last_at": now}
             for (field, message), n in reasons.items()
         ]
-        _upsert(session, ReasonHour, rows, ("rows",))
+        # A reason is new to the import when its total is just this batch's rows.
+        first = {
+            (field, message)
+            for _id, field, message, total in _upsert(session, ImportReason, per_import, ("rows",))
+            if total == reasons[(field, message)]
+        }
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        hourly = [
+            {"hour": hour, "field": f, "message": m, "rows": n, "imports": int((f, m) in first)}
+            for (f, m), n in reasons.items()
+        ]
+        _upsert(session, ReasonHour, hourly, ("rows", "imports"))

@@ -1,4 +1,4 @@
-"""per-minute outcome rollups, hourly rejection reasons, and the imports' start and end indexes
+"""rollups for the ops page: outcomes per minute, rejection reasons, ended imports per hour
 
 Revision ID: 0010_ops_rollups
 Revises: 0004_users
@@ -24,7 +24,7 @@ def _import_id() -> sa.Column:
 
 
 def upgrade() -> None:
-    """Create the two rollup tables and index when imports started and ended."""
+    """Create the rollup tables and index when imports started and ended."""
     op.create_table(
         "import_minutes",
         sa.Column("minute", sa.DateTime(timezone=True), primary_key=True),
@@ -35,12 +35,30 @@ def upgrade() -> None:
         ],
     )
     op.create_table(
-        "import_reason_hours",
-        sa.Column("hour", sa.DateTime(timezone=True), primary_key=True),
+        "import_reasons",
         _import_id(),
         sa.Column("field", sa.String(64), primary_key=True),
         sa.Column("message", sa.String(300), primary_key=True),
         sa.Column("rows", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("import_reasons_reason_idx", "import_reasons", ["field", "message", "last_at"])
+    op.create_table(
+        "reason_hours",
+        sa.Column("hour", sa.DateTime(timezone=True), primary_key=True),
+        sa.Column("field", sa.String(64), primary_key=True),
+        sa.Column("message", sa.String(300), primary_key=True),
+        sa.Column("rows", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("imports", sa.BigInteger, nullable=False, server_default="0"),
+    )
+    op.create_table(
+        "import_hours",
+        sa.Column("hour", sa.DateTime(timezone=True), primary_key=True),
+        *[
+            sa.Column(status, sa.Integer, nullable=False, server_default="0")
+            for status in ("completed", "failed", "cancelled")
+        ],
+        sa.Column("durations", sa.JSON, nullable=False),
     )
     op.create_index("imports_started_at_idx", "imports", ["started_at"])
     op.create_index("imports_finished_at_idx", "imports", ["finished_at"])
@@ -50,5 +68,7 @@ def downgrade() -> None:
     """Remove them again."""
     op.drop_index("imports_finished_at_idx", table_name="imports")
     op.drop_index("imports_started_at_idx", table_name="imports")
-    op.drop_table("import_reason_hours")
+    op.drop_table("import_hours")
+    op.drop_table("reason_hours")
+    op.drop_table("import_reasons")
     op.drop_table("import_minutes")
