@@ -93,7 +93,9 @@ def test_the_ops_page_shows_the_imports_at_both_widths(site, chromium, tmp_path)
             # The bars of imports per hour hold the database's counts of each final status.
             bars = page.locator("svg[data-chart=statuses] rect.bar")
             drawn = {
-                bars.nth(i).get_attribute("data-series"): int(bars.nth(i).get_attribute("data-value"))
+                bars.nth(i).get_attribute("class").split("s-")[1]: int(
+                    bars.nth(i).get_attribute("data-value")
+                )
                 for i in range(bars.count())
             }
             assert drawn == ended

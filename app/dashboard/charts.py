@@ -163,9 +163,8 @@ def stacked_bars(
             height = PLOT_H * value / y_max
             label = f"{times[i]:%-d %b %H:00}: {value:,.0f} {css}"
             parts.append(
-                f'<rect class="bar s-{css}" x="{LEFT + width * i:.2f}" y="{y:.2f}" '
-                f'width="{max(width - 0.4, 0.6):.2f}" height="{height:.2f}" data-series="{css}" '
-                f'data-start="{times[i].isoformat()}" data-value="{value:g}">'
+                f'<rect class="bar s-{css}" x="{LEFT + width * i:.1f}" y="{y:.1f}" '
+                f'width="{max(width - 0.4, 0.6):.1f}" height="{height:.1f}" data-value="{value:g}">'
                 f"<title>{label}</title></rect>"
             )
             base += value
