@@ -20,7 +20,9 @@ LEFT, RIGHT, TOP, BOTTOM = 56, 14, 14, 50
 PLOT_W = WIDTH - LEFT - RIGHT
 PLOT_H = HEIGHT - TOP - BOTTOM
 # A reason's label is cut here (its whole text is in the tooltip and the table).
-LABEL_MAX = 40
+LABEL_MAX = 46
+# Room right of the reasons' bars for their counts (up to 999,999,999).
+VALUE_ROOM = 110
 
 
 def compact(value: float, step: float = 1.0) -> str:
@@ -89,19 +91,17 @@ def _x_title(frame: Frame, height: int) -> str:
     return f'<text class="axis-title" x="{x:.1f}" y="{height - 6}" text-anchor="middle">{title}</text>'
 
 
-def _x_ticks(times: Sequence[datetime], every: int, fmt: str, offset: float = 0.0) -> list[str]:
+def _x_ticks(ticks: Sequence[tuple[float, str]]) -> list[str]:
+    """A mark and a label under the plot at each (x, label)."""
     parts = []
-    step = PLOT_W / max(len(times), 1)
-    for i in range(0, len(times), every):
-        x = LEFT + step * i + offset * step
-        parts.append(
-            f'<line class="axis" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP + PLOT_H}" y2="{TOP + PLOT_H + 5}"/>'
-        )
-        label = times[i].strftime(fmt)
-        parts.append(
-            f'<text class="tick" x="{x:.1f}" y="{TOP + PLOT_H + 20}" text-anchor="middle">{label}</text>'
-        )
+    bottom = TOP + PLOT_H
+    for x, label in ticks:
+        parts.append(f'<line class="axis" x1="{x:.1f}" x2="{x:.1f}" y1="{bottom}" y2="{bottom + 5}"/>')
+        parts.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 20}" text-anchor="middle">{label}</text>')
     return parts
+
+
+Ticks = Callable[[datetime], bool]
 
 
 def _baseline(top: float, plot_h: float) -> str:
@@ -113,7 +113,7 @@ def line_chart(
     frame: Frame,
     times: Sequence[datetime],
     series: dict[str, Sequence[float]],
-    tick_every: int,
+    ticked: Ticks,
     tick_format: str,
 ) -> Markup:
     """Lines over equal time bins, one per series; each line's points carry its values on the y scale."""
@@ -122,7 +122,7 @@ def line_chart(
     step = PLOT_W / max(count - 1, 1)
     parts = _open(frame, HEIGHT, f' data-y-max="{y_max:g}" data-points="{count}"')
     parts += _y_axis(frame, TOP, PLOT_H, y_max, compact)
-    parts += _x_ticks(times, tick_every, tick_format, offset=0.0)
+    parts += _x_ticks([(LEFT + step * i, f"{t:{tick_format}}") for i, t in enumerate(times) if ticked(t)])
     parts.append(_baseline(TOP, PLOT_H))
     for name, values in series.items():
         points = " ".join(
@@ -140,7 +140,7 @@ def stacked_bars(
     frame: Frame,
     times: Sequence[datetime],
     series: dict[str, Sequence[float]],
-    tick_every: int,
+    ticked: Ticks,
     tick_format: str,
 ) -> Markup:
     """Bars over equal time bins, the series stacked in each; only bars with a value are drawn."""
@@ -150,7 +150,7 @@ def stacked_bars(
     width = PLOT_W / max(count, 1)
     parts = _open(frame, HEIGHT, f' data-y-max="{y_max:g}"')
     parts += _y_axis(frame, TOP, PLOT_H, y_max, compact)
-    parts += _x_ticks(times, tick_every, tick_format)
+    parts += _x_ticks([(LEFT + width * i, f"{t:{tick_format}}") for i, t in enumerate(times) if ticked(t)])
     names = {name: escape(name) for name in series}
     for i in range(count):
         base = 0.0
@@ -191,7 +191,7 @@ def horizontal_bars(frame: Frame, bars: Sequence[Bar], value_label: str) -> Mark
     height = top + plot_h + 46
     x_max = nice_max(max((b.value for b in bars), default=0))
     left = 12
-    plot_w = WIDTH - left - RIGHT
+    plot_w = WIDTH - left - RIGHT - VALUE_ROOM  # the count is written to the right of its bar
     parts = _open(frame, height, f' data-x-max="{x_max:g}"')
     for i in range(5):
         x = left + plot_w * i / 4
@@ -209,7 +209,7 @@ def horizontal_bars(frame: Frame, bars: Sequence[Bar], value_label: str) -> Mark
             f'<a href="{escape(bar.href)}" class="bar-link"><title>{escape(bar.label)}: {bar.value:,.0f} '
             f"{escape(value_label)}</title>"
             f'<text class="bar-label" x="{left}" y="{y + 15}">{escape(shown)}</text>'
-            f'<text class="bar-value" x="{WIDTH - RIGHT}" y="{y + 15}" text-anchor="end">'
+            f'<text class="bar-value" x="{WIDTH - RIGHT}" y="{y + 34}" text-anchor="end">'
             f"{bar.value:,.0f}</text>"
             f'<rect class="bar s-rejected" x="{left}" y="{y + 21}" width="{max(width, 1):.1f}" height="14" '
             f'data-value="{bar.value:g}"/></a>'

@@ -52,7 +52,7 @@ class Series:
 
 
 def throughput(now: datetime) -> Series:
-    """Rows per minute by outcome over the last 24 hours, averaged over 5-minute bins."""
+    """Rows per minute by outcome over the last 24 hours, in 5-minute bins (the last one so far)."""
     step = timedelta(minutes=THROUGHPUT_BIN_MINUTES)
     bins = THROUGHPUT_HOURS * 60 // THROUGHPUT_BIN_MINUTES
     end = now.replace(second=0, microsecond=0)
@@ -71,6 +71,10 @@ def throughput(now: datetime) -> Series:
             for column, count in zip(columns, counts, strict=True):
                 if count:
                     column[at] += count / THROUGHPUT_BIN_MINUTES
+    # The last bin is still filling: average it over the minutes it has had, not five.
+    elapsed = min(int((now - (end - step)).total_seconds() // 60) + 1, THROUGHPUT_BIN_MINUTES)
+    for column in columns:
+        column[-1] *= THROUGHPUT_BIN_MINUTES / max(elapsed, 1)
     values = dict(zip(OUTCOMES, columns, strict=True))
     return Series(start, step, values)
 

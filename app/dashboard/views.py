@@ -34,6 +34,18 @@ class ChartView:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+def _every_six_hours(at: datetime) -> bool:
+    return at.minute == 0 and at.hour % 6 == 0
+
+
+def _every_other_midnight(at: datetime) -> bool:
+    return at.hour == 0 and at.toordinal() % 2 == 0
+
+
+def _quarter_hours(at: datetime) -> bool:
+    return at.minute % 15 == 0
+
+
 def _n(value: float) -> str:
     return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
 
@@ -56,7 +68,7 @@ def throughput(now: datetime) -> ChartView:
     frame = Frame(
         "throughput", "Rows per minute by outcome, last 24 hours", desc, "Time (UTC)", "Rows per minute"
     )
-    svg = charts.line_chart(frame, times, series.values, tick_every=72, tick_format="%H:%M")
+    svg = charts.line_chart(frame, times, series.values, _every_six_hours, "%H:%M")
     rows = [
         [f"{t:%-d %b %H:%M}", *[_n(series.values[o][i]) for o in OUTCOMES]]
         for i, t in enumerate(times)
@@ -84,7 +96,7 @@ def statuses(now: datetime) -> ChartView:
     frame = Frame(
         "statuses", "Imports per hour by final status, last 7 days", desc, "Hour ended (UTC)", "Imports"
     )
-    svg = charts.stacked_bars(frame, times, series.values, tick_every=24, tick_format="%-d %b")
+    svg = charts.stacked_bars(frame, times, series.values, _every_other_midnight, "%-d %b")
     rows = [
         [f"{t:%-d %b %H:00}", *[_n(series.values[s][i]) for s in series.values]]
         for i, t in enumerate(times)
@@ -179,8 +191,8 @@ def queue(now: datetime) -> ChartView:
     )
     depth = Frame("queue", "Imports waiting, last hour", desc, "Time (UTC)", "Imports waiting")
     age = Frame("queue-age", "Oldest wait, last hour", desc, "Time (UTC)", "Oldest wait (minutes)")
-    svg = charts.line_chart(depth, times, {"waiting": waiting}, tick_every=15, tick_format="%H:%M")
-    svg += charts.line_chart(age, times, {"oldest": oldest}, tick_every=15, tick_format="%H:%M")
+    svg = charts.line_chart(depth, times, {"waiting": waiting}, _quarter_hours, "%H:%M")
+    svg += charts.line_chart(age, times, {"oldest": oldest}, _quarter_hours, "%H:%M")
     rows = [
         [f"{t:%H:%M}" if i < len(times) - 1 else "now", _n(waiting[i]), f"{oldest[i]:.1f}"]
         for i, t in enumerate(times)
