@@ -49,7 +49,11 @@ WHERE source LIKE 'bench-ops-%' AND rejected_rows > 0
 FILL_REASON_HOURS = """
 INSERT INTO reason_hours (hour, field, message, rows, imports)
 SELECT date_trunc('hour', last_at), field, message, sum(rows), count(*)
-FROM import_reasons GROUP BY 1, 2, 3
+FROM import_reasons JOIN imports ON imports.id = import_reasons.import_id
+WHERE imports.source LIKE 'bench-ops-%'
+GROUP BY 1, 2, 3
+ON CONFLICT (hour, field, message) DO UPDATE
+SET rows = reason_hours.rows + excluded.rows, imports = reason_hours.imports + excluded.imports
 """
 WAITING = """
 INSERT INTO imports (id, status, source, size_bytes, use_resumable, processed_rows, inserted_rows,

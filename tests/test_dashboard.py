@@ -124,6 +124,10 @@ def test_the_page_draws_the_numbers_the_database_holds(client, work):
     assert sorted((label, int(n)) for label, n in reason_bars) == sorted(
         (f"{field}: {message}", n) for field, message, n in expected
     )
+    # The description says in words what the throughput chart draws.
+    assert re.search(
+        r'<desc id="throughput-desc">[^<]*: 2 inserted, 0 updated, 4 duplicate, 6 rejected', page
+    )
     assert "Import duration by file size" in page and "Table view" in page
     assert 'data-figure="workers">0<' in page and "No worker is alive" in page
 

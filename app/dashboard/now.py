@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rq import Worker
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, select
 
 from app.dashboard.queries import aware
 from app.extensions import db, queue, redis
@@ -97,8 +97,3 @@ def waiting_for_review() -> list[Import]:
             select(Import).where(Import.status == "review").order_by(Import.created_at).limit(LISTED)
         )
     )
-
-
-def webhooks_landed() -> bool:
-    """Whether this database holds webhook endpoints at all (they ship in their own release)."""
-    return inspect(db.engine).has_table("webhook_endpoints")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import BigInteger, cast, func, select
@@ -43,6 +43,8 @@ class Series:
     start: datetime
     step: timedelta
     values: dict[str, list[float]]
+    # What the bins sum to, where a bin's value is a rate and not a count.
+    totals: dict[str, int] = field(default_factory=dict)
 
     @property
     def times(self) -> list[datetime]:
@@ -64,19 +66,21 @@ def throughput(now: datetime) -> Series:
         select(ImportMinute.minute, *sums).where(ImportMinute.minute >= start).group_by(ImportMinute.minute)
     ).all()
     columns = [[0.0] * bins for _ in OUTCOMES]
+    totals = [0] * len(OUTCOMES)
     first, width = start.timestamp(), step.total_seconds()
     for minute, *counts in rows:
         at = int((aware(minute).timestamp() - first) // width)
         if 0 <= at < bins:
-            for column, count in zip(columns, counts, strict=True):
+            for k, count in enumerate(counts):
                 if count:
-                    column[at] += count / THROUGHPUT_BIN_MINUTES
+                    columns[k][at] += count / THROUGHPUT_BIN_MINUTES
+                    totals[k] += count
     # The last bin is still filling: average it over the minutes it has had, not five.
     elapsed = min(int((now - (end - step)).total_seconds() // 60) + 1, THROUGHPUT_BIN_MINUTES)
     for column in columns:
         column[-1] *= THROUGHPUT_BIN_MINUTES / max(elapsed, 1)
     values = dict(zip(OUTCOMES, columns, strict=True))
-    return Series(start, step, values)
+    return Series(start, step, values, dict(zip(OUTCOMES, totals, strict=True)))
 
 
 def imports_per_hour(now: datetime) -> Series:

@@ -54,10 +54,10 @@ def throughput(now: datetime) -> ChartView:
     """Rows per minute by outcome, last 24 hours."""
     series = queries.throughput(now)
     times = series.times
-    totals = {o: sum(series.values[o]) * queries.THROUGHPUT_BIN_MINUTES for o in OUTCOMES}
+    totals = series.totals
     peak = max((sum(series.values[o][i] for o in OUTCOMES), i) for i in range(len(times)))
     desc = (
-        f"Rows per minute, averaged over 5-minute bins, {charts.hours_ago(times, now)}. "
+        f"Rows per minute, averaged over 5-minute bins, {charts.hours_ago(times, now)}. Rows in all: "
         + ", ".join(f"{_n(totals[o])} {o}" for o in OUTCOMES)
         + (
             f". Busiest bin: {times[peak[1]]:%H:%M}, {_n(peak[0])} rows per minute."
