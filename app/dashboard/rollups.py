@@ -118,6 +118,9 @@ def record_batch(
         _upsert(session, ImportMinute, [{"minute": minute, "import_id": import_id, **counts}], OUTCOMES)
     reasons = reasons_of(rejected)
     if reasons:
+        # In key order: two imports' batches then lock the same hourly rows in the same order and
+        # wait for each other rather than deadlock.
+        reasons = dict(sorted(reasons.items()))
         per_import = [
             {"import_id": import_id, "field": field, "message": message, "rows": n, "last_at": now}
             for (field, message), n in reasons.items()
