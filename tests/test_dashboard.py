@@ -262,3 +262,55 @@ def test_a_quantile_from_the_histogram_is_within_its_bucket():
         exact = sorted(values)[round(q * len(values)) - 1]
         assert abs(hours.quantile(histogram, q) - exact) / exact < 0.075
     assert hours.quantile({}, 0.5) is None
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_an_import_counts_once_for_a_reason_however_many_batches_had_it(database, app, tmp_path, redis_url):
+    target = app
+    if database == "sqlite":
+        target = create_app(
+            {
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+                "REDIS_URL": redis_url,
+                "INSTANCE_DIR": str(tmp_path / "instance"),
+                "SECRET_KEY": "test",
+            }
+        )
+        upgrade_database(target)
+    email = Problem("email", "Not a valid email address", "x")
+    name = Problem("name", "Name is missing", "")
+    with target.app_context():
+        for job_id in ("a", "b"):
+            db.session.add(Import(id=job_id, source="crm"))
+        db.session.commit()
+        at = utcnow()
+        record_batch(db.session, "a", {"rejected": 2}, [(1, email, {}), (1, name, {}), (2, email, {})], at)
+        db.session.commit()
+        record_batch(db.session, "a", {"rejected": 1, "inserted": 4}, [(9, email, {})], at)
+        record_batch(db.session, "b", {"rejected": 1}, [(1, email, {})], at)
+        db.session.commit()
+        hourly = {
+            message: (rows, imports)
+            for message, rows, imports in db.session.execute(
+                select(ReasonHour.message, ReasonHour.rows, ReasonHour.imports)
+            )
+        }
+        assert hourly == {"Not a valid email address": (4, 2), "Name is missing": (1, 1)}
+        per_import = db.session.execute(
+            select(ImportReason.import_id, ImportReason.message, ImportReason.rows).order_by(
+                ImportReason.import_id, ImportReason.message
+            )
+        ).all()
+        assert [tuple(r) for r in per_import] == [
+            ("a", "Name is missing", 1),
+            ("a", "Not a valid email address", 3),
+            ("b", "Not a valid email address", 1),
+        ]
+        minutes = db.session.execute(
+            select(ImportMinute.import_id, ImportMinute.inserted, ImportMinute.rejected).order_by(
+                ImportMinute.import_id
+            )
+        ).all()
+        assert [tuple(r) for r in minutes] == [("a", 4, 3), ("b", 0, 1)]
+        if database == "sqlite":
+            db.engine.dispose()

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -113,14 +113,17 @@ def record_batch(
     unknown = set(outcomes) - set(OUTCOMES)
     if unknown:
         raise ValueError(f"unknown outcomes: {', '.join(sorted(unknown))}")
+    minute = now.replace(second=0, microsecond=0)
+    # In key order: two imports' batches then lock the same hourly rows in the same order and
+    # wait for each other rather than deadlock.
+    reasons = dict(sorted(reasons_of(rejected).items()))
+    if session.get_bind().dialect.name == "postgresql":
+        if reasons or any(counts.values()):
+            _record_in_one_statement(session, import_id, counts, reasons, now)
+        return
     if any(counts.values()):
-        minute = now.replace(second=0, microsecond=0)
         _upsert(session, ImportMinute, [{"minute": minute, "import_id": import_id, **counts}], OUTCOMES)
-    reasons = reasons_of(rejected)
     if reasons:
-        # In key order: two imports' batches then lock the same hourly rows in the same order and
-        # wait for each other rather than deadlock.
-        reasons = dict(sorted(reasons.items()))
         per_import = [
             {"import_id": import_id, "field": field, "message": message, "rows": n, "last_at": now}
             for (field, message), n in reasons.items()
@@ -137,3 +140,57 @@ def record_batch(
             for (f, m), n in reasons.items()
         ]
         _upsert(session, ReasonHour, hourly, ("rows", "imports"))
+
+
+# A batch's three upserts in one round trip on PostgreSQL, which runs every data-modifying part
+# of a WITH once, in the same transaction (a batch without rejections needs only the first).
+_MINUTE = """
+  INSERT INTO import_minutes (minute, import_id, inserted, updated, duplicate, rejected)
+  VALUES (:minute, :import_id, :inserted, :updated, :duplicate, :rejected)
+  ON CONFLICT (minute, import_id) DO UPDATE SET
+    inserted = import_minutes.inserted + excluded.inserted,
+    updated = import_minutes.updated + excluded.updated,
+    duplicate = import_minutes.duplicate + excluded.duplicate,
+    rejected = import_minutes.rejected + excluded.rejected
+"""
+_ONE_STATEMENT = """
+WITH batch(field, message, n) AS (VALUES {values}),
+minute AS ({minute}),
+per_import AS (
+  INSERT INTO import_reasons (import_id, field, message, rows, last_at)
+  SELECT :import_id, field, message, n, :now FROM batch ORDER BY field, message
+  ON CONFLICT (import_id, field, message)
+  DO UPDATE SET rows = import_reasons.rows + excluded.rows, last_at = excluded.last_at
+  RETURNING field, message, rows
+)
+INSERT INTO reason_hours (hour, field, message, rows, imports)
+SELECT :hour, b.field, b.message, b.n, CASE WHEN p.rows = b.n THEN 1 ELSE 0 END
+FROM batch AS b JOIN per_import AS p USING (field, message)
+ORDER BY b.field, b.message
+ON CONFLICT (hour, field, message) DO UPDATE SET
+  rows = reason_hours.rows + excluded.rows, imports = reason_hours.imports + excluded.imports
+"""
+
+
+def _record_in_one_statement(
+    session: Session,
+    import_id: str,
+    counts: dict[str, int],
+    reasons: dict[tuple[str, str], int],
+    now: datetime,
+) -> None:
+    values = ", ".join(
+        f"(CAST(:f{i} AS varchar), CAST(:m{i} AS varchar), CAST(:n{i} AS bigint))"
+        for i in range(len(reasons))
+    )
+    params: dict[str, Any] = {
+        "import_id": import_id,
+        "now": now,
+        "minute": now.replace(second=0, microsecond=0),
+        "hour": now.replace(minute=0, second=0, microsecond=0),
+        **counts,
+    }
+    for i, ((field, message), n) in enumerate(reasons.items()):
+        params |= {f"f{i}": field, f"m{i}": message, f"n{i}": n}
+    statement = _ONE_STATEMENT.format(values=values, minute=_MINUTE) if reasons else _MINUTE
+    session.execute(text(statement), params)
