@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test bench setup setup-test services browser lint
+.PHONY: run test bench setup setup-test services browser promtool lint
 
 $(BIN)/flask: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,12 @@ services:
 browser:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+## promtool: Debian's Prometheus tools, which check deploy/'s alert rules and dashboard queries
+promtool:
+	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
 ## test: set up, start what is down, run the whole suite
-test: setup-test services browser
+test: setup-test services browser promtool
 	$(BIN)/pytest -q
 
 ## bench: the benchmark, printing ratios against raw COPY and cp measured in the same run

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def create_app(env: dict[str, str] | None = None) -> Flask:
     """Build the app from the environment (or ``env``), checking every setting first."""
     from app import auth, cli, errors, extensions, logs, openapi, ops, rate_limits, security, uploads
+    from app.dashboard import routes as dashboard
     from app.imports import bp as imports_bp
     from app.webhooks import routes as webhooks
 
@@ -50,6 +51,7 @@ def create_app(env: dict[str, str] | None = None) -> Flask:
     ops.init_app(app)
     openapi.init_app(app)
     app.register_blueprint(imports_bp)
+    app.register_blueprint(dashboard.bp)
     app.register_blueprint(uploads.bp)
     webhooks.init_app(app)
     cli.init_app(app)

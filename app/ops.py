@@ -18,7 +18,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_flask_exporter import PrometheusMetrics
 from sqlalchemy import case, func, select, text
 
-from app.extensions import csrf, db, queue, redis, storage
+from app.dashboard.now import queue_now, worker_states, workers_now
+from app.extensions import csrf, db, redis, storage
 from app.models import FINAL_STATUSES, IMPORT_STATUSES, Import
 from app.webhooks.metrics import WebhookCollector
 
@@ -83,20 +84,31 @@ class ImportCollector:
         yield finished
         yield active
 
-        totals = db.session.execute(
-            select(
-                func.coalesce(func.sum(Import.inserted_rows), 0),
-                func.coalesce(func.sum(Import.duplicate_rows), 0),
-                func.coalesce(func.sum(Import.rejected_rows), 0),
-                func.coalesce(func.sum(Import.size_bytes), 0),
-            )
+        # updated_rows exists once contact updates land; until then that outcome reads 0.
+        outcome_columns = {
+            outcome: Import.__table__.c.get(f"{outcome}_rows")
+            for outcome in ("inserted", "updated", "duplicate", "rejected")
+        }
+        summed = [func.coalesce(func.sum(c), 0) for c in outcome_columns.values() if c is not None]
+        *sums, received = db.session.execute(
+            select(*summed, func.coalesce(func.sum(Import.size_bytes), 0))
         ).one()
-        rows = CounterMetricFamily("dataflow_rows", "Rows imported, by outcome", labels=["outcome"])
-        for outcome, value in zip(("inserted", "duplicate", "rejected"), totals[:3], strict=True):
-            rows.add_metric([outcome], int(value))
+        values = iter(sums)
+        by_outcome = {o: int(next(values)) if c is not None else 0 for o, c in outcome_columns.items()}
+        rows = CounterMetricFamily(
+            "dataflow_import_rows", "Rows of every import so far, by outcome", labels=["outcome"]
+        )
+        legacy = CounterMetricFamily(
+            "dataflow_rows", "Deprecated: dataflow_import_rows_total without updated", labels=["outcome"]
+        )
+        for outcome, value in by_outcome.items():
+            rows.add_metric([outcome], value)
+            if outcome != "updated":
+                legacy.add_metric([outcome], value)
         yield rows
+        yield legacy
         yield CounterMetricFamily(
-            "dataflow_bytes_received", "Bytes of files accepted for import", value=int(totals[3])
+            "dataflow_bytes_received", "Bytes of files accepted for import", value=int(received)
         )
 
         duration = _duration_seconds()
@@ -117,11 +129,24 @@ class ImportCollector:
             buckets=buckets,
             sum_value=float(total_seconds),
         )
+        waiting = queue_now()
+        workers = worker_states(workers_now())
         db.session.rollback()
 
         yield GaugeMetricFamily(
-            "dataflow_queue_depth", "Import jobs waiting in the queue", value=queue().count
+            "dataflow_queue_depth", "Import jobs waiting in the queue", value=waiting.depth
         )
+        yield GaugeMetricFamily(
+            "dataflow_queue_oldest_age_seconds",
+            "Seconds since the oldest import still waiting to run (queued, retries included) was created",
+            value=waiting.oldest_age_seconds,
+        )
+        alive = GaugeMetricFamily(
+            "dataflow_workers", "Workers alive (RQ heartbeat), by state", labels=["state"]
+        )
+        for state, count in workers.items():
+            alive.add_metric([state], count)
+        yield alive
 
 
 def _registry(app: Flask) -> CollectorRegistry:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import data
+from bench.ops import ops_page
 from bench.stack import AUTHORIZATION, MemoryWatch, Stack, database_url
 from bench.webhooks import webhooks
 
@@ -520,6 +521,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         rows, small, sheet, upload, queue, seconds, repeats = 2_000, 1_000, 1_000, 4 * MB, 5, 1.0, 1
         events = 50
+        history, rounds = 500, 5
     else:
         rows, small, sheet, upload, queue, seconds, repeats = (
             1_000_000,
@@ -531,6 +533,7 @@ def main(argv: list[str] | None = None) -> None:
             3,
         )
         events = 1_000
+        history, rounds = 100_000, 200
     repeats = args.repeats or repeats
     workdir = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
@@ -557,6 +560,7 @@ def main(argv: list[str] | None = None) -> None:
             ),
         ),
         ("queue latency", lambda: queue_latency(stack, results, queue)),
+        ("ops page", lambda: ops_page(stack, results, history, rounds)),
         ("API load", lambda: api_load(stack, results, seconds)),
         ("webhooks", lambda: webhooks(stack, results, events)),
     ]

@@ -117,7 +117,10 @@ def make_app(env: dict[str, str]) -> Iterator[Callable[..., Flask]]:
     yield make
     if apps:
         with apps[0].app_context():
-            tables = "contacts, import_errors, imports, uploads, webhook_endpoints, webhook_events"
+            tables = (
+                "contacts, import_errors, imports, uploads, webhook_endpoints, webhook_events, "
+                "reason_hours, import_hours"
+            )
             db.session.execute(text(f"TRUNCATE {tables} CASCADE"))
             db.session.commit()
         redis_lib.Redis.from_url(env["REDIS_URL"]).flushdb()

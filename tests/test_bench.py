@@ -41,6 +41,7 @@ def test_quick_benchmark_prints_one_table_and_writes_results(tmp_path: Path) -> 
         "cp ",
         "queue latency",
         "webhooks",
+        "GET /ops",
     ):
         assert measure in measures
 
@@ -52,3 +53,6 @@ def test_quick_benchmark_prints_one_table_and_writes_results(tmp_path: Path) -> 
     assert ingest["rejectedRows"] > 0 and ingest["duplicateRows"] > 0
     assert results["api_load"]["status"]["errors"] == 0
     assert results["webhooks"]["events"] == 50 and results["webhooks"]["deliveries_per_s"] > 0
+    ops = results["ops_page"]
+    assert ops["rows"]["imports"] >= 500 and ops["rows"]["import_minutes"] > 0
+    assert ops["/ops"]["n"] == 5 and ops["/health"]["n"] == 5

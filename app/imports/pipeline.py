@@ -18,6 +18,7 @@ from sqlalchemy import Engine, and_, or_, text, update
 from sqlalchemy.orm import Session
 
 from app.contacts import ContactBatch, SeenEmails, store_contacts, store_row_errors
+from app.dashboard.rollups import record_batch
 from app.extensions import db, settings, storage
 from app.imports.cleanup import discard_file
 from app.models import Import, utcnow
@@ -155,6 +156,12 @@ def _commit_batch(session: Session, import_id: str, attempt: int, source: str, b
     if result.rowcount == 0:
         session.rollback()
         raise ImportStopped(import_id)
+    outcomes = {
+        "inserted": inserted,
+        "duplicate": len(batch.contacts) - inserted,
+        "rejected": batch.rejected_rows,
+    }
+    record_batch(session, import_id, outcomes, batch.rejected)
     session.commit()
 
 

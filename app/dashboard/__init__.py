@@ -1,0 +1,1 @@
+"""The ops page: charts of throughput, outcomes, rejection reasons, durations, the queue and its workers."""
