@@ -1,7 +1,7 @@
 """rollups for the ops page: outcomes per minute, rejection reasons, ended imports per hour
 
 Revision ID: 0010_ops_rollups
-Revises: 0004_users
+Revises: 0007_webhooks
 Create Date: 2026-12-01
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_ops_rollups"
-down_revision = "0004_users"
+down_revision = "0007_webhooks"
 branch_labels = None
 depends_on = None
 
