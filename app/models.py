@@ -70,6 +70,12 @@ class Import(db.Model):
     inserted_rows: Mapped[int] = mapped_column(Integer, default=0)
     duplicate_rows: Mapped[int] = mapped_column(Integer, default=0)
     rejected_rows: Mapped[int] = mapped_column(Integer, default=0)
+    # Rows read that are no contact and no mistake: lines above the table, a report's footer.
+    skipped_rows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The header's row number and the sheet, when given (detected otherwise); where the mapping came from.
+    header_row: Mapped[int | None] = mapped_column(Integer)
+    sheet: Mapped[str | None] = mapped_column(String(255))
+    mapping_from: Mapped[str | None] = mapped_column(String(16))
     # The last row number whose outcome is committed: a rerun skips up to here.
     checkpoint: Mapped[int] = mapped_column(Integer, default=0)
     # Runs that claimed the import; each claim's number fences off the runs before it.
@@ -113,6 +119,7 @@ _JSON_NAMES = {
     "inserted_rows": "insertedRows",
     "duplicate_rows": "duplicateRows",
     "rejected_rows": "rejectedRows",
+    "skipped_rows": "skippedRows",
     "attempts": "attempts",
     "error": "error",
     "created_at": "createdAt",

@@ -26,8 +26,8 @@ MIXED = (
     b"\r\n"  # 5 blank: skipped, not counted
     b"Ada Again;ada@example.com;789\r\n"  # 6 duplicate within the file, whatever the case
     b'"Hopper, Grace";grace@example.com;\r\n'  # 7 inserted
-    b";;\r\n"  # 8 blank
-    b"X;;\r\n"  # 9 rejected: email missing
+    b"X;;\r\n"  # 8 rejected: email missing (after a blank row, at the end, it would be a footer line)
+    b";;\r\n"  # 9 blank
 )
 
 
@@ -84,7 +84,7 @@ def test_every_row_is_accounted_for_by_a_real_worker(client, worker_process, env
     assert errors["items"] == [
         {"row": 3, "field": "email", "message": "Not a valid email address", "value": "not-an-email"},
         {"row": 4, "field": "name", "message": "Name is missing", "value": ""},
-        {"row": 9, "field": "email", "message": "Email is missing", "value": ""},
+        {"row": 8, "field": "email", "message": "Email is missing", "value": ""},
     ]
     stored = db.session.scalars(select(RowError).where(RowError.import_id == job_id, RowError.row == 3)).one()
     assert stored.raw == {"Full Name": "Grace Hopper", "E-Mail": "not-an-email", "Phone": "456"}

@@ -18,10 +18,11 @@ from sqlalchemy import Engine, and_, or_, text, update
 from sqlalchemy.orm import Session
 
 from app.contacts import ContactBatch, SeenEmails, store_contacts, store_row_errors
+from app.detection import detect_columns, missing_columns_message
 from app.extensions import db, settings, storage
 from app.imports.cleanup import discard_file
 from app.models import Import, utcnow
-from app.readers import BrokenRow, Table, UnusableFile, cell_text, read_rows
+from app.readers import BrokenRow, SkippedRow, Table, UnusableFile, cell_text, read_rows
 from app.storage import StoredFileMissing
 from app.validation import Columns, Contact, Problem, find_columns, is_blank, plain_contact, validate
 
@@ -49,6 +50,7 @@ class Batch:
     contacts: ContactBatch
     rejected: list[tuple[int, Problem, dict | None]] = field(default_factory=list)
     rejected_rows: int = 0
+    skipped_rows: int = 0
     last_row: int = 0
 
     def __len__(self) -> int:
@@ -147,6 +149,7 @@ def _commit_batch(session: Session, import_id: str, attempt: int, source: str, b
             inserted_rows=Import.inserted_rows + inserted,
             duplicate_rows=Import.duplicate_rows + len(batch.contacts) - inserted,
             rejected_rows=Import.rejected_rows + batch.rejected_rows,
+            skipped_rows=Import.skipped_rows + batch.skipped_rows,
             checkpoint=batch.last_row,
             heartbeat_at=utcnow(),
         )
@@ -230,21 +233,13 @@ def _raw(record: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): cell_text(v) for k, v in record.items()}
 
 
-def _columns_for(headers: list[str]) -> Columns:
+def _columns_for(table: Table) -> Columns:
     """The name and email columns of a file whose header row is known, or why it cannot import."""
-    columns = find_columns(headers)
-    shown = ", ".join(headers[:10]) + (", …" if len(headers) > 10 else "")
-    if columns.email is None:
-        raise UnusableFile(
-            f"No email column was found. The columns are: {shown}. "
-            "Name one column Email (or E-mail, Email address, Mail)."
-        )
-    if columns.name is None and columns.first is None and columns.last is None:
-        raise UnusableFile(
-            f"No name column was found. The columns are: {shown}. "
-            "Name one column Name (or Full name), or give First name and Last name."
-        )
-    return columns
+    found = detect_columns(table.columns, table.data_sample(), headerless=table.header_row is None)
+    problem = missing_columns_message(found)
+    if problem:
+        raise UnusableFile(problem)
+    return found.columns
 
 
 def _check_width(columns: list[str], limit: int) -> None:
@@ -274,6 +269,8 @@ class Limits:
 
 
 def _is_blank_row(row: Any) -> bool:
+    if isinstance(row, SkippedRow):
+        return True
     if isinstance(row, BrokenRow):
         return False
     if type(row) is list:
@@ -296,11 +293,16 @@ def run(imp: Import) -> None:
         with beat, storage().open(imp.storage_key) as stream:
             table = read_rows(stream, imp.size_bytes)
             _check_width(table.columns, config.security.max_columns)
-            fixed = _columns_for(table.columns) if table.columns else None
+            fixed = _columns_for(table) if table.columns else None
             db.session.execute(
                 update(Import)
                 .where(*_ours(import_id, attempt))
-                .values(format=table.format, total_rows=table.total_rows)
+                .values(
+                    format=table.format,
+                    total_rows=table.total_rows,
+                    # The lines above the table are the same on every run; the footer's count in batches.
+                    **({"skipped_rows": table.skipped_rows} if not checkpoint else {}),
+                )
             )
             db.session.commit()
             # The committer's thread owns the session from here: the loop keeps what it needs in locals.
@@ -384,6 +386,8 @@ def _read_batches(
         elif isinstance(row, BrokenRow):
             rejected.append((row_number, Problem(None, row.message, row.text), None))
             batch.rejected_rows += 1
+        elif type(row) is SkippedRow:
+            batch.skipped_rows += 1
         else:
             columns = fixed
             if columns is None:
