@@ -239,7 +239,7 @@ def _columns_for(headers: list[str]) -> Columns:
             f"No email column was found. The columns are: {shown}. "
             "Name one column Email (or E-mail, Email address, Mail)."
         )
-    if columns.name is None and columns.first is None and columns.last is None:
+    if not columns.has_name:
         raise UnusableFile(
             f"No name column was found. The columns are: {shown}. "
             "Name one column Name (or Full name), or give First name and Last name."
