@@ -103,7 +103,7 @@ class ContactBatch(list[Contact]):
         list.append(self, contact)
         if self.seen is None:
             return
-        name, email = contact
+        name, email = contact[0], contact[1]
         bits, at = self.seen.bits, hash(email) & self.seen.mask
         byte, bit = bits[at >> 3], 1 << (at & 7)
         if byte & bit:
@@ -149,7 +149,7 @@ def store_contacts(session: Session, import_id: str, source: str, batch: Contact
         cursor.execute(_STAGING)
         with cursor.copy("COPY contact_staging (pos, name, email) FROM STDIN") as copy:
             for position in merged:
-                copy.write_row((position, *batch[position]))
+                copy.write_row((position, *batch[position][:2]))
         cursor.execute(_MERGE, {"source": source, "import_id": import_id, "id_head": batch.id_head})
         return copied + cursor.rowcount
 

@@ -13,7 +13,8 @@ from statistics import median
 from typing import Any
 
 from app.readers import UnusableFile, cell_text
-from app.validation import EMAIL, Columns, find_columns
+from app.fields import Columns, find_columns
+from app.validation import EMAIL
 
 # Rows read ahead of the row loop to find the header and judge the columns by their content.
 SAMPLE_ROWS = 50
@@ -199,10 +200,19 @@ def detect_columns(headers: list[str], sample: Sequence[Sequence[Any]], headerle
     if columns.email is None:
         best = max(range(len(headers)), key=lambda i: (counts[i][0], -i), default=None)
         if best is not None and counts[best][0] and counts[best][0] >= MOSTLY * counts[best][1]:
-            columns = replace(columns, email=headers[best])
+            columns = _with(columns, headers, emails=(headers[best],))
     if headerless and columns.email is not None:
-        columns = replace(columns, name=_name_by_content(headers, rows, columns.email))
+        name = _name_by_content(headers, rows, columns.email)
+        if name is not None:
+            columns = _with(columns, headers, name=name)
     return Detected(columns, headers, len(rows), some)
+
+
+def _with(columns: Columns, headers: Sequence[str], **changes: Any) -> Columns:
+    """The columns with some fields changed, the rest of the file's columns kept as attributes."""
+    changed = replace(columns, **changes)
+    taken = set(changed.mapped)
+    return replace(changed, extra=tuple(h for h in headers if h not in taken))
 
 
 def every_column(headers: Sequence[str]) -> str:
@@ -229,7 +239,7 @@ def missing_columns_message(found: Detected) -> str | None:
             f"No email column was found. {listed}{hint}. "
             "Name one column Email (or E-mail, Email address, Mail), or map the columns yourself."
         )
-    if columns.name is None and columns.first is None and columns.last is None:
+    if not columns.has_name:
         others = [h for h in found.headers if h != columns.email]
         return (
             f"No name column was found. {listed} The email is in {columns.email}; considered as the name: "

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from app.fields import Columns, find_columns, header_key, join_name
 from app.readers import cell_text
+
+__all__ = ["Columns", "Contact", "Problem", "find_columns", "header_key"]
 
 NAME_MAX = 255
 EMAIL_MAX = 254
@@ -17,12 +19,6 @@ EMAIL = re.compile(
     r"(?!\.)(?!.*\.\.)[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}(?<!\.)"
     r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})"
 )
-_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
-
-NAME_HEADERS = {"name", "fullname", "contactname", "contact", "displayname"}
-EMAIL_HEADERS = {"email", "emailaddress", "mail", "emailid", "mailaddress", "contactemail"}
-FIRST_HEADERS = {"firstname", "givenname", "forename", "first"}
-LAST_HEADERS = {"lastname", "surname", "familyname", "last"}
 
 
 class Problem(NamedTuple):
@@ -34,41 +30,15 @@ class Problem(NamedTuple):
 
 
 class Contact(NamedTuple):
-    """A clean contact, ready to store."""
+    """A clean contact, ready to store; ``warnings`` say which values were left out of a field, and why."""
 
     name: str
     email: str
-
-
-def header_key(header: str) -> str:
-    """A header as compared: case, spaces and punctuation do not matter."""
-    return _NOT_ALNUM.sub("", header.lower())
-
-
-@dataclass(frozen=True)
-class Columns:
-    """Which of a file's columns give the name and the email."""
-
-    email: str | None = None
-    name: str | None = None
-    first: str | None = None
-    last: str | None = None
-
-
-def find_columns(headers: Iterable[str]) -> Columns:
-    """Pick the name and email columns by their headers; the first match of each wins."""
-    found: dict[str, str] = {}
-    for header in headers:
-        key = header_key(header)
-        for role, names in (
-            ("email", EMAIL_HEADERS),
-            ("name", NAME_HEADERS),
-            ("first", FIRST_HEADERS),
-            ("last", LAST_HEADERS),
-        ):
-            if key in names and role not in found:
-                found[role] = header
-    return Columns(**found)
+    phone: str | None = None
+    company: str | None = None
+    title: str | None = None
+    attributes: dict[str, Any] | None = None
+    warnings: tuple[Problem, ...] = ()
 
 
 def check_email(value: Any) -> tuple[str | None, str | None]:
@@ -109,7 +79,7 @@ def plain_contact(raw_name: Any, raw_email: Any) -> Contact | None:
         name, email = raw_name.strip(), raw_email.strip().lower()
         valid = name and len(name) <= NAME_MAX and "\x00" not in name
         if valid and len(email) <= EMAIL_MAX and EMAIL.fullmatch(email):
-            return _new_contact(Contact, (name, email))
+            return _new_contact(Contact, (name, email, None, None, None, None, ()))
     return None
 
 
@@ -124,8 +94,7 @@ def validate(record: Mapping[str, Any], columns: Columns) -> Contact | list[Prob
         name_field, raw_name = "name", record.get(columns.name)
     else:
         name_field = "name"
-        parts = [cell_text(record.get(c)).strip() for c in (columns.first, columns.last) if c]
-        raw_name = " ".join(p for p in parts if p)
+        raw_name = join_name({role: cell_text(record.get(c)).strip() for role, c in columns.parts})
     name, message = check_name(raw_name)
     if message:
         problems.append(Problem(name_field, message, _shown(raw_name)))

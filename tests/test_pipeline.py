@@ -82,9 +82,15 @@ def test_every_row_is_accounted_for_by_a_real_worker(client, worker_process, env
     errors = client.get(f"/imports/{job_id}/errors").get_json()
     assert errors["total"] == 3
     assert errors["items"] == [
-        {"row": 3, "field": "email", "message": "Not a valid email address", "value": "not-an-email"},
-        {"row": 4, "field": "name", "message": "Name is missing", "value": ""},
-        {"row": 8, "field": "email", "message": "Email is missing", "value": ""},
+        {
+            "row": 3,
+            "level": "error",
+            "field": "email",
+            "message": "Not a valid email address",
+            "value": "not-an-email",
+        },
+        {"row": 4, "level": "error", "field": "name", "message": "Name is missing", "value": ""},
+        {"row": 8, "level": "error", "field": "email", "message": "Email is missing", "value": ""},
     ]
     stored = db.session.scalars(select(RowError).where(RowError.import_id == job_id, RowError.row == 3)).one()
     assert stored.raw == {"Full Name": "Grace Hopper", "E-Mail": "not-an-email", "Phone": "456"}

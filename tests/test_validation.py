@@ -47,20 +47,23 @@ def test_email_header_synonyms(header: str):
 
 def test_first_and_last_name_columns():
     columns = find_columns(["First Name", "Last_Name", "E-Mail", "Company"])
-    assert columns == Columns(email="E-Mail", first="First Name", last="Last_Name")
+    assert columns == Columns(
+        emails=("E-Mail",), parts=(("first", "First Name"), ("last", "Last_Name")), company="Company"
+    )
     record = {"First Name": " Ada ", "Last_Name": "Lovelace", "E-Mail": "ada@example.com", "Company": "x"}
     assert validate(record, columns) == Contact("Ada Lovelace", "ada@example.com")
     assert validate({**record, "Last_Name": ""}, columns) == Contact("Ada", "ada@example.com")
 
 
 def test_missing_columns_are_none():
-    assert find_columns(["Phone", "City"]) == Columns(email=None)
+    assert find_columns(["Phone", "City"]) == Columns(phones=("Phone",), extra=("City",))
     assert find_columns(["Name", "Phone"]).email is None
 
 
-def test_the_first_matching_column_wins_and_extra_columns_are_ignored():
+def test_the_first_matching_column_wins_and_further_email_columns_are_candidates():
     columns = find_columns(["Name", "Email", "Full Name", "Mail", "Notes"])
-    assert (columns.name, columns.email) == ("Name", "Email")
+    assert (columns.name, columns.email, columns.emails) == ("Name", "Email", ("Email", "Mail"))
+    assert columns.extra == ("Full Name", "Notes")
     record = {"Name": "Ada", "Email": "ada@example.com", "Full Name": "", "Mail": "bad", "Notes": "x" * 5000}
     assert validate(record, columns) == Contact("Ada", "ada@example.com")
 
@@ -144,7 +147,7 @@ def test_numbers_from_a_spreadsheet_become_text():
 
 
 def test_validate_reports_every_problem_with_field_and_raw_value():
-    columns = Columns(email="E-mail", name="Name")
+    columns = Columns(emails=("E-mail",), name="Name")
     outcome = validate({"Name": "", "E-mail": " not an email "}, columns)
     assert outcome == [
         Problem("name", "Name is missing", ""),
@@ -158,7 +161,7 @@ def test_validate_a_record_without_the_email_key():
 
 
 def test_a_long_raw_value_is_cut_for_display():
-    outcome = validate({"Name": "Ada", "Email": "x" * 5000}, Columns(email="Email", name="Name"))
+    outcome = validate({"Name": "Ada", "Email": "x" * 5000}, Columns(emails=("Email",), name="Name"))
     assert isinstance(outcome, list)
     assert len(outcome[0].value) == 1001 and outcome[0].value.endswith("…")
 
@@ -183,13 +186,13 @@ def test_blank_rows():
 )
 def test_a_row_that_is_not_plainly_valid_goes_to_the_checks_that_explain(name, email) -> None:
     assert plain_contact(name, email) is None
-    problems = validate({"Name": name, "Email": email}, Columns(email="Email", name="Name"))
+    problems = validate({"Name": name, "Email": email}, Columns(emails=("Email",), name="Name"))
     assert isinstance(problems, list)
     assert problems
 
 
 def test_plainly_valid_text_makes_the_same_contact_as_the_full_checks() -> None:
-    columns = Columns(email="Email", name="Name")
+    columns = Columns(emails=("Email",), name="Name")
     record = {"Name": "  Ada Lovelace ", "Email": " Ada@Example.COM "}
     assert plain_contact(record["Name"], record["Email"]) == Contact("Ada Lovelace", "ada@example.com")
     assert validate(record, columns) == plain_contact(record["Name"], record["Email"])

@@ -1,7 +1,7 @@
 """skipped rows, the header row, sheet and mapping origin of an import; mappings saved per source
 
 Revision ID: 0006_mappings
-Revises: 0004_users
+Revises: 0005_contact_fields
 Create Date: 2026-12-01
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_mappings"
-down_revision = "0004_users"
+down_revision = "0005_contact_fields"
 branch_labels = None
 depends_on = None
 
