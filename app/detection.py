@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 from statistics import median
 from typing import Any
 
-from app.readers import UnusableFile, cell_text
 from app.fields import Columns, find_columns
+from app.readers import UnusableFile, cell_text
 from app.validation import EMAIL
 
 # Rows read ahead of the row loop to find the header and judge the columns by their content.
