@@ -26,7 +26,8 @@ from app.extensions import db
 # JSONB on PostgreSQL (indexable, compact), JSON text on SQLite.
 JSON_DOCUMENT = JSON().with_variant(postgresql.JSONB(), "postgresql")
 MERGE_MODES = ("skip", "fill", "update")
-IMPORT_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+# "review": the file is stored and waits for a person to check its mapping before it is queued.
+IMPORT_STATUSES = ("review", "queued", "running", "completed", "failed", "cancelled")
 FINAL_STATUSES = ("completed", "failed", "cancelled")
 
 
@@ -161,6 +162,9 @@ _JSON_NAMES = {
     "warning_rows": "warningRows",
     "mode": "mode",
     "mapping": "mapping",
+    "mapping_from": "mappingFrom",
+    "header_row": "headerRow",
+    "sheet": "sheet",
     "attempts": "attempts",
     "error": "error",
     "created_at": "createdAt",

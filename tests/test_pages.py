@@ -222,7 +222,7 @@ def test_retry_and_cancel_from_the_page_flash_and_return(make_app):
         response = browser.post(f"/imports/{job_id}/cancel", data={"csrf_token": token}, headers=HTML)
         assert response.status_code == 303
         page = browser.get(f"/imports/{job_id}", headers=HTML).get_data(as_text=True)
-        assert "Only a queued or running import can be cancelled; this one is cancelled." in page
+        assert "Only an import in review, queued or running can be cancelled; this one is cancelled." in page
 
 
 # ---- CSRF ---------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ def has_control_characters(text: str) -> bool:
 
 
 MAX_ISSUES = 100
+OPTION_KEYS = ("mapping", "headerRow", "sheet", "review")
 _EVENT_KINDS = {
     "start_array": "array",
     "string": "string",
@@ -35,6 +36,8 @@ class BodyCheck:
 
     source: str | None = None
     use_resumable: bool = False
+    # How to read the data (mapping, headerRow, sheet) and whether to hold it in review, as sent.
+    options: dict[str, Any] = field(default_factory=dict)
     items: int = 0
     issues: list[dict[str, Any]] = field(default_factory=list)
     more_issues: int = 0
@@ -89,7 +92,7 @@ def check_body(stream: BinaryIO) -> BodyCheck:
                 continue
             if event == "map_key":
                 key = value
-            elif key in ("source", "useResumable", "data") and key not in top:
+            elif key in ("source", "useResumable", "data", *OPTION_KEYS) and key not in top:
                 top[key] = {"start_array": [], "start_map": {}}.get(event, value)
     except StopIteration:
         raise ValueError("The request body is empty") from None
@@ -108,6 +111,10 @@ def check_body(stream: BinaryIO) -> BodyCheck:
             check.add(["source"], SOURCE_CONTROL)
     if "useResumable" in top and _expected(check, ["useResumable"], "boolean", top["useResumable"]):
         check.use_resumable = top["useResumable"]
+    check.options = {key: top[key] for key in OPTION_KEYS if key in top}
+    if "mapping" in top and isinstance(top["mapping"], dict):  # only its start was seen: read it whole
+        stream.seek(0)
+        check.options["mapping"] = next(ijson.items(stream, "mapping", use_float=True), None)
     if "data" not in top:
         check.add(["data"], "Required")
         return check

@@ -18,9 +18,10 @@ from sqlalchemy import Engine, and_, or_, text, update
 from sqlalchemy.orm import Session
 
 from app.contacts import ContactBatch, SeenEmails, store_contacts, store_row_errors
-from app.detection import detect_columns, missing_columns_message
 from app.extensions import db, settings, storage
+from app.fields import MappingError
 from app.imports.cleanup import discard_file
+from app.mapping import choose_columns
 from app.models import Import, utcnow
 from app.readers import BrokenRow, SkippedRow, Table, UnusableFile, cell_text, read_rows
 from app.storage import StoredFileMissing
@@ -233,13 +234,19 @@ def _raw(record: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): cell_text(v) for k, v in record.items()}
 
 
-def _columns_for(table: Table) -> Columns:
-    """The name and email columns of a file whose header row is known, or why it cannot import."""
-    found = detect_columns(table.columns, table.data_sample(), headerless=table.header_row is None)
-    problem = missing_columns_message(found)
-    if problem:
-        raise UnusableFile(problem)
-    return found.columns
+def _columns_for(imp: Import, table: Table) -> tuple[Columns, str]:
+    """The columns to import with (given, saved for the source, or detected) and where they came from."""
+    try:
+        return choose_columns(
+            db.session,
+            imp.source,
+            imp.mapping if imp.mapping_from == "given" else None,
+            table.columns,
+            table.data_sample(),
+            headerless=table.header_row is None,
+        )
+    except MappingError as exc:  # checked when the import was accepted; the file cannot have changed
+        raise UnusableFile(str(exc)) from exc
 
 
 def _check_width(columns: list[str], limit: int) -> None:
@@ -291,9 +298,9 @@ def run(imp: Import) -> None:
     beat = Heartbeat(db.engine, import_id, attempt, every=config.job_heartbeat_timeout / 4)
     try:
         with beat, storage().open(imp.storage_key) as stream:
-            table = read_rows(stream, imp.size_bytes)
+            table = read_rows(stream, imp.size_bytes, header_row=imp.header_row, sheet=imp.sheet)
             _check_width(table.columns, config.security.max_columns)
-            fixed = _columns_for(table) if table.columns else None
+            fixed, mapping_from = _columns_for(imp, table) if table.columns else (None, None)
             db.session.execute(
                 update(Import)
                 .where(*_ours(import_id, attempt))
@@ -302,6 +309,8 @@ def run(imp: Import) -> None:
                     total_rows=table.total_rows,
                     # The lines above the table are the same on every run; the footer's count in batches.
                     **({"skipped_rows": table.skipped_rows} if not checkpoint else {}),
+                    mapping=fixed.to_dict() if fixed is not None else imp.mapping,
+                    mapping_from=mapping_from or imp.mapping_from or "detected",
                 )
             )
             db.session.commit()

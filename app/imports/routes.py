@@ -7,8 +7,8 @@ import logging
 import math
 import re
 import tempfile
-from contextlib import ExitStack
-from dataclasses import dataclass
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from flask import (
@@ -27,12 +27,13 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import error_response, wants_json
-from app.extensions import csrf, db, settings
+from app.extensions import csrf, db, settings, storage
 from app.imports import bp, idempotency
 from app.imports.body import SOURCE_MAX, check_body, has_control_characters
 from app.imports.forms import UploadForm
 from app.imports.pace import pace_of
 from app.imports.rejected import rejected_csv
+from app.imports.review import ImportOptions, OptionRefused, apply_options, check_against_file, parse_options
 from app.imports.service import (
     ActionRefused,
     EmptyUpload,
@@ -106,6 +107,7 @@ class ImportRequest:
     source: str
     filename: str | None
     use_resumable: bool
+    options: ImportOptions = field(default_factory=ImportOptions)
 
     def fingerprint(self, sha256: str) -> str:
         """This request's fingerprint for idempotency, given the SHA-256 of its file."""
@@ -125,20 +127,34 @@ def start(asked: ImportRequest, key: str | None = None) -> Response:
     If Redis cannot take the job, the import is committed all the same and the reconciler
     queues it, so the answer is still 202.
     """
+    options = asked.options
     try:
         imp = create_import(
-            asked.stream, source=asked.source, filename=asked.filename, use_resumable=asked.use_resumable
+            asked.stream,
+            source=asked.source,
+            filename=asked.filename,
+            use_resumable=asked.use_resumable,
+            status="review" if options.review else "queued",
         )
+        check_against_file(imp, options)
     except UploadTooLarge as exc:
         return error_response(413, str(exc))
     except EmptyUpload as exc:
         return error_response(400, str(exc))
     except StorageUnavailable as exc:
         return storage_unavailable(exc)
+    except OptionRefused as exc:
+        # Nothing of the import is kept: its row is not committed and its file goes.
+        db.session.rollback()
+        with suppress(StorageUnavailable, OSError):  # a file left behind is only disk; the answer stands
+            storage().delete(imp.storage_key)
+        return error_response(400, str(exc))
+    apply_options(imp, options)
     if key is not None:
         idempotency.complete(db.session, key, asked.fingerprint(imp.sha256), imp)
     db.session.commit()
-    enqueue_import(imp.id)
+    if not options.review:
+        enqueue_import(imp.id)
     return accepted(imp)
 
 
@@ -250,7 +266,14 @@ def _from_json(stack: ExitStack) -> ImportRequest | Response:
             payload["moreIssues"] = check.more_issues
         return Response(json.dumps(payload), 400, mimetype="application/json")
     body.seek(0)
-    return ImportRequest(body, check.source, None, check.use_resumable)
+    options = check.options
+    try:
+        parsed = parse_options(
+            options.get("mapping"), options.get("headerRow"), options.get("sheet"), options.get("review")
+        )
+    except OptionRefused as exc:
+        return error_response(400, str(exc))
+    return ImportRequest(body, check.source, None, check.use_resumable, parsed)
 
 
 def _from_multipart() -> ImportRequest | Response:
@@ -264,8 +287,15 @@ def _from_multipart() -> ImportRequest | Response:
     problem = _source_problem(source)
     if problem:
         return error_response(400, problem)
+    form = request.form
+    try:
+        options = parse_options(
+            form.get("mapping"), form.get("headerRow"), form.get("sheet"), form.get("review")
+        )
+    except OptionRefused as exc:
+        return error_response(400, str(exc))
     return ImportRequest(
-        upload.stream, source.strip(), upload.filename, _flag(request.form.get("useResumable"))
+        upload.stream, source.strip(), upload.filename, _flag(form.get("useResumable")), options
     )
 
 
@@ -274,8 +304,23 @@ def _from_stream() -> ImportRequest | Response:
     problem = _source_problem(source)
     if problem:
         return error_response(400, f"Missing required parameters for stream upload: {problem}")
+    try:
+        options = stream_options()
+    except OptionRefused as exc:
+        return error_response(400, str(exc))
     return ImportRequest(
-        request.stream, source.strip(), _header("X-Filename"), _flag(request.headers.get("X-Use-Resumable"))
+        request.stream,
+        source.strip(),
+        _header("X-Filename"),
+        _flag(request.headers.get("X-Use-Resumable")),
+        options,
+    )
+
+
+def stream_options() -> ImportOptions:
+    """A stream upload's options, from its ``X-Mapping``, ``X-Header-Row``, ``X-Sheet`` and ``X-Review``."""
+    return parse_options(
+        _header("X-Mapping"), _header("X-Header-Row"), _header("X-Sheet"), _header("X-Review")
     )
 
 

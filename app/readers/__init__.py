@@ -122,12 +122,18 @@ def detect_format(head: bytes) -> str:
 
 
 def read_rows(
-    f: BinaryIO, size: int | None = None, *, header_row: int | None = None, sheet: str | None = None
+    f: BinaryIO,
+    size: int | None = None,
+    *,
+    header_row: int | None = None,
+    sheet: str | None = None,
+    head_only: bool = False,
 ) -> Table:
     """Open a stored file as a Table; raise UnusableFile if it cannot be imported at all.
 
     ``header_row`` (the row number the user sees, 0 for a file without one) and ``sheet`` (a
-    workbook's sheet by name) override what detection would choose.
+    workbook's sheet by name) override what detection would choose. ``head_only`` is for a
+    preview that reads only the first rows: a JSON file is then not checked to its end first.
     """
     from app.readers import json as json_reader
     from app.readers import spreadsheet, text
@@ -148,6 +154,8 @@ def read_rows(
         options["header_row"] = header_row
     if kind in ("xlsx", "ods", "xls"):
         options["sheet"] = sheet
+    if kind == "json":
+        options["head_only"] = head_only
     return readers[kind](rewind(head, f), head, kind, size, **options)
 
 

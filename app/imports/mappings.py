@@ -1,0 +1,187 @@
+"""Routes for previews, imports held in review, and the mappings saved per source. Thin, as the rest."""
+
+from __future__ import annotations
+
+import tempfile
+from contextlib import ExitStack
+from typing import Any, BinaryIO
+
+from flask import Response, request
+from werkzeug.exceptions import BadRequest
+
+from app.errors import error_response
+from app.extensions import csrf, db, settings
+from app.fields import MappingError
+from app.imports import bp
+from app.imports.body import SOURCE_MAX, check_body, has_control_characters
+from app.imports.review import ImportOptions, OptionRefused, parse_options, preview_import, start_reviewed
+from app.imports.routes import SPOOL_IN_MEMORY, _check_csrf_of_browsers, _import_or_404, stream_options
+from app.imports.service import enqueue_import
+from app.mapping import SourceMapping, check_shape, delete_mapping, parse_mapping, save_mapping
+from app.preview import preview
+from app.readers import UnusableFile
+from app.storage import StoredFileMissing, UploadTooLarge, copy_limited
+
+
+def _refused(exc: Exception) -> Response:
+    """400 for options or a mapping that do not fit; 422 for a file that cannot be read at all."""
+    return error_response(422 if isinstance(exc, UnusableFile) else 400, str(exc))
+
+
+def _preview_request(stack: ExitStack) -> tuple[BinaryIO, int | None, str | None, ImportOptions] | Response:
+    """The file, its size, the source and the options of a preview, in any of POST /import's three forms."""
+    if request.mimetype == "application/json":
+        body = stack.enter_context(tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY))  # noqa: SIM115
+        try:
+            size, _ = copy_limited(request.stream, body.write, settings().max_upload_size)
+        except UploadTooLarge as exc:
+            return error_response(413, str(exc))
+        body.seek(0)
+        try:
+            check = check_body(body)
+        except ValueError as exc:
+            return error_response(400, str(exc))
+        body.seek(0)
+        raw = check.options
+        options = parse_options(raw.get("mapping"), raw.get("headerRow"), raw.get("sheet"))
+        return body, size, check.source if isinstance(check.source, str) else None, options
+    if request.mimetype == "multipart/form-data":
+        request.max_content_length = settings().max_upload_size + 64 * 1024
+        upload = request.files.get("file")
+        if upload is None or not upload.filename:
+            return error_response(400, "Missing required field: file")
+        form = request.form
+        options = parse_options(form.get("mapping"), form.get("headerRow"), form.get("sheet"))
+        return upload.stream, None, (form.get("source") or "").strip() or None, options
+    source = request.headers.get("X-Source")
+    return request.stream, request.content_length, (source or "").strip() or None, stream_options()
+
+
+@bp.post("/imports/preview")
+@csrf.exempt
+def post_preview() -> Response | dict:
+    """What an import of this file would find and store, from its first rows; stores nothing."""
+    with ExitStack() as stack:
+        try:
+            asked = _preview_request(stack)
+            if isinstance(asked, Response):
+                return asked
+            stream, size, source, options = asked
+            return preview(
+                db.session,
+                stream,
+                size=size,
+                source=source,
+                mapping=options.mapping,
+                header_row=options.header_row,
+                sheet=options.sheet,
+            )
+        except (OptionRefused, MappingError, UnusableFile) as exc:
+            return _refused(exc)
+        finally:
+            db.session.rollback()  # a preview only reads
+
+
+def _json_or_form() -> dict[str, Any]:
+    """A small request body as a dict: JSON, or a form's fields."""
+    if request.mimetype == "application/json":
+        try:
+            body = request.get_json(silent=False) if request.content_length else {}
+        except BadRequest:
+            raise OptionRefused("The request body is not valid JSON.") from None
+        if not isinstance(body, dict):
+            raise OptionRefused("The request body must be a JSON object.")
+        return body
+    return request.form.to_dict()
+
+
+@bp.get("/imports/<job_id>/preview")
+def import_preview(job_id: str) -> Response | dict:
+    """The preview of an import's stored file, with the options the query string gives."""
+    imp = _import_or_404(job_id)
+    if not imp.storage_key:
+        return error_response(409, "The file of this import is no longer stored.")
+    args = request.args
+    try:
+        options = parse_options(args.get("mapping"), args.get("headerRow"), args.get("sheet"))
+        return preview_import(imp, options)
+    except (OptionRefused, MappingError, UnusableFile) as exc:
+        return _refused(exc)
+    except StoredFileMissing:
+        return error_response(409, "The file of this import is no longer stored.")
+
+
+@bp.post("/imports/<job_id>/start")
+@csrf.exempt
+def start_review(job_id: str) -> Response | tuple[dict, int]:
+    """Start an import held in review, optionally with a mapping, header row or sheet chosen there."""
+    _check_csrf_of_browsers()
+    imp = _import_or_404(job_id)
+    try:
+        body = _json_or_form()
+        options = parse_options(body.get("mapping"), body.get("headerRow"), body.get("sheet"))
+        remember = body.get("remember") in (True, "true", "on", "1", "yes")
+        start_reviewed(imp, options, remember=remember)
+    except (OptionRefused, UnusableFile) as exc:
+        db.session.rollback()
+        status = 409 if imp.status != "review" else 400
+        return error_response(status, str(exc))
+    db.session.commit()
+    enqueue_import(imp.id)
+    db.session.refresh(imp)
+    return imp.to_dict(), 202
+
+
+def _source_or_400(source: str) -> str | Response:
+    if not source.strip() or len(source) > SOURCE_MAX or has_control_characters(source):
+        return error_response(
+            400, f"The source must be 1 to {SOURCE_MAX} characters, without control characters."
+        )
+    return source
+
+
+@bp.get("/sources/<path:source>/mapping")
+def get_mapping(source: str) -> Response | dict:
+    """The mapping saved for a source."""
+    checked = _source_or_400(source)
+    if isinstance(checked, Response):
+        return checked
+    saved = db.session.get(SourceMapping, source)
+    if saved is None:
+        return error_response(404, f"No mapping is saved for the source {source!r}.")
+    return saved.to_dict()
+
+
+@bp.put("/sources/<path:source>/mapping")
+@csrf.exempt
+def put_mapping(source: str) -> Response | dict:
+    """Save the mapping for a source (the same object as an import's ``mapping``)."""
+    _check_csrf_of_browsers()
+    checked = _source_or_400(source)
+    if isinstance(checked, Response):
+        return checked
+    try:
+        body = _json_or_form()
+        mapping = parse_mapping(body.get("mapping", body))
+        if mapping is None:
+            raise MappingError("Send the mapping as a JSON object of field to column.")
+        check_shape(mapping)
+    except (OptionRefused, MappingError) as exc:
+        return error_response(400, str(exc))
+    saved = save_mapping(db.session, source, mapping)
+    db.session.commit()
+    return saved.to_dict()
+
+
+@bp.delete("/sources/<path:source>/mapping")
+@csrf.exempt
+def forget_mapping(source: str) -> Response:
+    """Forget the mapping saved for a source; its next imports detect their columns again."""
+    _check_csrf_of_browsers()
+    checked = _source_or_400(source)
+    if isinstance(checked, Response):
+        return checked
+    if not delete_mapping(db.session, source):
+        return error_response(404, f"No mapping is saved for the source {source!r}.")
+    db.session.commit()
+    return Response(status=204)

@@ -1,0 +1,195 @@
+"""How an import reads its file (mapping, header row, sheet), checked before anything is stored,
+and the imports held in ``review`` until a person starts them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from app.extensions import db, settings, storage
+from app.fields import MappingError
+from app.imports.cleanup import discard_file
+from app.maintenance import TASKS
+from app.mapping import columns_for, parse_mapping, save_mapping
+from app.models import Import, utcnow
+from app.preview import preview
+from app.readers import UnusableFile, read_rows
+from app.storage import StorageUnavailable, StoredFileMissing
+
+log = logging.getLogger(__name__)
+
+SHEET_MAX = 255
+HEADER_ROW_MAX = 1_000_000
+EXPIRED = "Nobody started this import within UPLOAD_EXPIRY of its upload, so its file was deleted."
+
+
+class OptionRefused(ValueError):
+    """An option that does not fit the request or the file: the message says what to change (a 400)."""
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """What a request says about reading its file, beyond the file itself."""
+
+    mapping: dict[str, Any] | None = None
+    header_row: int | None = None
+    sheet: str | None = None
+    review: bool = False
+
+    @property
+    def reads_file(self) -> bool:
+        """Whether an option must be checked against the file before the import is accepted."""
+        return self.mapping is not None or self.header_row is not None or self.sheet is not None
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_options(
+    mapping: object = None, header_row: object = None, sheet: object = None, review: object = None
+) -> ImportOptions:
+    """Options as a request sent them (JSON values, or the text of form fields and headers)."""
+    try:
+        parsed = parse_mapping(mapping)
+    except MappingError as exc:
+        raise OptionRefused(str(exc)) from None
+    row = None
+    if header_row is not None and header_row != "":
+        if isinstance(header_row, bool) or not isinstance(header_row, int | str):
+            raise OptionRefused("headerRow must be a row number (0 for a file without a header row).")
+        try:
+            row = int(header_row)
+        except ValueError:
+            raise OptionRefused(
+                "headerRow must be a row number (0 for a file without a header row)."
+            ) from None
+        if not 0 <= row <= HEADER_ROW_MAX:
+            raise OptionRefused(f"headerRow must be between 0 and {HEADER_ROW_MAX:,}.")
+    if sheet is not None and not isinstance(sheet, str):
+        raise OptionRefused("sheet must be the name of one of the workbook's sheets.")
+    if sheet is not None and len(sheet) > SHEET_MAX:
+        raise OptionRefused(f"sheet must be at most {SHEET_MAX} characters long.")
+    return ImportOptions(parsed, row, sheet or None, _flag(review))
+
+
+def check_against_file(imp: Import, options: ImportOptions) -> None:
+    """Refuse options that do not fit the stored file: a sheet it lacks, a header row, a mapping's column.
+
+    Reads only the head of the file. Raises OptionRefused with the reason.
+    """
+    if not options.reads_file:
+        return
+    try:
+        with storage().open(imp.storage_key) as stream:
+            table = read_rows(
+                stream, imp.size_bytes, header_row=options.header_row, sheet=options.sheet, head_only=True
+            )
+            headers = table.columns
+            if not headers and options.mapping is not None:
+                headers = _json_keys(table)
+    except UnusableFile as exc:
+        raise OptionRefused(str(exc)) from None
+    if options.mapping is not None:
+        try:
+            columns_for(options.mapping, headers)
+        except MappingError as exc:
+            raise OptionRefused(str(exc)) from None
+
+
+def _json_keys(table: Any) -> list[str]:
+    """The keys of a JSON file's first items, which a mapping of a JSON file names."""
+    keys: dict[str, None] = {}
+    for count, (_, row) in enumerate(table.records()):
+        if isinstance(row, dict):
+            keys.update(dict.fromkeys(str(k) for k in row))
+        if count >= 100:
+            break
+    return list(keys)
+
+
+def apply_options(imp: Import, options: ImportOptions) -> None:
+    """Record checked options on the import; a given mapping is the one it will use."""
+    if options.mapping is not None:
+        imp.mapping = options.mapping
+        imp.mapping_from = "given"
+    if options.header_row is not None:
+        imp.header_row = options.header_row
+    if options.sheet is not None:
+        imp.sheet = options.sheet
+
+
+def start_reviewed(imp: Import, options: ImportOptions, remember: bool = False) -> None:
+    """Queue an import held in review, with the options chosen there; the caller commits, then enqueues.
+
+    With ``remember``, the mapping is saved for the import's source.
+    """
+    if imp.status != "review":
+        raise OptionRefused(f"Only an import in review can be started; this one is {imp.status}.")
+    check_against_file(imp, options)
+    apply_options(imp, options)
+    values: dict[str, Any] = {"status": "queued"}
+    if options.mapping is not None:
+        values.update(mapping=options.mapping, mapping_from="given")
+    for column in ("header_row", "sheet"):
+        if getattr(options, column) is not None:
+            values[column] = getattr(options, column)
+    result = db.session.execute(
+        update(Import).where(Import.id == imp.id, Import.status == "review").values(values)
+    )
+    if result.rowcount == 0:
+        raise OptionRefused("This import changed in the meantime. Reload the page and try again.")
+    if remember and options.mapping is not None:
+        save_mapping(db.session, imp.source, options.mapping)
+
+
+def preview_import(imp: Import, options: ImportOptions) -> dict[str, object]:
+    """The preview of an import's stored file with the given options (the review page's content)."""
+    mapping = options.mapping
+    if mapping is None and imp.mapping_from == "given":
+        mapping = imp.mapping
+    header_row = options.header_row if options.header_row is not None else imp.header_row
+    with storage().open(imp.storage_key) as stream:
+        return preview(
+            db.session,
+            stream,
+            size=imp.size_bytes,
+            source=imp.source,
+            mapping=mapping,
+            header_row=header_row,
+            sheet=options.sheet or imp.sheet,
+        )
+
+
+def expire_reviews() -> None:
+    """Imports left in review past UPLOAD_EXPIRY are cancelled and their files deleted."""
+    cutoff = utcnow() - timedelta(seconds=settings().upload_expiry)
+    stale = db.session.execute(
+        select(Import.id, Import.storage_key)
+        .where(Import.status == "review", Import.created_at < cutoff)
+        .limit(100)
+    ).all()
+    db.session.rollback()
+    for import_id, key in stale:
+        ended = db.session.execute(
+            update(Import)
+            .where(Import.id == import_id, Import.status == "review")
+            .values(status="cancelled", finished_at=utcnow(), error=EXPIRED)
+        )
+        db.session.commit()
+        if ended.rowcount:
+            try:
+                discard_file(import_id, key)
+            except (StorageUnavailable, StoredFileMissing, OSError):  # the sweep of ended imports retries
+                log.warning("could not delete the file of an expired review", extra={"import_id": import_id})
+    if stale:
+        log.info("expired %d imports left in review", len(stale))
+
+
+TASKS.append(expire_reviews)
