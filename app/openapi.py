@@ -358,22 +358,26 @@ PATHS: dict[str, Any] = {
 
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the JSON API."""
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "DataFlow",
-            "version": "1",
-            "description": "Import contact lists. With API_TOKENS set, every operation but /health "
-            "needs Authorization: Bearer <token>.",
-        },
-        "security": [{"bearerToken": []}],
-        "paths": PATHS,
-        "components": {
-            "securitySchemes": {"bearerToken": {"type": "http", "scheme": "bearer"}},
-            "schemas": SCHEMAS,
-            "responses": RESPONSES,
-        },
-    }
+    from app.openapi_mapping import extend
+
+    return extend(
+        {
+            "openapi": "3.1.0",
+            "info": {
+                "title": "DataFlow",
+                "version": "1",
+                "description": "Import contact lists. With API_TOKENS set, every operation but /health "
+                "needs Authorization: Bearer <token>.",
+            },
+            "security": [{"bearerToken": []}],
+            "paths": PATHS,
+            "components": {
+                "securitySchemes": {"bearerToken": {"type": "http", "scheme": "bearer"}},
+                "schemas": SCHEMAS,
+                "responses": RESPONSES,
+            },
+        }
+    )
 
 
 @bp.get("/openapi.json")
