@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import data
+from bench import preview as bench_preview
 from bench.stack import AUTHORIZATION, MemoryWatch, Stack, database_url
 
 HERE = Path(__file__).resolve().parent
@@ -518,6 +519,7 @@ def main(argv: list[str] | None = None) -> None:
     huge = args.huge or os.environ.get("BENCH_HUGE") == "1"
     if args.quick:
         rows, small, sheet, upload, queue, seconds, repeats = 2_000, 1_000, 1_000, 4 * MB, 5, 1.0, 1
+        preview_size = 8 * MB
     else:
         rows, small, sheet, upload, queue, seconds, repeats = (
             1_000_000,
@@ -528,6 +530,7 @@ def main(argv: list[str] | None = None) -> None:
             10.0,
             3,
         )
+        preview_size = 1024 * MB
     repeats = args.repeats or repeats
     workdir = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
@@ -554,6 +557,7 @@ def main(argv: list[str] | None = None) -> None:
             ),
         ),
         ("queue latency", lambda: queue_latency(stack, results, queue)),
+        ("preview", lambda: bench_preview.preview(stack, results, workdir, preview_size)),
         ("API load", lambda: api_load(stack, results, seconds)),
     ]
     if huge:
