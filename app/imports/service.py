@@ -33,7 +33,12 @@ class ActionRefused(Exception):
 
 
 def create_import(
-    stream: BinaryIO, *, source: str, filename: str | None = None, use_resumable: bool = False
+    stream: BinaryIO,
+    *,
+    source: str,
+    filename: str | None = None,
+    use_resumable: bool = False,
+    mode: str = "skip",
 ) -> Import:
     """Store the stream and add its import to the session, queued. The caller commits."""
     store = storage()
@@ -49,6 +54,7 @@ def create_import(
         size_bytes=stored.size,
         sha256=stored.sha256,
         use_resumable=use_resumable,
+        mode=mode,
         status="queued",
     )
     db.session.add(imp)
