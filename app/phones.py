@@ -19,7 +19,6 @@ MAX_LENGTH = 64
 
 _PARSE_REASONS = {
     NumberParseException.INVALID_COUNTRY_CODE: "its country code is not one in use",
-    NumberParseException.NOT_A_NUMBER: "it holds no number to call",
     NumberParseException.TOO_SHORT_AFTER_IDD: "it is too short after its international prefix",
     NumberParseException.TOO_SHORT_NSN: "it is too short",
     NumberParseException.TOO_LONG: "it is too long",
@@ -29,6 +28,7 @@ _LENGTH_REASONS = {
     ValidationResult.TOO_SHORT: "it is too short",
     ValidationResult.TOO_LONG: "it is too long",
     ValidationResult.INVALID_LENGTH: "it has the wrong number of digits",
+    ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "it is too short: the area code or some digits are missing",
 }
 
 
@@ -63,8 +63,10 @@ def _normalise(text: str, region: str | None) -> tuple[str | None, str | None]:
                 f"Phone number “{shown}” has no country code: write it with + and the country "
                 "code (such as +44 20 7946 0000), or set a default region for numbers without one"
             )
-        reason = _PARSE_REASONS.get(exc.error_type, "it is not a phone number")
-        return None, f"Not a phone number: “{shown}”: {reason}"
+        if exc.error_type == NumberParseException.NOT_A_NUMBER:
+            return None, f"Not a phone number: “{shown}”: it holds no number to call"
+        reason = _PARSE_REASONS.get(exc.error_type, "it cannot be read as a number")
+        return None, f"Not a valid phone number: “{shown}”: {reason}"
     if not phonenumbers.is_valid_number(number):
         possible = phonenumbers.is_possible_number_with_reason(number)
         reason = _LENGTH_REASONS.get(possible)

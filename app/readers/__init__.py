@@ -81,24 +81,24 @@ def rewind(head: bytes, f: BinaryIO) -> BinaryIO:
 def detect_format(head: bytes) -> str:
     """Name the format of a file from its first bytes; raise UnusableFile for what we cannot read."""
     from app.readers import json as json_reader
-    from app.readers import spreadsheet, text
+    from app.readers import spreadsheet, text, vcard
 
     if not head.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
         raise UnusableFile("The file is empty.")
-    for sniff in (spreadsheet.sniff, json_reader.sniff, text.sniff):
+    for sniff in (spreadsheet.sniff, json_reader.sniff, vcard.sniff, text.sniff):
         kind = sniff(head)
         if kind:
             return kind
     raise UnusableFile(
         "This is not a file we can read. Upload a CSV, TSV, Excel (.xlsx, .xls), "
-        "OpenDocument (.ods) or JSON file."
+        "OpenDocument (.ods), JSON or vCard (.vcf) file."
     )
 
 
 def read_rows(f: BinaryIO, size: int | None = None) -> Table:
     """Open a stored file as a Table; raise UnusableFile if it cannot be imported at all."""
     from app.readers import json as json_reader
-    from app.readers import spreadsheet, text
+    from app.readers import spreadsheet, text, vcard
 
     readers: dict[str, Callable[[BinaryIO, bytes, str, int | None], Table]] = {
         "csv": text.read,
@@ -108,6 +108,7 @@ def read_rows(f: BinaryIO, size: int | None = None) -> Table:
         "xls": spreadsheet.read,
         "json": json_reader.read,
         "ndjson": json_reader.read,
+        "vcard": vcard.read,
     }
     head = f.read(SNIFF_BYTES)
     kind = detect_format(head)
