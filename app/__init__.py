@@ -15,7 +15,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(env: dict[str, str] | None = None) -> Flask:
     """Build the app from the environment (or ``env``), checking every setting first."""
-    from app import auth, cli, errors, extensions, logs, openapi, ops, rate_limits, security, uploads
+    from app import (
+        auth,
+        cli,
+        contact_list,
+        errors,
+        extensions,
+        logs,
+        openapi,
+        ops,
+        rate_limits,
+        security,
+        uploads,
+    )
     from app.imports import bp as imports_bp
 
     settings = load_settings(env)
@@ -50,6 +62,7 @@ def create_app(env: dict[str, str] | None = None) -> Flask:
     openapi.init_app(app)
     app.register_blueprint(imports_bp)
     app.register_blueprint(uploads.bp)
+    app.register_blueprint(contact_list.bp)
     cli.init_app(app)
     logs.init_app(app)
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, replace
 from statistics import median
 from typing import Any
 
+from app.emails import check_email, split_addresses
 from app.fields import Columns, find_columns
 from app.readers import UnusableFile, cell_text
-from app.validation import EMAIL
 
 # Rows read ahead of the row loop to find the header and judge the columns by their content.
 SAMPLE_ROWS = 50
@@ -27,7 +27,6 @@ MOSTLY = 0.6
 
 # An address anywhere in a cell ("Ada <ada@example.com>", "mailto:ada@example.com" too).
 _ADDRESS_INSIDE = re.compile(r"[^\s@<>,;:\"']+@[^\s@<>,;:\"']+\.[^\s@<>,;:\"'.]{2,}")
-_WRAPPED = re.compile(r"^(?:.*<\s*)?(?:mailto:)?\s*([^<>\s]+?)\s*>?[;.]?$", re.IGNORECASE)
 _NUMBERISH = re.compile(r"^[\d\s()+./:-]+$")
 
 
@@ -55,13 +54,12 @@ def holds_address(cells: Sequence[Any]) -> bool:
 
 
 def is_address(value: Any) -> bool:
-    """Whether a cell is one email address, as exports write it (bare, in ``<...>``, after ``mailto:``)."""
-    text = cell_text(value).strip().lower()
+    """Whether a cell holds an email address as exports write it (bare, in ``<...>``, after ``mailto:``)."""
+    text = cell_text(value).strip()
     if "@" not in text:
         return False
-    text = text.split(":::")[0].strip()
-    wrapped = _WRAPPED.match(text)
-    return bool(wrapped and EMAIL.fullmatch(wrapped.group(1)))
+    first = split_addresses(text)
+    return bool(first) and check_email(first[0]).email is not None
 
 
 @dataclass(frozen=True)

@@ -294,3 +294,27 @@ def join_name(parts: Mapping[str, str]) -> str:
     else:
         words = [parts.get(role, "") for role in NAME_PARTS]
     return " ".join(w for w in words if w)
+
+
+def describe_mapping(mapping: Mapping[str, Any] | None) -> str | None:
+    """Which columns went where, as a person reads it.
+
+    "E-mail 1 - Value → email; Phone 1 - Value → phone; 14 other columns kept as extra fields".
+    """
+    if not mapping:
+        return None
+    parts = []
+    for field in FIELDS:
+        headers = mapping.get(field)
+        if not headers:
+            continue
+        if isinstance(headers, str):
+            parts.append(f"{headers} → {field}")
+        elif field == "name":
+            parts.append(f"{' + '.join(headers)} → name")
+        else:
+            parts.append(f"{', '.join(headers)} → {field} (the first valid one)")
+    kept = len(mapping.get("attributes") or ())
+    if kept:
+        parts.append(f"{kept} other column{'s' if kept != 1 else ''} kept as extra fields")
+    return "; ".join(parts)

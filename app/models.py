@@ -24,7 +24,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.extensions import db
 
 # JSONB on PostgreSQL (indexable, compact), JSON text on SQLite.
-JSON_DOCUMENT = JSON().with_variant(postgresql.JSONB(), "postgresql")
+# Python's None is SQL NULL in them, not JSON's null.
+JSON_DOCUMENT = JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 MERGE_MODES = ("skip", "fill", "update")
 # "review": the file is stored and waits for a person to check its mapping before it is queued.
 IMPORT_STATUSES = ("review", "queued", "running", "completed", "failed", "cancelled")
@@ -70,8 +71,9 @@ class ContactChange(db.Model):
     )
     import_id: Mapped[str] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"))
     contact_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    # {"name", "phone", "company", "title", "attributes", "updated_at"} as they were.
-    previous: Mapped[dict] = mapped_column(JSON_DOCUMENT)
+    # {"name", "phone", "company", "title", "attributes", "updated_at"} as they were; NULL when the
+    # import met the contact and found nothing new (so a later row of its email is a repeat).
+    previous: Mapped[dict | None] = mapped_column(JSON_DOCUMENT)
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -12,11 +12,13 @@ from typing import Any, BinaryIO
 import ijson
 from sqlalchemy.orm import Session
 
+from app.extensions import settings
 from app.fields import Columns
 from app.mapping import choose_columns
-from app.readers import BrokenRow, SkippedRow, Table, UnusableFile, cell_text, read_rows
+from app.readers import BrokenRow, SkippedRow, Table, UnusableFile, read_rows
 from app.readers.json import NestedTooDeep, parse_error
-from app.validation import Contact, Problem, is_blank, validate
+from app.rows import ContactReader
+from app.validation import Contact, Problem, is_blank
 
 SAMPLE_SIZE = 20
 
@@ -41,18 +43,15 @@ def _problem(row: int, problem: Problem, level: str = "error") -> dict[str, obje
     }
 
 
-def _stored(contact: Contact, record: Mapping[str, Any], columns: Columns) -> dict[str, object]:
+def _stored(contact: Contact) -> dict[str, object]:
     """A valid row's values as the contact would be stored."""
-    attributes = contact.attributes
-    if attributes is None:
-        attributes = {h: cell_text(record.get(h)) for h in columns.extra if cell_text(record.get(h)).strip()}
     return {
         "name": contact.name,
         "email": contact.email,
         "phone": contact.phone,
         "company": contact.company,
         "title": contact.title,
-        "attributes": attributes,
+        "attributes": contact.attributes or {},
     }
 
 
@@ -66,9 +65,12 @@ def _missing(columns: Columns) -> list[Problem]:
     return problems
 
 
-def sample_items(table: Table, columns: Columns, rows: list[tuple[int, Any]]) -> list[dict[str, object]]:
+def sample_items(
+    headers: list[str], columns: Columns, rows: list[tuple[int, Any]], phone_region: str | None
+) -> list[dict[str, object]]:
     """The first rows as they would be stored, each with its problems (errors and warnings)."""
     missing = _missing(columns)
+    reader = None if missing else ContactReader(columns, headers, phone_region)
     items = []
     for number, row in rows:
         if isinstance(row, BrokenRow):
@@ -80,14 +82,13 @@ def sample_items(table: Table, columns: Columns, rows: list[tuple[int, Any]]) ->
                 }
             )
             continue
-        record = row if isinstance(row, dict) else dict(zip(table.columns, row, strict=False))
-        if missing:
+        if reader is None:
             items.append({"row": number, "values": None, "problems": [_problem(number, p) for p in missing]})
             continue
-        outcome = validate(record, columns)
+        outcome = reader.read(reader.cells(row) if isinstance(row, dict) else row)
         if isinstance(outcome, Contact):
             warnings = [_problem(number, w, "warning") for w in outcome.warnings]
-            items.append({"row": number, "values": _stored(outcome, record, columns), "problems": warnings})
+            items.append({"row": number, "values": _stored(outcome), "problems": warnings})
         else:
             items.append({"row": number, "values": None, "problems": [_problem(number, p) for p in outcome]})
     return items
@@ -148,6 +149,6 @@ def preview(
         "columns": headers,
         "mapping": columns.to_dict(),
         "mappingFrom": mapping_from,
-        "sample": sample_items(table, columns, rows),
+        "sample": sample_items(headers, columns, rows, settings().default_phone_region),
         "unmapped": list(columns.extra),
     }

@@ -635,6 +635,9 @@ def _photo_lines(photo_size: int, version: str = "3.0") -> list[str]:
     return [fold("PHOTO;ENCODING=b;TYPE=JPEG:" + data)]
 
 
+_COUNTRY_CODES = {"Spain": "es", "Ireland": "ie", "Germany": "de", "China": "cn", "Greece": "gr"}
+
+
 def _n_value(p: Person) -> str:
     parts = ("last", "first", "middle", "prefix", "suffix")
     return ";".join(vcard_escape(_get(p, k)) for k in parts)
@@ -682,7 +685,7 @@ def iphone_vcard(rows: Iterable[Person] | None = None, *, photo_size: int = 0, b
                 vcard_escape(_get(p, k)) for k in ("street", "city", "region", "postcode", "country")
             )
             lines.append(f"item{group}.ADR;type=WORK;type=pref:;;{adr}")
-            lines.append(f"item{group}.X-ABADR:" + (_get(p, "country")[:2].lower() or "us"))
+            lines.append(f"item{group}.X-ABADR:" + _COUNTRY_CODES.get(_get(p, "country"), "us"))
         if p.get("url"):
             group += 1
             lines.append(f"item{group}.URL;type=pref:" + _get(p, "url"))

@@ -79,19 +79,27 @@ def test_every_row_is_accounted_for_by_a_real_worker(client, worker_process, env
     )
     assert contacts("crm") == [("Ada Lovelace", "ada@example.com"), ("Hopper, Grace", "grace@example.com")]
 
-    errors = client.get(f"/imports/{job_id}/errors").get_json()
+    errors = client.get(f"/imports/{job_id}/errors?level=error").get_json()
     assert errors["total"] == 3
     assert errors["items"] == [
         {
             "row": 3,
             "level": "error",
             "field": "email",
-            "message": "Not a valid email address",
+            "message": "Not a valid email address: it has no @",
             "value": "not-an-email",
         },
         {"row": 4, "level": "error", "field": "name", "message": "Name is missing", "value": ""},
         {"row": 8, "level": "error", "field": "email", "message": "Email is missing", "value": ""},
     ]
+    # "123" and "789" are no phone numbers: their rows are stored (or a duplicate) with a warning
+    assert status["warningRows"] == 2
+    warnings = client.get(f"/imports/{job_id}/errors?level=warning").get_json()["items"]
+    assert [(w["row"], w["level"], w["field"], w["value"]) for w in warnings] == [
+        (2, "warning", "phone", "123"),
+        (6, "warning", "phone", "789"),
+    ]
+    assert client.get(f"/imports/{job_id}/errors").get_json()["total"] == 5  # both levels
     stored = db.session.scalars(select(RowError).where(RowError.import_id == job_id, RowError.row == 3)).one()
     assert stored.raw == {"Full Name": "Grace Hopper", "E-Mail": "not-an-email", "Phone": "456"}
 

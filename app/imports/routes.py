@@ -28,8 +28,9 @@ from sqlalchemy.exc import IntegrityError
 
 from app.errors import error_response, wants_json
 from app.extensions import csrf, db, settings, storage
+from app.fields import describe_mapping
 from app.imports import bp, idempotency
-from app.imports.body import SOURCE_MAX, check_body, has_control_characters
+from app.imports.body import SOURCE_MAX, check_body, has_control_characters, mode_problem
 from app.imports.forms import UploadForm
 from app.imports.pace import pace_of
 from app.imports.rejected import rejected_csv
@@ -107,6 +108,7 @@ class ImportRequest:
     source: str
     filename: str | None
     use_resumable: bool
+    mode: str = "skip"
     options: ImportOptions = field(default_factory=ImportOptions)
 
     def fingerprint(self, sha256: str) -> str:
@@ -118,6 +120,7 @@ class ImportRequest:
             source=self.source,
             use_resumable=self.use_resumable,
             sha256=sha256,
+            mode=self.mode,
         )
 
 
@@ -134,6 +137,7 @@ def start(asked: ImportRequest, key: str | None = None) -> Response:
             source=asked.source,
             filename=asked.filename,
             use_resumable=asked.use_resumable,
+            mode=asked.mode,
             status="review" if options.review else "queued",
         )
         check_against_file(imp, options)
@@ -273,7 +277,7 @@ def _from_json(stack: ExitStack) -> ImportRequest | Response:
         )
     except OptionRefused as exc:
         return error_response(400, str(exc))
-    return ImportRequest(body, check.source, None, check.use_resumable, parsed)
+    return ImportRequest(body, check.source, None, check.use_resumable, check.mode, parsed)
 
 
 def _from_multipart() -> ImportRequest | Response:
@@ -284,7 +288,7 @@ def _from_multipart() -> ImportRequest | Response:
     if upload is None or not upload.filename:  # a browser sends an empty part for no file
         return error_response(400, "Missing required field: file")
     source = request.form.get("source")
-    problem = _source_problem(source)
+    problem = _source_problem(source) or mode_problem(request.form.get("mode"), "Field mode")
     if problem:
         return error_response(400, problem)
     form = request.form
@@ -295,7 +299,12 @@ def _from_multipart() -> ImportRequest | Response:
     except OptionRefused as exc:
         return error_response(400, str(exc))
     return ImportRequest(
-        upload.stream, source.strip(), upload.filename, _flag(form.get("useResumable")), options
+        upload.stream,
+        source.strip(),
+        upload.filename,
+        _flag(form.get("useResumable")),
+        (form.get("mode") or "skip").strip(),
+        options,
     )
 
 
@@ -304,6 +313,10 @@ def _from_stream() -> ImportRequest | Response:
     problem = _source_problem(source)
     if problem:
         return error_response(400, f"Missing required parameters for stream upload: {problem}")
+    mode = request.headers.get("X-Merge-Mode")
+    problem = mode_problem(mode, "Header X-Merge-Mode")
+    if problem:
+        return error_response(400, problem)
     try:
         options = stream_options()
     except OptionRefused as exc:
@@ -313,6 +326,7 @@ def _from_stream() -> ImportRequest | Response:
         source.strip(),
         _header("X-Filename"),
         _flag(request.headers.get("X-Use-Resumable")),
+        (mode or "skip").strip(),
         options,
     )
 
@@ -328,8 +342,8 @@ def stream_options() -> ImportOptions:
 PAGE_MAX = 1_000_000_000
 
 
-def _page() -> int:
-    return min(max(1, request.args.get("page", 1, type=int) or 1), PAGE_MAX)
+def _page(name: str = "page") -> int:
+    return min(max(1, request.args.get(name, 1, type=int) or 1), PAGE_MAX)
 
 
 def _filtered(status: str | None, source: str | None, sha256: str | None) -> Select:
@@ -453,11 +467,18 @@ def _import_or_404(job_id: str) -> Import:
     return imp
 
 
-def _errors_page(imp: Import, page: int) -> dict[str, object]:
-    total = db.session.scalar(select(func.count()).where(RowError.import_id == imp.id))
+ROW_PROBLEM_LEVELS = ("error", "warning")
+
+
+def _errors_page(imp: Import, page: int, level: str | None = "error") -> dict[str, object]:
+    """A page of the import's row problems: rejected rows ("error"), rows stored with a warning, or both."""
+    where = [RowError.import_id == imp.id]
+    if level is not None:
+        where.append(RowError.level == level)
+    total = db.session.scalar(select(func.count()).where(*where))
     items = db.session.scalars(
         select(RowError)
-        .where(RowError.import_id == imp.id)
+        .where(*where)
         .order_by(RowError.row, RowError.id)
         .limit(ERRORS_PER_PAGE)
         .offset((page - 1) * ERRORS_PER_PAGE)
@@ -467,7 +488,16 @@ def _errors_page(imp: Import, page: int) -> dict[str, object]:
         "page": page,
         "pages": max(1, math.ceil(total / ERRORS_PER_PAGE)),
         "total": total,
+        "level": level,
     }
+
+
+def _level() -> str | None:
+    """The ``level`` asked for (error or warning); a wrong one is a 400 naming the right ones."""
+    level = request.args.get("level") or None
+    if level is not None and level not in ROW_PROBLEM_LEVELS:
+        abort(400, description=f"level must be one of {', '.join(ROW_PROBLEM_LEVELS)}")
+    return level
 
 
 @bp.get("/imports/<job_id>")
@@ -480,7 +510,12 @@ def detail(job_id: str) -> Response | str | dict:
         return status
     imp = _import_or_404(job_id)
     return render_template(
-        "imports/detail.html", imp=imp, pace=pace_of(imp), errors=_errors_page(imp, _page())
+        "imports/detail.html",
+        imp=imp,
+        pace=pace_of(imp),
+        errors=_errors_page(imp, _page()),
+        warnings=_errors_page(imp, _page("warnings_page"), "warning"),
+        mapping=describe_mapping(imp.mapping),
     )
 
 
@@ -495,17 +530,20 @@ def progress(job_id: str) -> str:
         imp=imp,
         pace=pace_of(imp),
         oob_errors=_errors_page(imp, 1) if ended_now else None,
+        oob_warnings=_errors_page(imp, 1, "warning") if ended_now else None,
+        mapping=describe_mapping(imp.mapping),
     )
 
 
 @bp.get("/imports/<job_id>/errors")
 def errors(job_id: str) -> Response | str | dict:
-    """The rejected rows of an import, a page at a time."""
+    """The row problems of an import, a page at a time: rejected rows and warnings (``level`` picks one)."""
     imp = _import_or_404(job_id)
-    page = _errors_page(imp, _page())
     if wants_json():
-        return page
-    return render_template("imports/_errors.html", imp=imp, errors=page)
+        return _errors_page(imp, _page(), _level())
+    return render_template(
+        "imports/_errors.html", imp=imp, errors=_errors_page(imp, _page(), _level() or "error")
+    )
 
 
 @bp.get("/imports/<job_id>/rejected.csv")

@@ -39,6 +39,7 @@ def create_import(
     filename: str | None = None,
     use_resumable: bool = False,
     status: str = "queued",
+    mode: str = "skip",
 ) -> Import:
     """Store the stream and add its import to the session, queued or held in review. The caller commits."""
     store = storage()
@@ -54,6 +55,7 @@ def create_import(
         size_bytes=stored.size,
         sha256=stored.sha256,
         use_resumable=use_resumable,
+        mode=mode,
         status=status,
     )
     db.session.add(imp)

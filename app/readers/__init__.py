@@ -107,17 +107,17 @@ def rewind(head: bytes, f: BinaryIO) -> BinaryIO:
 def detect_format(head: bytes) -> str:
     """Name the format of a file from its first bytes; raise UnusableFile for what we cannot read."""
     from app.readers import json as json_reader
-    from app.readers import spreadsheet, text
+    from app.readers import spreadsheet, text, vcard
 
     if not head.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
         raise UnusableFile("The file is empty.")
-    for sniff in (spreadsheet.sniff, json_reader.sniff, text.sniff):
+    for sniff in (spreadsheet.sniff, json_reader.sniff, vcard.sniff, text.sniff):
         kind = sniff(head)
         if kind:
             return kind
     raise UnusableFile(
         "This is not a file we can read. Upload a CSV, TSV, Excel (.xlsx, .xls), "
-        "OpenDocument (.ods) or JSON file."
+        "OpenDocument (.ods), JSON or vCard (.vcf) file."
     )
 
 
@@ -136,7 +136,7 @@ def read_rows(
     preview that reads only the first rows: a JSON file is then not checked to its end first.
     """
     from app.readers import json as json_reader
-    from app.readers import spreadsheet, text
+    from app.readers import spreadsheet, text, vcard
 
     readers: dict[str, Callable[..., Table]] = {
         "csv": text.read,
@@ -146,6 +146,7 @@ def read_rows(
         "xls": spreadsheet.read,
         "json": json_reader.read,
         "ndjson": json_reader.read,
+        "vcard": vcard.read,
     }
     head = f.read(SNIFF_BYTES)
     kind = detect_format(head)

@@ -47,7 +47,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("contact_id", sa.Uuid(), nullable=False),
-        sa.Column("previous", _JSON, nullable=False),
+        sa.Column("previous", _JSON),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.UniqueConstraint("import_id", "contact_id", name="contact_changes_import_contact_key"),
     )
