@@ -6,15 +6,16 @@ import tempfile
 from contextlib import ExitStack
 from typing import Any, BinaryIO
 
-from flask import Response, request
+from flask import Response, flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest
 
-from app.errors import error_response
+from app.errors import error_response, wants_json
 from app.extensions import csrf, db, settings
-from app.fields import MappingError
+from app.fields import MappingError, describe_mapping
 from app.imports import bp
 from app.imports.body import SOURCE_MAX, check_body, has_control_characters
 from app.imports.review import ImportOptions, OptionRefused, parse_options, preview_import, start_reviewed
+from app.imports.review_page import options_from_form, review_context
 from app.imports.routes import SPOOL_IN_MEMORY, _check_csrf_of_browsers, _import_or_404, stream_options
 from app.imports.service import enqueue_import
 from app.mapping import SourceMapping, check_shape, delete_mapping, parse_mapping, save_mapping
@@ -114,22 +115,47 @@ def import_preview(job_id: str) -> Response | dict:
 @bp.post("/imports/<job_id>/start")
 @csrf.exempt
 def start_review(job_id: str) -> Response | tuple[dict, int]:
-    """Start an import held in review, optionally with a mapping, header row or sheet chosen there."""
+    """Start an import held in review, optionally with a mapping, header row or sheet chosen there.
+
+    The review page posts its form (selects per field); API clients send JSON with a ``mapping``.
+    """
     _check_csrf_of_browsers()
     imp = _import_or_404(job_id)
+    from_page = request.mimetype != "application/json"
     try:
         body = _json_or_form()
-        options = parse_options(body.get("mapping"), body.get("headerRow"), body.get("sheet"))
+        if from_page and imp.status == "review":
+            options = options_from_form(imp, body)
+        else:
+            options = parse_options(body.get("mapping"), body.get("headerRow"), body.get("sheet"))
         remember = body.get("remember") in (True, "true", "on", "1", "yes")
-        start_reviewed(imp, options, remember=remember)
+        mode = body.get("mode")
+        start_reviewed(imp, options, remember=remember, mode=mode if isinstance(mode, str) else None)
     except (OptionRefused, UnusableFile) as exc:
         db.session.rollback()
-        status = 409 if imp.status != "review" else 400
-        return error_response(status, str(exc))
+        if from_page and not wants_json():
+            flash(str(exc), "error")
+            return redirect(url_for("imports.detail", job_id=imp.id), code=303)
+        return error_response(409 if imp.status != "review" else 400, str(exc))
     db.session.commit()
     enqueue_import(imp.id)
     db.session.refresh(imp)
+    if from_page and not wants_json():
+        flash("The import is queued with the mapping you chose.", "success")
+        return redirect(url_for("imports.detail", job_id=imp.id), code=303)
     return imp.to_dict(), 202
+
+
+@bp.post("/imports/<job_id>/review")
+def review_form(job_id: str) -> Response | str:
+    """The review page again for the form as it is now: the fragment for HTMX, the page without it."""
+    imp = _import_or_404(job_id)
+    if imp.status != "review":
+        return redirect(url_for("imports.detail", job_id=imp.id), code=303)
+    context = review_context(imp, request.form.to_dict())
+    if request.headers.get("HX-Request") == "true":
+        return render_template("imports/_review.html", **context)
+    return render_template("imports/review.html", **context)
 
 
 def _source_or_400(source: str) -> str | Response:
@@ -141,15 +167,31 @@ def _source_or_400(source: str) -> str | Response:
 
 
 @bp.get("/sources/<path:source>/mapping")
-def get_mapping(source: str) -> Response | dict:
+def get_mapping(source: str) -> Response | dict | str:
     """The mapping saved for a source."""
     checked = _source_or_400(source)
     if isinstance(checked, Response):
         return checked
     saved = db.session.get(SourceMapping, source)
+    if not wants_json():
+        return render_template(
+            "imports/source_mapping.html",
+            source=source,
+            saved=saved,
+            described=describe_mapping(saved.mapping) if saved else None,
+        )
     if saved is None:
         return error_response(404, f"No mapping is saved for the source {source!r}.")
     return saved.to_dict()
+
+
+@bp.post("/sources/<path:source>/mapping/forget")
+def forget_mapping_page(source: str) -> Response:
+    """The page's way to forget a source's mapping: its next file is reviewed again."""
+    if delete_mapping(db.session, source):
+        db.session.commit()
+        flash(f"The mapping for {source} is forgotten: its next file waits for your review.", "success")
+    return redirect(url_for("imports.get_mapping", source=source), code=303)
 
 
 @bp.put("/sources/<path:source>/mapping")

@@ -14,7 +14,7 @@ from app.extensions import db, settings, storage
 from app.fields import MappingError
 from app.imports.cleanup import discard_file
 from app.maintenance import TASKS
-from app.mapping import columns_for, parse_mapping, save_mapping
+from app.mapping import columns_for, matches, parse_mapping, save_mapping, saved_mapping
 from app.models import Import, utcnow
 from app.preview import preview
 from app.readers import UnusableFile, read_rows
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 SHEET_MAX = 255
 HEADER_ROW_MAX = 1_000_000
+# Rows of the file offered as the header on the review page.
+SHOWN_ROWS = 20
 EXPIRED = "Nobody started this import within UPLOAD_EXPIRY of its upload, so its file was deleted."
 
 
@@ -125,16 +127,25 @@ def apply_options(imp: Import, options: ImportOptions) -> None:
         imp.sheet = options.sheet
 
 
-def start_reviewed(imp: Import, options: ImportOptions, remember: bool = False) -> None:
+def start_reviewed(
+    imp: Import, options: ImportOptions, remember: bool = False, mode: str | None = None
+) -> None:
     """Queue an import held in review, with the options chosen there; the caller commits, then enqueues.
 
     With ``remember``, the mapping is saved for the import's source.
     """
+    from app.imports.body import mode_problem
+
     if imp.status != "review":
         raise OptionRefused(f"Only an import in review can be started; this one is {imp.status}.")
+    problem = mode_problem(mode)
+    if problem:
+        raise OptionRefused(problem)
     check_against_file(imp, options)
     apply_options(imp, options)
     values: dict[str, Any] = {"status": "queued"}
+    if mode and mode.strip():
+        values["mode"] = mode.strip()
     if options.mapping is not None:
         values.update(mapping=options.mapping, mapping_from="given")
     for column in ("header_row", "sheet"):
@@ -165,6 +176,39 @@ def preview_import(imp: Import, options: ImportOptions) -> dict[str, object]:
             header_row=header_row,
             sheet=options.sheet or imp.sheet,
         )
+
+
+def head_rows(imp: Import, sheet: str | None = None) -> list[tuple[int, list[str]]]:
+    """The first rows of an import's stored file as text, blank ones left out: the header's choices."""
+    from app.readers import cell_text
+
+    with storage().open(imp.storage_key) as stream:
+        table = read_rows(stream, imp.size_bytes, sheet=sheet or imp.sheet, head_only=True)
+        if not table.columns:
+            return []
+        rows = [(n, [cell_text(c).strip() for c in cells]) for n, cells in table.sample[:SHOWN_ROWS]]
+    return [(n, cells) for n, cells in rows if any(cells)]
+
+
+def skip_review(imp: Import) -> bool:
+    """Queue an import held for review at once when its source's saved mapping fits the file's columns.
+
+    The import then uses that mapping (``mappingFrom: saved``). False, and nothing changed, otherwise.
+    """
+    saved = saved_mapping(db.session, imp.source)
+    if saved is None:
+        return False
+    try:
+        with storage().open(imp.storage_key) as stream:
+            table = read_rows(stream, imp.size_bytes, head_only=True)
+            headers = table.columns or _json_keys(table)
+            columns_for(saved, headers)
+    except (UnusableFile, MappingError):
+        return False
+    if not matches(saved, headers):
+        return False
+    imp.mapping, imp.mapping_from, imp.status = saved, "saved", "queued"
+    return True
 
 
 def expire_reviews() -> None:

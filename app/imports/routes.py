@@ -34,7 +34,15 @@ from app.imports.body import SOURCE_MAX, check_body, has_control_characters, mod
 from app.imports.forms import UploadForm
 from app.imports.pace import pace_of
 from app.imports.rejected import rejected_csv
-from app.imports.review import ImportOptions, OptionRefused, apply_options, check_against_file, parse_options
+from app.imports.review import (
+    ImportOptions,
+    OptionRefused,
+    apply_options,
+    check_against_file,
+    parse_options,
+    skip_review,
+)
+from app.imports.review_page import review_context
 from app.imports.service import (
     ActionRefused,
     EmptyUpload,
@@ -509,6 +517,8 @@ def detail(job_id: str) -> Response | str | dict:
             abort(404, description="Import not found")
         return status
     imp = _import_or_404(job_id)
+    if imp.status == "review" and imp.storage_key:
+        return render_template("imports/review.html", **review_context(imp))
     return render_template(
         "imports/detail.html",
         imp=imp,
@@ -633,7 +643,9 @@ def new() -> Response | tuple[str, int]:
                 source=form.source.data.strip(),
                 filename=upload.filename,
                 use_resumable=form.useResumable.data,
+                status="review",
             )
+            skip_review(imp)  # a file like the last one of its source needs no review
         except (UploadTooLarge, EmptyUpload) as exc:
             form.file.errors.append(str(exc))
         except StorageUnavailable as exc:
@@ -642,8 +654,14 @@ def new() -> Response | tuple[str, int]:
             return render_template("imports/new.html", form=form), 503
         else:
             db.session.commit()
-            enqueue_import(imp.id)
-            flash(f"{upload.filename} is uploaded and queued for import.", "success")
+            if imp.status == "queued":
+                enqueue_import(imp.id)
+                flash(f"{upload.filename} is uploaded and queued for import.", "success")
+            else:
+                flash(
+                    f"{upload.filename} is uploaded. Check how its columns are read, then start it.",
+                    "success",
+                )
             return redirect(url_for("imports.detail", job_id=imp.id), code=303)
     status = 400 if form.errors else 200
     return render_template("imports/new.html", form=form, chunk_size=settings().upload_chunk_size), status

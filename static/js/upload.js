@@ -117,6 +117,8 @@
         filename: this.file.name,
         filetype: this.file.type || "application/octet-stream",
         source: match ? match.metadata.source : wanted,
+        // Each file waits for a look at how its columns are read, unless its source's saved mapping fits.
+        review: "true",
       };
       if (match) {
         this.upload.resumeFromPreviousUpload(match);
@@ -212,7 +214,8 @@
       return;
     }
     summary.hidden = false;
-    summary.textContent = "All " + transfers.length + " files are uploaded and being imported. ";
+    summary.textContent =
+      "All " + transfers.length + " files are uploaded. Each one whose columns are new waits for your review. ";
     const link = el("a", "", "Follow them in the imports list");
     link.href = importsUrl;
     summary.appendChild(link);
