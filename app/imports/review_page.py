@@ -74,9 +74,15 @@ def options_from_form(imp: Import, form: Mapping[str, str]) -> ImportOptions:
     return ImportOptions(mapping, options.header_row, options.sheet)
 
 
-def _shown(options: ImportOptions) -> str:
+def _shown(preview: Mapping[str, Any]) -> str:
     """What the form's columns were read with: a new sheet or header row means new columns."""
-    return f"{options.sheet or ''}|{'' if options.header_row is None else options.header_row}"
+    sheet = preview["sheet"] if len(preview["sheets"]) > 1 else ""
+    return f"{sheet}|{preview['headerRow'] or 0}"
+
+
+def _posted(form: Mapping[str, str]) -> str:
+    """The sheet and header row the form asks for, in ``_shown``'s terms."""
+    return f"{form.get('sheet', '')}|{form.get('headerRow') or 0}"
 
 
 def read_form(form: Mapping[str, str]) -> tuple[ImportOptions, str | None]:
@@ -92,7 +98,7 @@ def review_context(imp: Import, form: Mapping[str, str] | None = None) -> dict[s
     """Everything the review page shows, for the form as sent (None: the page's first showing)."""
     form = form or {}
     options, problem = read_form(form)
-    columns_changed = form.get("shown") is not None and form.get("shown") != _shown(options)
+    columns_changed = form.get("shown") is not None and form.get("shown") != _posted(form)
     preview = None
     try:
         preview = preview_import(imp, options)
@@ -152,7 +158,7 @@ def _context(
         "fields": [(key, label, selected[key]) for key, label, _ in FIELD_SELECTS],
         "extras": extras,
         "header_rows": rows,
-        "shown": _shown(options),
+        "shown": _shown(preview),
         "mode": form.get("mode") or getattr(imp, "mode", "skip") or "skip",
         "modes": MODES,
         "remember": form.get("remember", "on") == "on" if form.get("shown") is not None else True,
