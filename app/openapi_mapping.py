@@ -93,6 +93,7 @@ SCHEMAS: dict[str, Any] = {
             "mapping": _ref("Mapping"),
             "headerRow": {"type": "integer", "minimum": 0},
             "sheet": {"type": "string", "maxLength": 255},
+            "mode": {"enum": ["skip", "fill", "update"]},
             "remember": {"type": "boolean", "description": "Save the mapping for the import's source"},
         },
     },

@@ -275,7 +275,24 @@ def test_the_plain_form_imports_and_redirects_to_the_import(make_app):
         job_id = db.session.scalar(select(Import.id))
         assert response.headers["Location"] == f"/imports/{job_id}"
         page = browser.get(response.headers["Location"], headers=HTML).get_data(as_text=True)
-        assert "leads.csv is uploaded and queued for import." in page
+        assert "leads.csv is uploaded. Check how its columns are read, then start it." in page
+        assert db.session.get(Import, job_id).status == "review"
+        # Without JavaScript the review is a plain form: it posts back for a new preview, then starts.
+        fields = {"csrf_token": token, "shown": "|1", "headerRow": "1", "name": "name", "email": "email"}
+        again = browser.post(f"/imports/{job_id}/review", data={**fields, "email": ""}, headers=HTML)
+        assert again.status_code == 200 and "The mapping must name the email column." in again.get_data(
+            as_text=True
+        )
+        started = browser.post(f"/imports/{job_id}/start", data={**fields, "remember": "on"}, headers=HTML)
+        assert started.status_code == 303 and started.headers["Location"] == f"/imports/{job_id}"
+        db.session.expire_all()
+        assert db.session.get(Import, job_id).status == "queued"
+        assert (
+            browser.get("/sources/fair/mapping", headers={"Accept": "application/json"}).get_json()[
+                "mapping"
+            ]["email"]
+            == "email"
+        )
         missing = browser.post("/", data={"csrf_token": token, "source": ""}, headers=HTML)
         assert missing.status_code == 400
         text = missing.get_data(as_text=True)
