@@ -199,6 +199,20 @@ PATHS: dict[str, Any] = {
             ),
         }
     },
+    "/imports/{jobId}/reopen": {
+        "post": {
+            "operationId": "reopenImport",
+            "summary": "Put a failed import that stored no row back in review, to map it again",
+            "parameters": [_job_id()],
+            "responses": _responses(
+                {
+                    "200": _json(_ref("Import"), "The import, in review"),
+                    "409": _error("The import did not fail before storing a row, or its file is gone"),
+                },
+                "404",
+            ),
+        }
+    },
     "/sources/{source}/mapping": {
         "get": {
             "operationId": "getSavedMapping",

@@ -276,3 +276,20 @@ def test_an_import_left_in_review_expires_and_its_file_is_deleted(client, app):
     status = client.get(f"/imports/{job_id}").get_json()
     assert status["status"] == "cancelled" and "UPLOAD_EXPIRY" in status["error"]
     assert stored_files(app) == []
+
+
+def test_a_file_it_could_not_map_is_mapped_and_run_again_without_a_new_upload(client, work):
+    response = stream(client, "/import", b"Nom complet;Adresse\nAda Lovelace;pas d'adresse\n")
+    job = response.headers["Location"]
+    work()
+    failed = client.get(job).get_json()
+    assert failed["status"] == "failed" and "The columns are: Nom complet, Adresse." in failed["error"]
+    assert client.post(f"{job}/start", json={}).status_code == 409  # not in review
+    reopened = client.post(f"{job}/reopen")
+    assert reopened.status_code == 200 and reopened.get_json()["status"] == "review"
+    mapping = {"name": "Nom complet", "email": "Adresse"}
+    assert client.post(f"{job}/start", json={"mapping": mapping}).status_code == 202
+    work()
+    status = client.get(job).get_json()
+    assert (status["status"], status["rejectedRows"], status["mappingFrom"]) == ("completed", 1, "given")
+    assert client.post(f"{job}/reopen").status_code == 409

@@ -14,10 +14,17 @@ from app.extensions import csrf, db, settings
 from app.fields import MappingError, describe_mapping
 from app.imports import bp
 from app.imports.body import SOURCE_MAX, check_body, has_control_characters
-from app.imports.review import ImportOptions, OptionRefused, parse_options, preview_import, start_reviewed
+from app.imports.review import (
+    ImportOptions,
+    OptionRefused,
+    parse_options,
+    preview_import,
+    reopen_for_review,
+    start_reviewed,
+)
 from app.imports.review_page import options_from_form, review_context
 from app.imports.routes import SPOOL_IN_MEMORY, _check_csrf_of_browsers, _import_or_404, stream_options
-from app.imports.service import enqueue_import
+from app.imports.service import requeue_import
 from app.mapping import SourceMapping, check_shape, delete_mapping, parse_mapping, save_mapping
 from app.preview import preview
 from app.readers import UnusableFile
@@ -138,12 +145,33 @@ def start_review(job_id: str) -> Response | tuple[dict, int]:
             return redirect(url_for("imports.detail", job_id=imp.id), code=303)
         return error_response(409 if imp.status != "review" else 400, str(exc))
     db.session.commit()
-    enqueue_import(imp.id)
+    requeue_import(imp.id)  # a reopened import's earlier job is cleared first
     db.session.refresh(imp)
     if from_page and not wants_json():
         flash("The import is queued with the mapping you chose.", "success")
         return redirect(url_for("imports.detail", job_id=imp.id), code=303)
     return imp.to_dict(), 202
+
+
+@bp.post("/imports/<job_id>/reopen")
+@csrf.exempt
+def reopen(job_id: str) -> Response | dict:
+    """Put a failed import back in review, so its columns can be mapped without uploading it again."""
+    _check_csrf_of_browsers()
+    imp = _import_or_404(job_id)
+    try:
+        reopen_for_review(imp)
+    except OptionRefused as exc:
+        db.session.rollback()
+        if wants_json():
+            return error_response(409, str(exc))
+        flash(str(exc), "error")
+        return redirect(url_for("imports.detail", job_id=imp.id), code=303)
+    db.session.commit()
+    if wants_json():
+        db.session.refresh(imp)
+        return imp.to_dict()
+    return redirect(url_for("imports.detail", job_id=imp.id), code=303)
 
 
 @bp.post("/imports/<job_id>/review")

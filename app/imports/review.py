@@ -160,6 +160,28 @@ def start_reviewed(
         save_mapping(db.session, imp.source, options.mapping)
 
 
+def reopen_for_review(imp: Import) -> None:
+    """Put a failed import whose file could not be mapped back in review, to map it without a new upload.
+
+    Only an import that stored no row and still has its file; the caller commits.
+    """
+    result = db.session.execute(
+        update(Import)
+        .where(
+            Import.id == imp.id,
+            Import.status == "failed",
+            Import.processed_rows == 0,
+            Import.storage_key.is_not(None),
+        )
+        .values(status="review", error=None, finished_at=None)
+    )
+    if result.rowcount == 0:
+        raise OptionRefused(
+            "Only a failed import that stored no row and still has its file can be mapped again; "
+            f"this one is {imp.status}."
+        )
+
+
 def preview_import(imp: Import, options: ImportOptions) -> dict[str, object]:
     """The preview of an import's stored file with the given options (the review page's content)."""
     mapping = options.mapping
