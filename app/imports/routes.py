@@ -593,6 +593,7 @@ def new() -> Response | tuple[str, int]:
                 source=form.source.data.strip(),
                 filename=upload.filename,
                 use_resumable=form.useResumable.data,
+                mode=form.mode.data or "skip",
             )
         except (UploadTooLarge, EmptyUpload) as exc:
             form.file.errors.append(str(exc))
