@@ -23,7 +23,7 @@ from werkzeug.http import http_date
 
 from app.errors import error_response
 from app.extensions import csrf, db, settings, storage
-from app.imports.body import SOURCE_MAX, has_control_characters
+from app.imports.body import SOURCE_MAX, has_control_characters, mode_problem
 from app.imports.review import skip_review
 from app.imports.service import EmptyUpload, create_import, enqueue_import
 from app.maintenance import TASKS
@@ -315,12 +315,15 @@ def _start_import(upload: Upload) -> None:
         # The page asks for a review of each file, unless its source's saved mapping fits it.
         review = parse_metadata(upload.metadata_header or "").get("review", "").strip().lower() in _TRUE
         with open(partial_path(upload.id), "rb") as partial:
+            # The merge mode travels in the upload's metadata, checked when the upload was created.
+            mode = parse_metadata(upload.metadata_header or "").get("mode", "").strip() or "skip"
             imp = create_import(
                 partial,
                 source=upload.source,
                 filename=upload.filename,
                 use_resumable=upload.use_resumable,
                 status="review" if review else "queued",
+                mode=mode,
             )
         stored_key = imp.storage_key
         if review:
@@ -383,6 +386,9 @@ def create() -> Response:
         raise TusError(400, f"Metadata source must be 1 to {SOURCE_MAX} characters long")
     if has_control_characters(source):
         raise TusError(400, "Metadata source must not contain control characters")
+    problem = mode_problem(metadata.get("mode"), "Metadata mode")
+    if problem:
+        raise TusError(400, problem)
     with_data = request.mimetype == CHUNK_TYPE
     checksum = _checksum() if with_data else None
     declared = _byte_count("Content-Length", required=False)

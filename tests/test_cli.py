@@ -73,7 +73,7 @@ def test_an_import_runs_to_completion_on_sqlite(tmp_path: Path, redis_url: str):
                     "row": 4,
                     "level": "error",
                     "field": "email",
-                    "message": "Not a valid email address",
+                    "message": "Not a valid email address: it has no @",
                     "value": "nope",
                 }
             ]

@@ -67,7 +67,7 @@ def test_rejected_csv_has_original_columns_and_one_error_column(client, work):
     assert rows[0] == ["Full Name", "E-mail", "Company", "error"]
     # One line per rejected row, even when the row has two problems.
     assert rows[1:] == [
-        ["Bad Mail", "not-an-email", 'Smith, Jones & "Partners"', "Not a valid email address"],
+        ["Bad Mail", "not-an-email", 'Smith, Jones & "Partners"', "Not a valid email address: it has no @"],
         ["", "", "Nobody Ltd", "Name is missing; Email is missing"],
     ]
 
@@ -83,7 +83,7 @@ def test_rejected_csv_of_many_rows_comes_in_pieces_with_every_row_once(client, w
     rows = list(csv.reader(io.StringIO(b"".join(pieces).decode("utf-8-sig"))))
     assert len(rows) == bad + 1
     assert [row[1] for row in rows[1:]] == [f"broken-{i}" for i in range(bad)]
-    assert rows[2] == ["", "broken-1", "Name is missing; Not a valid email address"]
+    assert rows[2] == ["", "broken-1", "Name is missing; Not a valid email address: it has no @"]
     response.close()
 
 
@@ -113,7 +113,7 @@ def test_rejected_csv_gives_broken_lines_their_text(client, work):
     work()
     rows = read_csv(client.get(f"/imports/{job_id}/rejected.csv"))
     assert rows[0] == ["line", "name", "email", "error"]
-    assert rows[1] == ["", "Bob", "nope", "Not a valid email address"]
+    assert rows[1] == ["", "Bob", "nope", "Not a valid email address: it has no @"]
     assert rows[2][0] == "{this is not json"
     assert rows[2][3].startswith("This line is not valid JSON")
 

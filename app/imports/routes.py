@@ -643,6 +643,7 @@ def new() -> Response | tuple[str, int]:
                 source=form.source.data.strip(),
                 filename=upload.filename,
                 use_resumable=form.useResumable.data,
+                mode=form.mode.data or "skip",
                 status="review",
             )
             skip_review(imp)  # a file like the last one of its source needs no review

@@ -46,6 +46,12 @@
     return importsUrl + "/" + encodeURIComponent(id);
   }
 
+  // ---- the merge mode ---------------------------------------------------------------------
+  function chosenMode() {
+    const checked = form.querySelector('input[name="mode"]:checked');
+    return checked ? checked.value : "skip";
+  }
+
   // ---- the source field -------------------------------------------------------------------
   function sourceProblem() {
     const value = source.value.trim();
@@ -117,6 +123,7 @@
         filename: this.file.name,
         filetype: this.file.type || "application/octet-stream",
         source: match ? match.metadata.source : wanted,
+        mode: match && match.metadata.mode ? match.metadata.mode : chosenMode(),
         // Each file waits for a look at how its columns are read, unless its source's saved mapping fits.
         review: "true",
       };
