@@ -32,7 +32,16 @@ def test_quick_benchmark_prints_one_table_and_writes_results(tmp_path: Path) -> 
     table = [line for line in run.stdout.splitlines() if line.startswith("|")]
     assert table[0].startswith("| measure") and "baseline (same run)" in table[0]
     measures = " ".join(table)
-    for measure in ("psql \\copy", "worker peak RSS", "XLSX", "ODS", "stream POST", "cp ", "queue latency"):
+    for measure in (
+        "psql \\copy",
+        "worker peak RSS",
+        "XLSX",
+        "ODS",
+        "stream POST",
+        "cp ",
+        "queue latency",
+        "preview of a",
+    ):
         assert measure in measures
 
     results = json.loads(output.read_text())
