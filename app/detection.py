@@ -100,13 +100,20 @@ def locate_header(rows: Sequence[Sequence[Any]], header_row: int | None = None) 
             return Layout(None, len(rows))
         return Layout(None, first) if holds_address(rows[first]) else Layout(first, first + 1)
     threshold = max(2, int(median(wide) + 1) // 2)
-    for index, n in enumerate(counts):
-        if n >= threshold:
-            if holds_address(rows[index]):
-                return Layout(None, index)
-            return Layout(index, index + 1)
-    first = next(i for i, n in enumerate(counts) if n >= 2)  # unreachable in practice: median <= max
-    return Layout(first, first + 1)
+    candidates = [i for i, n in enumerate(counts) if n >= threshold]
+    if holds_address(rows[candidates[0]]):
+        return Layout(None, candidates[0])
+    # A title row can be as wide as the table ("Report, 2026"): of the wide rows above the first
+    # that holds an address, the header is the one whose cells name the most fields, the first on a tie.
+    end = next((i for i in candidates if holds_address(rows[i])), len(rows))
+    above = [i for i in candidates if i < end]
+    header = max(above, key=lambda i: (_fields_named(rows[i]), -i))
+    return Layout(header, header + 1)
+
+
+def _fields_named(cells: Sequence[Any]) -> int:
+    """How many of a row's cells are headers of a contact's fields (Email, First Name, Company...)."""
+    return len(find_columns([cell_text(c).strip() for c in cells]).mapped)
 
 
 def skipped_above(rows: Sequence[Sequence[Any]], layout: Layout) -> int:

@@ -105,9 +105,15 @@ def test_a_file_without_a_header_is_read_as_data_with_columns_named_by_position(
     assert (columns.name, columns.email) == ("Column 1", "Column 2")
 
 
+def test_a_title_row_as_wide_as_the_table_is_not_its_header():
+    table, rows = read(b"Report,2026\nName,Email\nAda,ada@example.com\n")
+    assert (table.header_row, table.skipped_rows, table.columns) == (2, 1, ["Name", "Email"])
+    assert rows == [(3, {"Name": "Ada", "Email": "ada@example.com"})]
+
+
 def test_a_chosen_header_row_overrides_the_guess():
     data = b"Report,2026\nName,Email\nAda,ada@example.com\n"
-    assert read(data)[0].header_row == 1  # two filled cells and no address: it could be a header
+    assert read(data, header_row=1)[0].columns == ["Report", "2026"]
     table, rows = read(data, header_row=2)
     assert table.columns == ["Name", "Email"] and rows == [(3, {"Name": "Ada", "Email": "ada@example.com"})]
     table, rows = read(b"Ada,ada@example.com\n", header_row=0)
