@@ -81,15 +81,22 @@ class ImportCollector:
                 func.coalesce(func.sum(Import.inserted_rows), 0),
                 func.coalesce(func.sum(Import.duplicate_rows), 0),
                 func.coalesce(func.sum(Import.rejected_rows), 0),
+                func.coalesce(func.sum(Import.updated_rows), 0),
+                func.coalesce(func.sum(Import.unchanged_rows), 0),
                 func.coalesce(func.sum(Import.size_bytes), 0),
+                func.coalesce(func.sum(Import.warning_rows), 0),
             )
         ).one()
         rows = CounterMetricFamily("dataflow_rows", "Rows imported, by outcome", labels=["outcome"])
-        for outcome, value in zip(("inserted", "duplicate", "rejected"), totals[:3], strict=True):
+        outcomes = ("inserted", "duplicate", "rejected", "updated", "unchanged")
+        for outcome, value in zip(outcomes, totals[:5], strict=True):
             rows.add_metric([outcome], int(value))
         yield rows
         yield CounterMetricFamily(
-            "dataflow_bytes_received", "Bytes of files accepted for import", value=int(totals[3])
+            "dataflow_row_warnings", "Rows stored with a warning (a value kept aside)", value=int(totals[6])
+        )
+        yield CounterMetricFamily(
+            "dataflow_bytes_received", "Bytes of files accepted for import", value=int(totals[5])
         )
 
         duration = _duration_seconds()

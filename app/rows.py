@@ -15,9 +15,13 @@ from app.validation import Contact, Problem, check_name, learn_domain, plain_ema
 
 def attribute_text(value: Any) -> str:
     """A value kept in attributes, as text: nested JSON stays JSON; NUL (PostgreSQL cannot hold it) shows."""
-    text = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else cell_text(value)
-    text = text.strip()
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+    if type(value) is str:
+        text = value.strip()
+    elif isinstance(value, dict | list):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = cell_text(value).strip()
+    return text if "\x00" not in text else text.replace("\x00", "\ufffd")
 
 
 class ContactReader:
@@ -53,10 +57,12 @@ class ContactReader:
         attributes: dict[str, Any] = {}
         for position, header in self.kept_at:
             value = row[position]
-            if value is not None and value != "":
-                text = attribute_text(value)
-                if text:
-                    attributes[header] = text
+            if value is None or value == "":
+                continue
+            # Most cells are text without NUL: those are kept without a call.
+            text = value.strip() if type(value) is str and "\x00" not in value else attribute_text(value)
+            if text:
+                attributes[header] = text
         for position in range(self.width, len(row)):  # cells past the header: kept under their position
             text = attribute_text(row[position])
             if text:

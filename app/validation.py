@@ -73,7 +73,7 @@ def plain_email(text: str) -> str | None:
     ``app.emails.check_email``, which explains what is wrong and suggests what was meant.
     """
     email = text.strip().lower()
-    if len(email) <= EMAIL_MAX and EMAIL.fullmatch(email) and email[email.index("@") + 1 :] in CLEAN_DOMAINS:
+    if len(email) <= EMAIL_MAX and EMAIL.fullmatch(email) and email.partition("@")[2] in CLEAN_DOMAINS:
         return email
     return None
 
@@ -81,7 +81,7 @@ def plain_email(text: str) -> str | None:
 def learn_domain(email: str) -> None:
     """Remember the domain of a plain address the careful check found valid and without a suggestion."""
     if len(CLEAN_DOMAINS) < CLEAN_DOMAINS_MAX and EMAIL.fullmatch(email):
-        CLEAN_DOMAINS.add(email[email.index("@") + 1 :])
+        CLEAN_DOMAINS.add(email.partition("@")[2])
 
 
 # Contact's own constructor is Python code; made in C it costs half (this runs for every row).
@@ -101,7 +101,7 @@ def plain_contact(raw_name: Any, raw_email: Any) -> Contact | None:
             valid
             and len(email) <= EMAIL_MAX
             and EMAIL.fullmatch(email)
-            and email[email.index("@") + 1 :] in CLEAN_DOMAINS
+            and email.partition("@")[2] in CLEAN_DOMAINS
         ):
             return _new_contact(Contact, (name, email, None, None, None, None, ()))
     return None

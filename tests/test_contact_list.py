@@ -108,3 +108,14 @@ def test_the_plain_form_takes_a_merge_mode(make_app: Callable[..., Flask]):
             "/", data={**form, "mode": "merge", "file": (io.BytesIO(b"x"), "a.csv")}, headers=HTML
         )
         assert wrong.status_code == 400 and db.session.scalar(select(func.count()).select_from(Import)) == 1
+
+
+def test_suggestions_show_on_the_page_and_in_rejected_csv(app: Flask, client: FlaskClient, work):
+    job_id = start(client, "name,email\nAda,ada@gmail\nLinus,linus@gmial.com\n")
+    work()
+    status = client.get(f"/imports/{job_id}").get_json()
+    assert (status["insertedRows"], status["rejectedRows"], status["warningRows"]) == (1, 1, 1)
+    rejected = app.test_client().get(f"/imports/{job_id}/rejected.csv").get_data(as_text=True)
+    assert "Did you mean ada@gmail.com?" in rejected and "linus" not in rejected
+    page = app.test_client().get(f"/imports/{job_id}", headers=HTML).get_data(as_text=True)
+    assert "Did you mean linus@gmail.com? The address was stored as written." in page

@@ -245,3 +245,21 @@ def test_json_and_multipart_imports_take_a_mode(imports: Imports):
     status = imports.client.get(f"/imports/{answer.get_json()['jobId']}").get_json()
     assert (status["mode"], status["updatedRows"]) == ("update", 1)
     assert imports.contacts()["ada@example.com"][0] == "Ada King"
+
+
+def test_a_vcard_and_an_outlook_export_keep_their_fields(imports: Imports):
+    from tests import exports
+
+    imports.run(exports.iphone_vcard(), source="phone")
+    imports.run(exports.outlook_desktop_csv(), source="outlook")
+    card = imports.contacts("phone")["zoe.obrien@example.ie"]
+    assert card[:4] == (
+        "Dr. Zoë Anne O'Brien PhD",
+        "+35312345678;ext=12",
+        "Trinity Labs, Ltd.",
+        "Research Lead",
+    )
+    assert card[4]["BDAY"] == "1985-04-12" and card[4]["Name Prefix"] == "Dr."
+    outlook = imports.contacts("outlook")["juergen.mueller@example.de"]
+    assert outlook[:4] == ("Jürgen Müller", "+49891234567", "Müller & Söhne GmbH", "Geschäftsführer")
+    assert outlook[4]["emails"] == ["jürgen@münchen.de"] and outlook[4]["Gender"] == "Unspecified"

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 
 COMMITTER_SWITCH_INTERVAL = 0.0002
+# Readers kept for the key sets of JSON items and vCards (most files have a handful).
+READERS_KEPT = 1024
 
 # Set in a worker that is shutting down: the running import stops after its current batch.
 handback_requested = threading.Event()
@@ -434,6 +436,8 @@ def _read_batches(
             keys = tuple(row)
             record_reader = by_keys.get(keys)
             if record_reader is None:
+                if len(by_keys) >= READERS_KEPT:  # items of ever new keys: memory stays flat
+                    by_keys.clear()
                 record_reader = by_keys.setdefault(
                     keys, ContactReader(find_columns(keys), keys, phone_region)
                 )
