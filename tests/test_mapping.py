@@ -195,13 +195,20 @@ def test_an_explicit_mapping_imports_headers_no_synonym_knows(client, work):
     assert stored() == [("Ada Lovelace", "ada@example.com"), ("Grace Hopper", "grace@example.com")]
 
 
-def test_a_json_body_carries_a_header_row_and_review(client):
+def test_a_json_body_carries_review_and_a_mapping_for_its_items(client, work):
     response = client.post(
         "/import",
         json={"source": "crm", "data": [{"name": "Ada", "email": "ada@example.com"}], "review": True},
     )
     assert response.status_code == 202
     assert client.get(response.headers["Location"]).get_json()["status"] == "review"
+    items = [{"name": "Ada", "email": "ada@example.com", "nom": "Ada Lovelace"}]
+    mapped = client.post(
+        "/import", json={"source": "fr", "data": items, "mapping": {"name": "nom", "email": "email"}}
+    )
+    assert mapped.status_code == 202
+    work()
+    assert stored("fr") == [("Ada Lovelace", "ada@example.com")]
 
 
 def test_a_header_row_given_for_a_stream_is_used(client, work):

@@ -351,7 +351,11 @@ def run(imp: Import) -> None:
             try:
                 limits = Limits(config.security.max_rows, config.security.max_columns, imp.processed_rows)
                 region = config.default_phone_region
-                batches = _read_batches(table, fixed, checkpoint, batch_size, committer, limits, region)
+                # JSON items have no header: a mapping given for them applies to each item it fits.
+                given = imp.mapping if not table.columns and imp.mapping_from in ("given", "saved") else None
+                batches = _read_batches(
+                    table, fixed, checkpoint, batch_size, committer, limits, region, mapping=given
+                )
                 for _ in batches:
                     if handback_requested.is_set():
                         committer.wait()  # hand back only after the batch is committed
@@ -384,6 +388,7 @@ def _read_batches(
     committer: Committer,
     limits: Limits,
     phone_region: str | None,
+    mapping: dict | None = None,
 ) -> Iterator[None]:
     """Validate the rows after the checkpoint into batches, hand each to the committer, yield after each.
 
@@ -439,10 +444,20 @@ def _read_batches(
                 if len(by_keys) >= READERS_KEPT:  # items of ever new keys: memory stays flat
                     by_keys.clear()
                 record_reader = by_keys.setdefault(
-                    keys, ContactReader(find_columns(keys), keys, phone_region)
+                    keys, ContactReader(_record_columns(keys, mapping), keys, phone_region)
                 )
             _reject_or_keep(record_reader, record_reader.cells(row), keys, row_number, batch)
     committer.submit(batch)
+
+
+def _record_columns(keys: tuple[str, ...], mapping: dict | None) -> Columns:
+    """A JSON item's columns: the import's mapping when it fits the item's keys, else by the keys."""
+    if mapping:
+        try:
+            return columns_for(mapping, keys)
+        except MappingError:
+            pass  # an item without a mapped key is read by its own keys, and says what it lacks
+    return find_columns(keys)
 
 
 def _reject_or_keep(

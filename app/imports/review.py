@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.extensions import db, settings, storage
 from app.fields import MappingError
@@ -173,7 +173,8 @@ def reopen_for_review(imp: Import) -> None:
             Import.processed_rows == 0,
             Import.storage_key.is_not(None),
         )
-        .values(status="review", error=None, finished_at=None)
+        # heartbeat_at marks when it went back to review, for its expiry (no run reads it outside running).
+        .values(status="review", error=None, finished_at=None, heartbeat_at=utcnow())
     )
     if result.rowcount == 0:
         raise OptionRefused(
@@ -234,11 +235,11 @@ def skip_review(imp: Import) -> bool:
 
 
 def expire_reviews() -> None:
-    """Imports left in review past UPLOAD_EXPIRY are cancelled and their files deleted."""
+    """Imports left in review past UPLOAD_EXPIRY (since upload or reopening) are cancelled, files deleted."""
     cutoff = utcnow() - timedelta(seconds=settings().upload_expiry)
     stale = db.session.execute(
         select(Import.id, Import.storage_key)
-        .where(Import.status == "review", Import.created_at < cutoff)
+        .where(Import.status == "review", func.coalesce(Import.heartbeat_at, Import.created_at) < cutoff)
         .limit(100)
     ).all()
     db.session.rollback()
