@@ -84,6 +84,12 @@ def test_title_rows_and_blank_rows_above_a_csv_header_are_skipped():
     assert rows == [(5, {"Name": "Ada", "Email": "ada@example.com", "City": "London"})]
 
 
+def test_a_title_line_does_not_decide_the_delimiter():
+    table, rows = read("Salon 2026\n\nNom;Courriel;Société\nAda;ada@example.com;Analytical, Ltd\n".encode())
+    assert (table.delimiter, table.header_row, table.columns) == (";", 3, ["Nom", "Courriel", "Société"])
+    assert rows[0] == (4, {"Nom": "Ada", "Courriel": "ada@example.com", "Société": "Analytical, Ltd"})
+
+
 @pytest.mark.parametrize(("build", "first_row"), [(xlsx_bytes, 2), (ods_bytes, 1)], ids=["xlsx", "ods"])
 def test_title_rows_above_a_sheet_header_are_skipped(build, first_row):
     # The title lands in row 2 of the sheet either way (the ODS builder counts rows from below its first).

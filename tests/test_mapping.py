@@ -300,3 +300,38 @@ def test_a_file_it_could_not_map_is_mapped_and_run_again_without_a_new_upload(cl
     status = client.get(job).get_json()
     assert (status["status"], status["rejectedRows"], status["mappingFrom"]) == ("completed", 1, "given")
     assert client.post(f"{job}/reopen").status_code == 409
+
+
+def test_review_saved_mappings_and_skipped_rows_on_sqlite(tmp_path, redis_url):
+    from rq import SimpleWorker
+
+    from app import create_app
+    from app.cli import upgrade_database
+    from app.extensions import QUEUE_NAME
+    from app.extensions import redis as app_redis
+
+    app = create_app(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'review.db'}",
+            "REDIS_URL": redis_url,
+            "INSTANCE_DIR": str(tmp_path / "instance"),
+            "SECRET_KEY": "test",
+        }
+    )
+    upgrade_database(app)
+    with app.app_context():
+        client = app.test_client()
+        job = stream(client, "/import", b"Fair 2026\n\n" + ODD.encode(), **{"X-Review": "true"}).headers[
+            "Location"
+        ]
+        mapping = {"name": "Nom complet", "email": "Adresse électronique"}
+        started = client.post(f"{job}/start", json={"mapping": mapping, "remember": True})
+        assert started.status_code == 202, started.get_data(as_text=True)
+        SimpleWorker([QUEUE_NAME], connection=app_redis()).work(burst=True, with_scheduler=False)
+        db.session.remove()
+        status = client.get(job).get_json()
+        assert (status["status"], status["insertedRows"], status["skippedRows"]) == ("completed", 2, 1)
+        assert client.get("/sources/crm/mapping").get_json()["mapping"] == mapping
+        preview = stream(client, "/imports/preview", ODD.encode()).get_json()
+        assert preview["mappingFrom"] == "saved"
+        db.session.remove()

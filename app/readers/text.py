@@ -7,6 +7,7 @@ import contextlib
 import csv
 import io
 import re
+from collections import Counter
 from collections.abc import Iterator
 from itertools import chain
 from typing import BinaryIO
@@ -69,7 +70,11 @@ def _looks_binary(sample: str) -> bool:
 
 
 def delimiter_of(sample: str) -> str:
-    """The delimiter that splits the first lines into the same number of columns, most of all."""
+    """The delimiter that splits the first lines into the same number of columns, most of all.
+
+    Lines that split into one column are left out, so notes or a title above the table (which
+    hold no delimiter) do not decide it.
+    """
     lines = sample.splitlines(keepends=True)
     if len(lines) > 1:
         lines = lines[:-1]  # the last line of a sample may be cut short
@@ -77,13 +82,13 @@ def delimiter_of(sample: str) -> str:
     best, best_score = ",", (0, 0)
     for delimiter in DELIMITERS:
         try:
-            rows = [row for row in csv.reader(lines, delimiter=delimiter) if row]
+            widths = [len(row) for row in csv.reader(lines, delimiter=delimiter) if len(row) >= 2]
         except csv.Error:
             continue
-        if not rows or len(rows[0]) < 2:
+        if not widths:
             continue
-        width = len(rows[0])
-        score = (sum(1 for row in rows if len(row) == width), width)
+        width = Counter(widths).most_common(1)[0][0]
+        score = (widths.count(width), width)
         if score > best_score:
             best, best_score = delimiter, score
     return best
