@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tests.exports import google_contacts_csv
-from tests.test_browser import drop_files, new_page, server, worker  # noqa: F401 - the fixtures
+from tests.test_browser import drop_files, new_page, server, shoot, worker  # noqa: F401 - the fixtures
 
 pytestmark = [
     pytest.mark.browser,
@@ -48,6 +48,9 @@ def test_a_google_export_is_reviewed_mapped_and_remembered(server, worker, new_p
     assert first_row.locator('[data-value="phone"]').inner_text() == "+442079460000"
     assert "not-an-address" in page.locator('tr[data-row="5"] [data-check]').inner_text()
     assert page.get_by_label("Remember this mapping for Google").is_checked()
+    # The second email and phone columns stay with the contacts as extra fields.
+    assert page.locator('select[data-extra="E-mail 2 - Value"]').input_value() == "keep"
+    shoot(page, "review")
 
     # Choosing another phone column re-renders the preview in place.
     page.locator("select[name=phone]").select_option("Phone 2 - Value")

@@ -140,7 +140,9 @@ def _context(
         **{part: parts.get(part, "") for part in NAME_PARTS},
         **{field: _first(mapping.get(field)) for field in ("email", "phone", "company", "title")},
     }
-    kept = set(preview["unmapped"])
+    # The other candidates of a field (a second email or phone column) stay with the contact too.
+    candidates = [mapping.get(field) for field in ("email", "phone")]
+    kept = set(preview["unmapped"]) | {h for value in candidates if isinstance(value, list) for h in value}
     taken = set(selected.values())
     extras = [
         {"index": i, "column": column, "keep": column in kept}
