@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 from flask import Flask
 from flask.testing import FlaskClient
+from rq import SimpleWorker
 from sqlalchemy import func, select
 
-from app.extensions import db
+from app.extensions import QUEUE_NAME, db, redis
 from app.models import Import
 from tests import exports
 from tests.test_pages import HTML, start
@@ -122,10 +123,6 @@ def test_suggestions_show_on_the_page_and_in_rejected_csv(app: Flask, client: Fl
 
 
 def test_national_numbers_take_the_default_phone_region(make_app: Callable[..., Flask]):
-    from rq import SimpleWorker
-
-    from app.extensions import QUEUE_NAME, redis
-
     app = make_app(DEFAULT_PHONE_REGION="GB", WTF_CSRF_ENABLED="false")
     with app.app_context():
         client = app.test_client()
