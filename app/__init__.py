@@ -15,7 +15,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(env: dict[str, str] | None = None) -> Flask:
     """Build the app from the environment (or ``env``), checking every setting first."""
-    from app import auth, cli, errors, extensions, logs, openapi, ops, rate_limits, security, uploads
+    from app import (
+        auth,
+        cli,
+        contact_list,
+        errors,
+        extensions,
+        logs,
+        openapi,
+        ops,
+        rate_limits,
+        security,
+        uploads,
+    )
     from app.dashboard import routes as dashboard
     from app.imports import bp as imports_bp
     from app.webhooks import routes as webhooks
@@ -54,6 +66,7 @@ def create_app(env: dict[str, str] | None = None) -> Flask:
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(uploads.bp)
     webhooks.init_app(app)
+    app.register_blueprint(contact_list.bp)
     cli.init_app(app)
     logs.init_app(app)
 

@@ -53,7 +53,7 @@ METRICS_ENDPOINT = "metrics"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 CSRF_HEADERS = ("X-CSRFToken", "X-CSRF-Token")
 # Endpoints whose urlencoded body is a file, not a form: reading it for a token would consume it.
-RAW_BODY_ENDPOINTS = frozenset({"imports.post_import"})
+RAW_BODY_ENDPOINTS = frozenset({"imports.post_import", "imports.post_preview"})
 MIN_PASSWORD_LENGTH = 10
 # Checked against when the email is unknown, so a wrong email costs as long as a wrong password.
 _DUMMY_HASH = generate_password_hash("dataflow-no-such-user")

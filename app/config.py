@@ -99,6 +99,8 @@ class Settings:
     # Files above this go to Supabase through tus (in parts), whatever useResumable says.
     supabase_upload_limit: int = SUPABASE_UPLOAD_LIMIT
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    # Where a phone number written without its country code is from (ISO 3166 code, "GB"); None: nowhere.
+    default_phone_region: str | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -277,6 +279,7 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
                 "accept only 6 MiB chunks (note that 6MB means 6,000,000 bytes; write 6MiB)"
             )
 
+    phone_region = _phone_region(env.get("DEFAULT_PHONE_REGION", ""), errors)
     secret = env.get("SECRET_KEY") or ""
     if not secret:
         try:
@@ -318,8 +321,24 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
             "SUPABASE_UPLOAD_LIMIT", env.get("SUPABASE_UPLOAD_LIMIT", str(SUPABASE_UPLOAD_LIMIT)), errors
         ),
         webhooks=webhook_settings(env, errors),
+        default_phone_region=phone_region,
         warnings=warnings,
     )
     if errors:
         raise ConfigError("DataFlow cannot start:\n" + "\n".join(f"  - {e}" for e in errors))
     return settings
+
+
+def _phone_region(value: str, errors: list[str]) -> str | None:
+    """DEFAULT_PHONE_REGION: a region the phone number library knows, such as GB or US; blank for none."""
+    region = value.strip().upper()
+    if not region:
+        return None
+    import phonenumbers  # only when a region is set: the library's metadata is large
+
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        errors.append(
+            f"DEFAULT_PHONE_REGION must be a two-letter country code (GB, US, DE...), not {value.strip()!r}"
+        )
+        return None
+    return region

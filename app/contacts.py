@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from psycopg import errors
 from sqlalchemy import insert
@@ -16,18 +17,42 @@ from app.models import RowError
 from app.validation import Contact, Problem
 
 _STAGING = (
-    "CREATE TEMP TABLE IF NOT EXISTS contact_staging "
-    "(pos integer, name text, email text) ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS contact_staging (pos integer, name text, email text, "
+    "phone text, company text, title text, attributes jsonb) ON COMMIT DELETE ROWS"
 )
 # Rows go in file order, so an email repeated within the batch conflicts with its first row, which
 # wins; ON CONFLICT also skips emails the source already has. Ids are time-ordered (see batch_id_head):
 # random ids scatter primary key inserts over the whole index and halve the insert rate.
 _MERGE = (
-    "INSERT INTO contacts (id, name, email, source, imported_at, import_id) "
-    "SELECT (%(id_head)s || lpad(to_hex(pos), 8, '0'))::uuid, name, email, %(source)s, now(), %(import_id)s "
+    "INSERT INTO contacts "
+    "(id, name, email, phone, company, title, attributes, source, imported_at, import_id) "
+    "SELECT (%(id_head)s || lpad(to_hex(pos), 8, '0'))::uuid, name, email, phone, company, title, "
+    "attributes, %(source)s, now(), %(import_id)s "
     "FROM contact_staging ORDER BY pos ON CONFLICT (source, email) DO NOTHING"
 )
 _COPY = "COPY contacts (id, name, email, source, import_id) FROM STDIN"
+_WIDE_COPY = (
+    "COPY contacts (id, name, email, phone, company, title, attributes, source, import_id) FROM STDIN"
+)
+_NULL = "\\N"  # COPY's NULL
+
+
+class Stored(NamedTuple):
+    """What a batch did to the source's contacts; its other valid rows were duplicates."""
+
+    inserted: int
+    updated: int = 0
+    unchanged: int = 0
+
+    @property
+    def total(self) -> int:
+        """The rows that found their contact: new, changed or met unchanged."""
+        return self.inserted + self.updated + self.unchanged
+
+
+def attributes_json(attributes: dict[str, Any] | None) -> str | None:
+    """Attributes as the JSON text the database stores, or None when there are none."""
+    return json.dumps(attributes, ensure_ascii=False) if attributes else None
 
 
 def copy_text(value: str) -> str:
@@ -88,7 +113,10 @@ class ContactBatch(list[Contact]):
 
     Each contact appended whose email the import has not read yet gets its COPY line at once, so
     the thread that stores the batch only sends it. A list, so that counting it costs nothing.
+    This one copies the name and email only (a file of just those); see WideContactBatch.
     """
+
+    copy = _COPY
 
     def __init__(self, seen: SeenEmails | None, source: str, import_id: str) -> None:
         super().__init__()
@@ -103,7 +131,7 @@ class ContactBatch(list[Contact]):
         list.append(self, contact)
         if self.seen is None:
             return
-        name, email = contact
+        name, email = contact[0], contact[1]
         bits, at = self.seen.bits, hash(email) & self.seen.mask
         byte, bit = bits[at >> 3], 1 << (at & 7)
         if byte & bit:
@@ -114,30 +142,74 @@ class ContactBatch(list[Contact]):
         self.lines.append(f"{self.id_head}{hex_position}\t{copy_text(name)}\t{email}{self._tail}")
 
 
-def store_contacts(session: Session, import_id: str, source: str, batch: ContactBatch) -> int:
-    """Insert the contacts whose email the source does not have yet; return how many were new.
+def _copy_field(value: str | None) -> str:
+    return _NULL if value is None else copy_text(value)
+
+
+class WideContactBatch(ContactBatch):
+    """A batch of contacts with phone, company, title and attributes besides the name and email."""
+
+    copy = _WIDE_COPY
+
+    def append(self, contact: Contact) -> None:
+        position = len(self)
+        list.append(self, contact)
+        if self.seen is None:
+            return
+        bits, at = self.seen.bits, hash(contact.email) & self.seen.mask
+        byte, bit = bits[at >> 3], 1 << (at & 7)
+        if byte & bit:
+            self.repeated.append(position)
+            return
+        bits[at >> 3] = byte | bit
+        hex_position = _POSITIONS[position] if position < len(_POSITIONS) else f"{position:08x}"
+        attributes = attributes_json(contact.attributes)
+        self.lines.append(
+            f"{self.id_head}{hex_position}\t{copy_text(contact.name)}\t{contact.email}\t"
+            f"{_copy_field(contact.phone)}\t{_copy_field(contact.company)}\t{_copy_field(contact.title)}\t"
+            f"{_copy_field(attributes)}{self._tail}"
+        )
+
+
+def store_contacts(session: Session, import_id: str, source: str, batch: ContactBatch) -> Stored:
+    """Insert the contacts whose email the source does not have yet (merge mode ``skip``).
 
     On PostgreSQL the contacts whose email the import had not read before are copied straight into
     contacts, the fastest way in; the rest, and every contact of a batch whose COPY met an email
     already stored, are merged with ON CONFLICT, so the first row of an email wins either way.
+    (``fill`` and ``update`` look the source's contacts up instead: ``app.merge``.)
     """
     if not batch:
-        return 0
+        return Stored(0)
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         cursor = connection.exec_driver_sql(
-            "INSERT OR IGNORE INTO contacts (id, name, email, source, imported_at, import_id) "
-            "VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP, ?)",
-            [(uuid.uuid4().hex, c.name, c.email, source, import_id) for c in batch],
+            "INSERT OR IGNORE INTO contacts "
+            "(id, name, email, phone, company, title, attributes, source, imported_at, import_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP, ?)",
+            [
+                (
+                    uuid.uuid4().hex,
+                    c.name,
+                    c.email,
+                    c.phone,
+                    c.company,
+                    c.title,
+                    attributes_json(c.attributes),
+                    source,
+                    import_id,
+                )
+                for c in batch
+            ],
         )
-        return cursor.rowcount
+        return Stored(cursor.rowcount)
     with connection.connection.driver_connection.cursor() as cursor:
         merged = range(len(batch))
         copied = 0
         if batch.seen is not None and not batch.seen.clashed:
             try:
                 cursor.execute("SAVEPOINT contacts_copy")
-                with cursor.copy(_COPY) as copy:
+                with cursor.copy(batch.copy) as copy:
                     copy.write("".join(batch.lines))
                 cursor.execute("RELEASE SAVEPOINT contacts_copy")
                 merged, copied = batch.repeated, len(batch.lines)
@@ -145,13 +217,17 @@ def store_contacts(session: Session, import_id: str, source: str, batch: Contact
                 cursor.execute("ROLLBACK TO SAVEPOINT contacts_copy")
                 batch.seen.clashed = True
         if not merged:
-            return copied
+            return Stored(copied)
         cursor.execute(_STAGING)
-        with cursor.copy("COPY contact_staging (pos, name, email) FROM STDIN") as copy:
+        columns = "(pos, name, email, phone, company, title, attributes)"
+        with cursor.copy(f"COPY contact_staging {columns} FROM STDIN") as copy:
             for position in merged:
-                copy.write_row((position, *batch[position]))
+                c = batch[position]
+                copy.write_row(
+                    (position, c.name, c.email, c.phone, c.company, c.title, attributes_json(c.attributes))
+                )
         cursor.execute(_MERGE, {"source": source, "import_id": import_id, "id_head": batch.id_head})
-        return copied + cursor.rowcount
+        return Stored(copied + cursor.rowcount)
 
 
 def _storable(value: str | None) -> str | None:
@@ -163,20 +239,22 @@ def store_row_errors(
     session: Session,
     import_id: str,
     rejected: Sequence[tuple[int, Problem, dict | None]],
+    level: str = "error",
 ) -> None:
-    """Keep every problem of every rejected row, with the row as it came."""
+    """Keep every problem of every rejected row (or, with level "warning", of a row stored anyway)."""
     if not rejected:
         return
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         with connection.connection.driver_connection.cursor() as cursor:
-            columns = "(import_id, row, field, message, value, raw)"
+            columns = "(import_id, row, level, field, message, value, raw)"
             with cursor.copy(f"COPY import_errors {columns} FROM STDIN") as copy:
                 for row, problem, raw in rejected:
                     copy.write_row(
                         (
                             import_id,
                             row,
+                            level,
                             problem.field,
                             problem.message,
                             _storable(problem.value),
@@ -190,6 +268,7 @@ def store_row_errors(
             {
                 "import_id": import_id,
                 "row": row,
+                "level": level,
                 "field": p.field,
                 "message": p.message,
                 "value": p.value,

@@ -1,4 +1,4 @@
-"""The tables: contacts, imports, rejected rows, resumable uploads and idempotency keys."""
+"""The tables: contacts and their changes, imports, row problems, uploads and idempotency keys."""
 
 from __future__ import annotations
 
@@ -18,11 +18,17 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
 
-IMPORT_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+# JSONB on PostgreSQL (indexable, compact), JSON text on SQLite.
+# Python's None is SQL NULL in them, not JSON's null.
+JSON_DOCUMENT = JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+MERGE_MODES = ("skip", "fill", "update")
+# "review": the file is stored and waits for a person to check its mapping before it is queued.
+IMPORT_STATUSES = ("review", "queued", "running", "completed", "failed", "cancelled")
 FINAL_STATUSES = ("completed", "failed", "cancelled")
 
 
@@ -43,6 +49,32 @@ class Contact(db.Model):
     source: Mapped[str] = mapped_column(String(100))
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     import_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    phone: Mapped[str | None] = mapped_column(String(64))
+    company: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    # Every column of the file that maps to no field, by its header, as text.
+    attributes: Mapped[dict | None] = mapped_column(JSON_DOCUMENT)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ContactChange(db.Model):
+    """A contact's values before an import updated it, so that undoing the import can restore them."""
+
+    __tablename__ = "contact_changes"
+    __table_args__ = (
+        UniqueConstraint("import_id", "contact_id", name="contact_changes_import_contact_key"),
+        Index("contact_changes_contact_idx", "contact_id"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    import_id: Mapped[str] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"))
+    contact_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    # {"name", "phone", "company", "title", "attributes", "updated_at"} as they were; NULL when the
+    # import met the contact and found nothing new (so a later row of its email is a repeat).
+    previous: Mapped[dict | None] = mapped_column(JSON_DOCUMENT)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Import(db.Model):
@@ -70,6 +102,19 @@ class Import(db.Model):
     inserted_rows: Mapped[int] = mapped_column(Integer, default=0)
     duplicate_rows: Mapped[int] = mapped_column(Integer, default=0)
     rejected_rows: Mapped[int] = mapped_column(Integer, default=0)
+    # Rows read that are no contact and no mistake: lines above the table, a report's footer.
+    skipped_rows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The header's row number and the sheet, when given (detected otherwise); where the mapping came from.
+    header_row: Mapped[int | None] = mapped_column(Integer)
+    sheet: Mapped[str | None] = mapped_column(String(255))
+    mapping_from: Mapped[str | None] = mapped_column(String(16))
+    updated_rows: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged_rows: Mapped[int] = mapped_column(Integer, default=0)
+    warning_rows: Mapped[int] = mapped_column(Integer, default=0)
+    # What a row does to a contact the source already has: one of MERGE_MODES.
+    mode: Mapped[str] = mapped_column(String(8), default="skip")
+    # Which column went to which field (``Mapping.to_dict``), recorded once the header is read.
+    mapping: Mapped[dict | None] = mapped_column(JSON)
     # The last row number whose outcome is committed: a rerun skips up to here.
     checkpoint: Mapped[int] = mapped_column(Integer, default=0)
     # Runs that claimed the import; each claim's number fences off the runs before it.
@@ -113,6 +158,15 @@ _JSON_NAMES = {
     "inserted_rows": "insertedRows",
     "duplicate_rows": "duplicateRows",
     "rejected_rows": "rejectedRows",
+    "skipped_rows": "skippedRows",
+    "updated_rows": "updatedRows",
+    "unchanged_rows": "unchangedRows",
+    "warning_rows": "warningRows",
+    "mode": "mode",
+    "mapping": "mapping",
+    "mapping_from": "mappingFrom",
+    "header_row": "headerRow",
+    "sheet": "sheet",
     "attempts": "attempts",
     "error": "error",
     "created_at": "createdAt",
@@ -146,10 +200,18 @@ class RowError(db.Model):
     message: Mapped[str] = mapped_column(Text)
     value: Mapped[str | None] = mapped_column(Text)
     raw: Mapped[dict | None] = mapped_column(JSON)
+    # "error": the row was rejected; "warning": it was stored, without the value this is about.
+    level: Mapped[str] = mapped_column(String(8), default="error")
 
     def to_dict(self) -> dict[str, object]:
-        """The rejected row as the JSON API shows it."""
-        return {"row": self.row, "field": self.field, "message": self.message, "value": self.value}
+        """The row's problem as the JSON API shows it."""
+        return {
+            "row": self.row,
+            "level": self.level,
+            "field": self.field,
+            "message": self.message,
+            "value": self.value,
+        }
 
 
 class Upload(db.Model):

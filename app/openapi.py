@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Flask
 
 from app.imports.body import SOURCE_MAX
-from app.models import IMPORT_STATUSES
+from app.models import IMPORT_STATUSES, MERGE_MODES
 from app.validation import EMAIL_MAX, NAME_MAX
 
 bp = Blueprint("openapi", __name__)
@@ -33,6 +33,13 @@ def _error(description: str) -> dict[str, Any]:
 def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
     return {"type": [kind, "null"], **extra}
 
+
+_MODE = {
+    "enum": list(MERGE_MODES),
+    "default": "skip",
+    "description": "What happens to a contact the source already has: skip leaves it alone, fill fills "
+    "its empty fields, update overwrites its fields with the file's non-empty values",
+}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -100,6 +107,24 @@ SCHEMAS: dict[str, Any] = {
             "insertedRows": {"type": "integer", "minimum": 0},
             "duplicateRows": {"type": "integer", "minimum": 0},
             "rejectedRows": {"type": "integer", "minimum": 0},
+            "updatedRows": {"type": "integer", "minimum": 0},
+            "unchangedRows": {"type": "integer", "minimum": 0},
+            "warningRows": {"type": "integer", "minimum": 0},
+            "mode": {"enum": list(MERGE_MODES)},
+            "mapping": {
+                "type": ["object", "null"],
+                "description": "Which column went to which field (a name in parts and several email or "
+                "phone candidates are lists); attributes lists the columns kept as extra fields",
+                "properties": {
+                    **{
+                        field: {"type": ["string", "array", "null"], "items": {"type": "string"}}
+                        for field in ("name", "email", "phone")
+                    },
+                    "company": _nullable("string"),
+                    "title": _nullable("string"),
+                    "attributes": {"type": "array", "items": {"type": "string"}},
+                },
+            },
             "attempts": {"type": "integer", "minimum": 0},
             "error": _nullable("string"),
             "createdAt": {"type": "string", "format": "date-time"},
@@ -125,15 +150,59 @@ SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": ["row", "field", "message", "value"],
+                    "required": ["row", "level", "field", "message", "value"],
                     "properties": {
                         "row": {"type": "integer"},
+                        "level": {"enum": ["error", "warning"]},
                         "field": _nullable("string"),
                         "message": {"type": "string"},
                         "value": _nullable("string"),
                     },
                 },
             },
+            "page": {"type": "integer", "minimum": 1},
+            "pages": {"type": "integer", "minimum": 1},
+            "total": {"type": "integer", "minimum": 0},
+        },
+    },
+    "Contact": {
+        "type": "object",
+        "required": [
+            "id",
+            "name",
+            "email",
+            "phone",
+            "company",
+            "title",
+            "attributes",
+            "source",
+            "importId",
+            "importedAt",
+            "updatedAt",
+        ],  # fmt: skip
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "email": {"type": "string"},
+            "phone": _nullable("string", description="E.164, with ;ext= for an extension"),
+            "company": _nullable("string"),
+            "title": _nullable("string", description="The job title"),
+            "attributes": {
+                "type": "object",
+                "description": "Every other column of the file, by its header, as text; emails: the "
+                "row's further addresses",
+            },
+            "source": {"type": "string"},
+            "importId": _nullable("string"),
+            "importedAt": {"type": "string", "format": "date-time"},
+            "updatedAt": _nullable("string", format="date-time"),
+        },
+    },
+    "ContactPage": {
+        "type": "object",
+        "required": ["items", "page", "pages", "total"],
+        "properties": {
+            "items": {"type": "array", "items": _ref("Contact")},
             "page": {"type": "integer", "minimum": 1},
             "pages": {"type": "integer", "minimum": 1},
             "total": {"type": "integer", "minimum": 0},
@@ -167,10 +236,16 @@ SCHEMAS: dict[str, Any] = {
                     "properties": {
                         "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX},
                         "email": {"type": "string", "format": "email", "maxLength": EMAIL_MAX},
+                        "phone": {"type": "string"},
+                        "company": {"type": "string"},
+                        "title": {"type": "string"},
                     },
+                    # Any other key is kept with the contact, in its attributes.
+                    "additionalProperties": True,
                 },
             },
             "useResumable": {"type": "boolean", "default": False},
+            "mode": _MODE,
         },
     },
     "MultipartImport": {
@@ -180,6 +255,7 @@ SCHEMAS: dict[str, Any] = {
             "file": {"type": "string", "contentMediaType": "application/octet-stream"},
             "source": {"type": "string", "minLength": 1, "maxLength": SOURCE_MAX},
             "useResumable": {"type": "boolean"},
+            "mode": _MODE,
         },
     },
 }
@@ -243,6 +319,12 @@ PATHS: dict[str, Any] = {
                 ),
                 _header("X-Filename", "The file's name, only shown", maxLength=255),
                 _header("X-Use-Resumable", "true to store the file with a resumable transfer"),
+                {
+                    "name": "X-Merge-Mode",
+                    "in": "header",
+                    "description": "The merge mode when the body is the file (skip, fill or update)",
+                    "schema": {"enum": list(MERGE_MODES)},
+                },
                 _header(
                     "Idempotency-Key",
                     "Repeating a request with its key within 24 hours answers the first one's jobId",
@@ -323,9 +405,15 @@ PATHS: dict[str, Any] = {
     "/imports/{jobId}/errors": {
         "get": {
             "operationId": "getImportErrors",
-            "summary": "The rows an import rejected, 50 a page",
-            "parameters": [_job_id(), _page_parameter()],
-            "responses": _responses({"200": _json(_ref("RowErrorPage"), "A page of rejected rows")}, "404"),
+            "summary": "The rows an import rejected (level error) and stored with a warning, 50 a page",
+            "parameters": [
+                _job_id(),
+                _page_parameter(),
+                {"name": "level", "in": "query", "schema": {"enum": ["error", "warning"]}},
+            ],
+            "responses": _responses(
+                {"200": _json(_ref("RowErrorPage"), "A page of row problems")}, "400", "404"
+            ),
         }
     },
     "/imports/{jobId}/retry": {
@@ -356,6 +444,23 @@ PATHS: dict[str, Any] = {
             ),
         }
     },
+    "/contacts": {
+        "get": {
+            "operationId": "listContacts",
+            "summary": "Stored contacts with every field and attribute, oldest first",
+            "parameters": [
+                {"name": "source", "in": "query", "schema": {"type": "string"}},
+                {"name": "importId", "in": "query", "schema": {"type": "string"}},
+                _page_parameter(),
+                {
+                    "name": "per_page",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                },
+            ],
+            "responses": _responses({"200": _json(_ref("ContactPage"), "A page of contacts")}, "400"),
+        }
+    },
     "/health": {
         "get": {
             "operationId": "health",
@@ -372,24 +477,27 @@ PATHS: dict[str, Any] = {
 
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the JSON API."""
+    from app.openapi_mapping import extend
     from app.webhooks import openapi as webhooks  # it builds on the helpers above
 
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "DataFlow",
-            "version": "1",
-            "description": "Import contact lists. With API_TOKENS set, every operation but /health "
-            "needs Authorization: Bearer <token>.",
-        },
-        "security": [{"bearerToken": []}],
-        "paths": {**PATHS, **webhooks.PATHS},
-        "components": {
-            "securitySchemes": {"bearerToken": {"type": "http", "scheme": "bearer"}},
-            "schemas": {**SCHEMAS, **webhooks.SCHEMAS},
-            "responses": RESPONSES,
-        },
-    }
+    return extend(
+        {
+            "openapi": "3.1.0",
+            "info": {
+                "title": "DataFlow",
+                "version": "1",
+                "description": "Import contact lists. With API_TOKENS set, every operation but /health "
+                "needs Authorization: Bearer <token>.",
+            },
+            "security": [{"bearerToken": []}],
+            "paths": {**PATHS, **webhooks.PATHS},
+            "components": {
+                "securitySchemes": {"bearerToken": {"type": "http", "scheme": "bearer"}},
+                "schemas": {**SCHEMAS, **webhooks.SCHEMAS},
+                "responses": RESPONSES,
+            },
+        }
+    )
 
 
 @bp.get("/openapi.json")

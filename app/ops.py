@@ -84,29 +84,28 @@ class ImportCollector:
         yield finished
         yield active
 
-        # updated_rows exists once contact updates land; until then that outcome reads 0.
-        outcome_columns = {
-            outcome: Import.__table__.c.get(f"{outcome}_rows")
-            for outcome in ("inserted", "updated", "duplicate", "rejected")
-        }
-        summed = [func.coalesce(func.sum(c), 0) for c in outcome_columns.values() if c is not None]
-        *sums, received = db.session.execute(
-            select(*summed, func.coalesce(func.sum(Import.size_bytes), 0))
+        outcomes = ("inserted", "updated", "unchanged", "duplicate", "rejected", "skipped")
+        *sums, warned, received = db.session.execute(
+            select(
+                *[func.coalesce(func.sum(getattr(Import, f"{o}_rows")), 0) for o in outcomes],
+                func.coalesce(func.sum(Import.warning_rows), 0),
+                func.coalesce(func.sum(Import.size_bytes), 0),
+            )
         ).one()
-        values = iter(sums)
-        by_outcome = {o: int(next(values)) if c is not None else 0 for o, c in outcome_columns.items()}
         rows = CounterMetricFamily(
             "dataflow_import_rows", "Rows of every import so far, by outcome", labels=["outcome"]
         )
         legacy = CounterMetricFamily(
-            "dataflow_rows", "Deprecated: dataflow_import_rows_total without updated", labels=["outcome"]
+            "dataflow_rows", "Deprecated: the same as dataflow_import_rows_total", labels=["outcome"]
         )
-        for outcome, value in by_outcome.items():
-            rows.add_metric([outcome], value)
-            if outcome != "updated":
-                legacy.add_metric([outcome], value)
+        for outcome, value in zip(outcomes, sums, strict=True):
+            rows.add_metric([outcome], int(value))
+            legacy.add_metric([outcome], int(value))
         yield rows
         yield legacy
+        yield CounterMetricFamily(
+            "dataflow_row_warnings", "Rows stored with a warning (a value kept aside)", value=int(warned)
+        )
         yield CounterMetricFamily(
             "dataflow_bytes_received", "Bytes of files accepted for import", value=int(received)
         )

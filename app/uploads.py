@@ -24,7 +24,8 @@ from werkzeug.http import http_date
 
 from app.errors import error_response
 from app.extensions import csrf, db, settings, storage
-from app.imports.body import SOURCE_MAX, has_control_characters
+from app.imports.body import SOURCE_MAX, has_control_characters, mode_problem
+from app.imports.review import skip_review
 from app.imports.service import EmptyUpload, create_import, enqueue_import
 from app.maintenance import TASKS
 from app.models import Upload, utcnow
@@ -321,11 +322,22 @@ def _start_import(upload: Upload) -> None:
         return
     stored_key = None
     try:
+        # The page asks for a review of each file, unless its source's saved mapping fits it.
+        review = parse_metadata(upload.metadata_header or "").get("review", "").strip().lower() in _TRUE
         with open(partial_path(upload.id), "rb") as partial:
+            # The merge mode travels in the upload's metadata, checked when the upload was created.
+            mode = parse_metadata(upload.metadata_header or "").get("mode", "").strip() or "skip"
             imp = create_import(
-                partial, source=upload.source, filename=upload.filename, use_resumable=upload.use_resumable
+                partial,
+                source=upload.source,
+                filename=upload.filename,
+                use_resumable=upload.use_resumable,
+                status="review" if review else "queued",
+                mode=mode,
             )
         stored_key = imp.storage_key
+        if review:
+            skip_review(imp)
         db.session.flush()  # gives the import its id
         upload.import_id = imp.id
         upload.expires_at = _new_expiry()
@@ -346,7 +358,8 @@ def _start_import(upload: Upload) -> None:
         raise TusError(503, "The file arrived but its import could not start; retry in a moment") from None
     log.info("upload %s complete, import %s started", upload.id, upload.import_id)
     try:
-        enqueue_import(upload.import_id)
+        if imp.status == "queued":
+            enqueue_import(upload.import_id)
     except redis.exceptions.RedisError:
         # The import is committed as queued; the reconciler puts its job back on the queue.
         log.exception("import %s is recorded but could not be queued", upload.import_id)
@@ -393,6 +406,9 @@ def create() -> Response:
         storage().check_size(length)
     except StorageRefused as exc:
         raise TusError(exc.status, str(exc)) from None
+    problem = mode_problem(metadata.get("mode"), "Metadata mode")
+    if problem:
+        raise TusError(400, problem)
     with_data = request.mimetype == CHUNK_TYPE
     checksum = _checksum() if with_data else None
     declared = _byte_count("Content-Length", required=False)

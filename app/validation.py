@@ -1,13 +1,16 @@
-"""Pure checks: which columns hold a contact, and whether a row makes a valid one."""
+"""Pure checks of a contact's name and email, and the fast path for rows that are plainly valid."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from app import emails
+from app.fields import Columns, find_columns, header_key
 from app.readers import cell_text
+
+__all__ = ["Columns", "Contact", "Problem", "find_columns", "header_key"]
 
 NAME_MAX = 255
 EMAIL_MAX = 254
@@ -17,12 +20,6 @@ EMAIL = re.compile(
     r"(?!\.)(?!.*\.\.)[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}(?<!\.)"
     r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})"
 )
-_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
-
-NAME_HEADERS = {"name", "fullname", "contactname", "contact", "displayname"}
-EMAIL_HEADERS = {"email", "emailaddress", "mail", "emailid", "mailaddress", "contactemail"}
-FIRST_HEADERS = {"firstname", "givenname", "forename", "first"}
-LAST_HEADERS = {"lastname", "surname", "familyname", "last"}
 
 
 class Problem(NamedTuple):
@@ -34,53 +31,21 @@ class Problem(NamedTuple):
 
 
 class Contact(NamedTuple):
-    """A clean contact, ready to store."""
+    """A clean contact, ready to store; ``warnings`` say which values were left out of a field, and why."""
 
     name: str
     email: str
-
-
-def header_key(header: str) -> str:
-    """A header as compared: case, spaces and punctuation do not matter."""
-    return _NOT_ALNUM.sub("", header.lower())
-
-
-@dataclass(frozen=True)
-class Columns:
-    """Which of a file's columns give the name and the email."""
-
-    email: str | None = None
-    name: str | None = None
-    first: str | None = None
-    last: str | None = None
-
-
-def find_columns(headers: Iterable[str]) -> Columns:
-    """Pick the name and email columns by their headers; the first match of each wins."""
-    found: dict[str, str] = {}
-    for header in headers:
-        key = header_key(header)
-        for role, names in (
-            ("email", EMAIL_HEADERS),
-            ("name", NAME_HEADERS),
-            ("first", FIRST_HEADERS),
-            ("last", LAST_HEADERS),
-        ):
-            if key in names and role not in found:
-                found[role] = header
-    return Columns(**found)
+    phone: str | None = None
+    company: str | None = None
+    title: str | None = None
+    attributes: dict[str, Any] | None = None
+    warnings: tuple[Problem, ...] = ()
 
 
 def check_email(value: Any) -> tuple[str | None, str | None]:
-    """A cleaned email, or the message saying why it is not one."""
-    email = cell_text(value).strip().lower()
-    if not email:
-        return None, "Email is missing"
-    if len(email) > EMAIL_MAX:
-        return None, f"Email is longer than {EMAIL_MAX} characters"
-    if not EMAIL.fullmatch(email):
-        return None, "Not a valid email address"
-    return email, None
+    """A cleaned email, or the message saying why it is not one (``app.emails.check_email`` explains)."""
+    check = emails.check_email(value)
+    return check.email, check.error
 
 
 def check_name(value: Any) -> tuple[str | None, str | None]:
@@ -95,47 +60,51 @@ def check_name(value: Any) -> tuple[str | None, str | None]:
     return name, None
 
 
+# Domains whose plain addresses need no careful check: each was checked once and had no typo.
+# Bounded, so a file of a million distinct domains cannot grow it without end.
+CLEAN_DOMAINS: set[str] = set()
+CLEAN_DOMAINS_MAX = 100_000
+
+
+def plain_email(text: str) -> str | None:
+    """The address, lower-cased, when it is plain ASCII on a domain already known to have no typo.
+
+    The rest (a display name, ``mailto:``, several addresses, Unicode, a domain not met yet) takes
+    ``app.emails.check_email``, which explains what is wrong and suggests what was meant.
+    """
+    email = text.strip().lower()
+    if len(email) <= EMAIL_MAX and EMAIL.fullmatch(email) and email.partition("@")[2] in CLEAN_DOMAINS:
+        return email
+    return None
+
+
+def learn_domain(email: str) -> None:
+    """Remember the domain of a plain address the careful check found valid and without a suggestion."""
+    if len(CLEAN_DOMAINS) < CLEAN_DOMAINS_MAX and EMAIL.fullmatch(email):
+        CLEAN_DOMAINS.add(email.partition("@")[2])
+
+
 # Contact's own constructor is Python code; made in C it costs half (this runs for every row).
 _new_contact = tuple.__new__
 
 
 def plain_contact(raw_name: Any, raw_email: Any) -> Contact | None:
-    """The contact from a text name and email that are plainly valid; None sends the row to ``validate``.
+    """The contact from a text name and email that are plainly valid; None sends the row the careful way.
 
     Most rows are text and valid: they are checked in one go, and only the rest take the path
-    that explains what is wrong.
+    that explains what is wrong (or suggests the domain a typo meant).
     """
     if type(raw_name) is str and type(raw_email) is str:
         name, email = raw_name.strip(), raw_email.strip().lower()
         valid = name and len(name) <= NAME_MAX and "\x00" not in name
-        if valid and len(email) <= EMAIL_MAX and EMAIL.fullmatch(email):
-            return _new_contact(Contact, (name, email))
+        if (
+            valid
+            and len(email) <= EMAIL_MAX
+            and EMAIL.fullmatch(email)
+            and email.partition("@")[2] in CLEAN_DOMAINS
+        ):
+            return _new_contact(Contact, (name, email, None, None, None, None, ()))
     return None
-
-
-def validate(record: Mapping[str, Any], columns: Columns) -> Contact | list[Problem]:
-    """A contact from one row, or every problem the row has."""
-    if columns.name is not None and columns.email is not None:
-        contact = plain_contact(record.get(columns.name), record.get(columns.email))
-        if contact is not None:
-            return contact
-    problems: list[Problem] = []
-    if columns.name is not None:
-        name_field, raw_name = "name", record.get(columns.name)
-    else:
-        name_field = "name"
-        parts = [cell_text(record.get(c)).strip() for c in (columns.first, columns.last) if c]
-        raw_name = " ".join(p for p in parts if p)
-    name, message = check_name(raw_name)
-    if message:
-        problems.append(Problem(name_field, message, _shown(raw_name)))
-    raw_email = record.get(columns.email) if columns.email else None
-    email, message = check_email(raw_email)
-    if message:
-        problems.append(Problem("email", message, _shown(raw_email)))
-    if problems:
-        return problems
-    return Contact(name, email)  # type: ignore[arg-type]
 
 
 def is_blank(record: Mapping[str, Any]) -> bool:
@@ -143,7 +112,7 @@ def is_blank(record: Mapping[str, Any]) -> bool:
     return all(cell_text(v).strip() == "" for v in record.values())
 
 
-def _shown(value: Any) -> str | None:
+def shown(value: Any) -> str | None:
     """The value as it came, cut to a length a page can show."""
     if value is None:
         return None

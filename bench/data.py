@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import random
 import zipfile
@@ -55,6 +57,59 @@ def write_csv(path: Path, count: int) -> Path:
         out.writelines(f"{name or chr(34) * 2},{email}\n" for name, email in contact_rows(count))
     os.replace(partial, path)
     return path
+
+
+WIDE_HEADER = ["name", "email", "phone", "company", "job title", "notes", "city", "customer since"]
+COMPANIES = ["Analytical Engines Ltd", "Hopper & Co", "Bletchley Park", "Mathematisch Centrum", "Bell Labs"]
+TITLES = ["Engineer", "Rear Admiral", "Cryptanalyst", "Professor", "Researcher", "Head of Data"]
+CITIES = ["London", "Arlington", "Wilmslow", "Amsterdam", "Zürich", "São Paulo", "東京"]
+BAD_PHONE_EVERY = 100  # one row in a hundred has a phone that is no number: stored with a warning
+
+
+def wide_rows(count: int) -> Iterator[tuple[list[str], list[str]]]:
+    """The rows of ``contact_rows`` with a phone, company, job title and three extra columns.
+
+    Each comes with the same row as the pipeline stores it (phone in E.164, the extra columns as
+    the attributes' JSON), which is what ``\\copy`` of "the same rows" loads. Phones are distinct, so
+    none is parsed from the cache.
+    """
+    for i, (name, email) in enumerate(contact_rows(count)):
+        digits = f"7{(i // 10000) % 1000:03d}{i % 10000:04d}"
+        phone, stored_phone = f"+44 20 {digits[:4]} {digits[4:]}", f"+4420{digits}"
+        extra = {
+            "notes": f"Met at event {i % 97}, asked about pricing" if i % 3 else "",
+            "city": CITIES[i % len(CITIES)],
+            "customer since": f"20{10 + i % 16}-0{1 + i % 9}-1{i % 10}",
+        }
+        attributes = {k: v for k, v in extra.items() if v}
+        if i % BAD_PHONE_EVERY == 0:
+            phone, stored_phone = "ask reception", ""
+            attributes["phone"] = phone
+        company, title = COMPANIES[i % len(COMPANIES)], TITLES[i % len(TITLES)]
+        stored = [name, email, stored_phone, company, title, json.dumps(attributes, ensure_ascii=False)]
+        yield [name, email, phone, company, title, *extra.values()], stored
+
+
+def write_wide_csv(path: Path, copy_path: Path, count: int) -> tuple[Path, Path]:
+    """The wide CSV to import, and the same rows as stored, for ``\\copy`` beside it."""
+    if path.exists() and copy_path.exists() and copy_path.stat().st_size > 0:
+        return path, copy_path
+    partial, copy_partial = path.with_suffix(".part"), copy_path.with_suffix(".part")
+    with (
+        open(partial, "w", encoding="utf-8", newline="") as out,
+        open(copy_partial, "w", encoding="utf-8", newline="") as stored_out,
+    ):
+        rows = csv.writer(out, lineterminator="\n")
+        # Quoted, so that a missing name is an empty text for COPY (as in the import), not NULL.
+        stored_rows = csv.writer(stored_out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        rows.writerow(WIDE_HEADER)
+        stored_rows.writerow(["name", "email", "phone", "company", "title", "attributes"])
+        for row, stored in wide_rows(count):
+            rows.writerow(row)
+            stored_rows.writerow(stored)
+    os.replace(partial, path)
+    os.replace(copy_partial, copy_path)
+    return path, copy_path
 
 
 def write_binary(path: Path, size: int) -> Path:

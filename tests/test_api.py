@@ -164,8 +164,9 @@ def test_status_list_and_errors_pages(client, work):
     assert errors["total"] == 2 and errors["page"] == 1 and errors["pages"] == 1
     assert errors["items"][0] == {
         "row": 3,
+        "level": "error",
         "field": "email",
-        "message": "Not a valid email address",
+        "message": "Not a valid email address: it has no @",
         "value": "not-an-email",
     }
     assert errors["items"][1]["row"] == 4 and errors["items"][1]["message"] == "Email is missing"
@@ -317,7 +318,7 @@ def test_issues_for_json_body_email_and_whitespace_name(client):
     issues = {tuple(i["path"]): i["message"] for i in response.get_json()["issues"]}
     assert issues == {
         ("data", 0, "name"): "Name must be 1 to 255 characters long",
-        ("data", 1, "email"): "Email is longer than 254 characters",
+        ("data", 1, "email"): "Not a valid email address: the part before the @ is longer than 64 characters",
     }
 
 

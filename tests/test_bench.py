@@ -42,6 +42,7 @@ def test_quick_benchmark_prints_one_table_and_writes_results(tmp_path: Path) -> 
         "queue latency",
         "webhooks",
         "GET /ops",
+        "preview of a",
     ):
         assert measure in measures
 

@@ -151,6 +151,13 @@ def shoot(page: object, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+def import_after_review(page: object) -> None:
+    """The file waits for a look at how its columns are read: import it as they were read."""
+    page.locator("#review").wait_for()  # type: ignore[attr-defined]
+    page.locator("[data-start]").click()  # type: ignore[attr-defined]
+    page.locator("#progress").wait_for()  # type: ignore[attr-defined]
+
+
 def test_drop_a_spreadsheet_and_watch_its_import_complete(server, worker, new_page):
     rows = [["First name", "Last name", "E-mail"]]
     rows += [[f"Ada{i}", "Lovelace", f"ada{i}@example.com"] for i in range(300)]
@@ -159,8 +166,9 @@ def test_drop_a_spreadsheet_and_watch_its_import_complete(server, worker, new_pa
     page.goto(server.url + "/")
     page.get_by_label("Source").fill("Trade fair 2026")
     drop_files(page, {"fair.xlsx": xlsx_bytes(rows)})
-    # One file: once uploaded, the page goes to its import and follows it there.
+    # One file: once uploaded, the page goes to its import, reviewed, and follows it there.
     page.wait_for_url(re.compile(r"/imports/[0-9a-f-]{36}$"))
+    import_after_review(page)
     page.locator('[data-status="completed"]').wait_for()
     assert page.get_by_role("heading", level=1).inner_text() == "fair.xlsx"
     assert page.locator('[data-count="inserted"]').inner_text() == "300"
@@ -175,10 +183,15 @@ def test_several_files_each_get_a_link_to_their_import(server, worker, new_page)
     page.goto(server.url + "/")
     page.get_by_label("Source").fill("Partners")
     drop_files(page, {"north.csv": contacts_csv(4, who="north"), "south.csv": contacts_csv(6, who="south")})
-    page.get_by_text("All 2 files are uploaded and being imported.").wait_for()
+    page.get_by_text(
+        "All 2 files are uploaded. Each one whose columns are new waits for your review."
+    ).wait_for()
     links = page.get_by_role("link", name="see its import")
     assert links.count() == 2
     ids = [link.get_attribute("href").rsplit("/", 1)[1] for link in links.all()]
+    for job_id in ids:
+        assert server.status(job_id)["status"] == "review"
+        assert requests.post(f"{server.url}/imports/{job_id}/start", json={}, timeout=10).status_code == 202
     for job_id, inserted in zip(ids, (4, 6), strict=True):
         wait_for(lambda job_id=job_id: server.status(job_id)["status"] == "completed")
         assert server.status(job_id)["insertedRows"] == inserted
@@ -248,6 +261,7 @@ def test_an_interrupted_upload_resumes_after_a_reload(server, worker, new_page, 
     uploads = [(method, offset) for method, offset in requests_after if method in ("POST", "PATCH")]
     assert uploads[0] == ("PATCH", str(3 * chunk))  # no new upload: it continued where it stopped
     job_id = page.url.rsplit("/", 1)[1]
+    import_after_review(page)
     page.locator('[data-status="completed"]').wait_for()
     status = server.status(job_id)
     assert (status["insertedRows"], status["source"], status["sizeBytes"]) == (
@@ -296,6 +310,7 @@ def test_pause_and_resume_an_upload(server, worker, new_page, tmp_path):
     page.on("request", lambda r: resumed.append(r.headers["upload-offset"]) if r.method == "PATCH" else None)
     item.get_by_role("button", name="Resume members.csv").click()
     page.wait_for_url(re.compile(r"/imports/[0-9a-f-]{36}$"))
+    import_after_review(page)
     page.locator('[data-status="completed"]').wait_for()
     assert page.locator('[data-count="inserted"]').inner_text() == "8,000"
     assert offsets == ["0", "65536"]
@@ -312,7 +327,13 @@ def test_no_javascript_form_lands_on_the_import_page(server, worker, new_page, t
     page.locator('input[type="file"]').set_input_files(str(file))
     page.get_by_role("button", name="Import").click()
     page.wait_for_url(re.compile(r"/imports/[0-9a-f-]{36}$"))
-    assert page.get_by_text("leads.csv is uploaded and queued for import.").is_visible()
+    assert page.get_by_text(
+        "leads.csv is uploaded. Check how its columns are read, then start it."
+    ).is_visible()
+    # Without JavaScript the review is a plain form: its button posts it.
+    assert page.locator("select[name=email]").input_value() == "Email"
+    page.locator("[data-start]").click()
+    assert page.get_by_text("The import is queued with the mapping you chose.").is_visible()
     job_id = page.url.rsplit("/", 1)[1]
     wait_for(lambda: server.status(job_id)["status"] == "completed")
     page.reload()  # without JavaScript nothing polls: the person reloads
@@ -339,8 +360,8 @@ def test_rejected_rows_are_shown_and_downloaded(server, worker, new_page):
     rows = list(csv.reader(io.StringIO(Path(download.path()).read_text("utf-8-sig"))))
     assert rows == [
         ["Name", "Email", "Company", "error"],
-        ["Broken 0", "broken-0-at-example.com", "'=1+0", "Not a valid email address"],
-        ["Broken 1", "broken-1-at-example.com", "'=1+1", "Not a valid email address"],
+        ["Broken 0", "broken-0-at-example.com", "'=1+0", "Not a valid email address: it has no @"],
+        ["Broken 1", "broken-1-at-example.com", "'=1+1", "Not a valid email address: it has no @"],
     ]
 
 

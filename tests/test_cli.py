@@ -69,7 +69,13 @@ def test_an_import_runs_to_completion_on_sqlite(tmp_path: Path, redis_url: str):
                 f"/imports/{job_id}/errors", headers={"Accept": "application/json"}
             ).get_json()
             assert errors["items"] == [
-                {"row": 4, "field": "email", "message": "Not a valid email address", "value": "nope"}
+                {
+                    "row": 4,
+                    "level": "error",
+                    "field": "email",
+                    "message": "Not a valid email address: it has no @",
+                    "value": "nope",
+                }
             ]
             emails = db.session.scalars(select(Contact.email).order_by(Contact.email)).all()
             assert emails == ["ada@example.com", "grace@x.com"]

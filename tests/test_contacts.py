@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from app.contacts import ContactBatch, SeenEmails, copy_text
+from app.contacts import ContactBatch, SeenEmails, WideContactBatch, copy_text, store_contacts
 from app.extensions import db
 from app.imports import pipeline
 from app.models import Contact
@@ -156,3 +159,45 @@ def test_two_imports_into_one_source_at_once_store_each_email_once(client, worke
     assert len(stored) == 4500 == len({email for _, email in stored})
     db.session.rollback()
     assert db.session.scalar(select(func.count()).select_from(Contact)) == 4500
+
+
+_values = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
+
+
+@given(
+    fields=st.lists(
+        st.tuples(
+            _values.map(str.strip).filter(bool),  # name
+            st.one_of(st.none(), st.from_regex(r"\+44207946\d{4}", fullmatch=True)),
+            st.one_of(st.none(), _values),
+            st.one_of(st.none(), _values),
+            st.dictionaries(_values.filter(bool), _values.filter(bool), max_size=4),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    repeat=st.booleans(),
+)
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_new_fields_round_trip_through_copy_and_on_conflict(app, fields: list, repeat: bool):
+    """Whatever the text, a wide contact is stored as given, by COPY or (a repeated email) ON CONFLICT."""
+    source = f"round-trip-{uuid.uuid4().hex}"
+    seen = SeenEmails(10_000)
+    made = [
+        Valid(name, f"p{i}@example.com", phone, company, title, attributes or None)
+        for i, (name, phone, company, title, attributes) in enumerate(fields)
+    ]
+    # The same email again in a later batch takes ON CONFLICT, and changes nothing.
+    batches = [made, [made[0]._replace(name="Someone else")]] if repeat else [made]
+    for contacts_of_batch in batches:
+        batch = WideContactBatch(seen, source, "job")
+        for contact in contacts_of_batch:
+            batch.append(contact)
+        store_contacts(db.session, "job", source, batch)
+    db.session.commit()
+    stored = db.session.execute(
+        select(Contact.name, Contact.email, Contact.phone, Contact.company, Contact.title, Contact.attributes)
+        .where(Contact.source == source)
+        .order_by(Contact.email)
+    ).all()
+    assert [tuple(row) for row in stored] == sorted((tuple(c[:6]) for c in made), key=lambda c: c[1])

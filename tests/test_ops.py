@@ -44,6 +44,8 @@ def test_metrics_show_the_imports(client, work):
     assert page[("dataflow_rows_total", (("outcome", "inserted"),))] == 2
     assert page[("dataflow_rows_total", (("outcome", "duplicate"),))] == 1
     assert page[("dataflow_rows_total", (("outcome", "rejected"),))] == 3
+    assert page[("dataflow_rows_total", (("outcome", "updated"),))] == 0
+    assert page[("dataflow_row_warnings_total", ())] == 2  # MIXED's phones "123" and "789"
     sizes = db.session.scalar(select(func.sum(Import.size_bytes)))
     assert page[("dataflow_bytes_received_total", ())] == sizes == len(MIXED) + 17 + 27
     assert page[("dataflow_import_duration_seconds_count", ())] == 2

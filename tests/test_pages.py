@@ -67,7 +67,7 @@ def test_rejected_csv_has_original_columns_and_one_error_column(client, work):
     assert rows[0] == ["Full Name", "E-mail", "Company", "error"]
     # One line per rejected row, even when the row has two problems.
     assert rows[1:] == [
-        ["Bad Mail", "not-an-email", 'Smith, Jones & "Partners"', "Not a valid email address"],
+        ["Bad Mail", "not-an-email", 'Smith, Jones & "Partners"', "Not a valid email address: it has no @"],
         ["", "", "Nobody Ltd", "Name is missing; Email is missing"],
     ]
 
@@ -83,7 +83,7 @@ def test_rejected_csv_of_many_rows_comes_in_pieces_with_every_row_once(client, w
     rows = list(csv.reader(io.StringIO(b"".join(pieces).decode("utf-8-sig"))))
     assert len(rows) == bad + 1
     assert [row[1] for row in rows[1:]] == [f"broken-{i}" for i in range(bad)]
-    assert rows[2] == ["", "broken-1", "Name is missing; Not a valid email address"]
+    assert rows[2] == ["", "broken-1", "Name is missing; Not a valid email address: it has no @"]
     response.close()
 
 
@@ -113,7 +113,7 @@ def test_rejected_csv_gives_broken_lines_their_text(client, work):
     work()
     rows = read_csv(client.get(f"/imports/{job_id}/rejected.csv"))
     assert rows[0] == ["line", "name", "email", "error"]
-    assert rows[1] == ["", "Bob", "nope", "Not a valid email address"]
+    assert rows[1] == ["", "Bob", "nope", "Not a valid email address: it has no @"]
     assert rows[2][0] == "{this is not json"
     assert rows[2][3].startswith("This line is not valid JSON")
 
@@ -222,7 +222,7 @@ def test_retry_and_cancel_from_the_page_flash_and_return(make_app):
         response = browser.post(f"/imports/{job_id}/cancel", data={"csrf_token": token}, headers=HTML)
         assert response.status_code == 303
         page = browser.get(f"/imports/{job_id}", headers=HTML).get_data(as_text=True)
-        assert "Only a queued or running import can be cancelled; this one is cancelled." in page
+        assert "Only an import in review, queued or running can be cancelled; this one is cancelled." in page
 
 
 # ---- CSRF ---------------------------------------------------------------------------------------
@@ -275,7 +275,24 @@ def test_the_plain_form_imports_and_redirects_to_the_import(make_app):
         job_id = db.session.scalar(select(Import.id))
         assert response.headers["Location"] == f"/imports/{job_id}"
         page = browser.get(response.headers["Location"], headers=HTML).get_data(as_text=True)
-        assert "leads.csv is uploaded and queued for import." in page
+        assert "leads.csv is uploaded. Check how its columns are read, then start it." in page
+        assert db.session.get(Import, job_id).status == "review"
+        # Without JavaScript the review is a plain form: it posts back for a new preview, then starts.
+        fields = {"csrf_token": token, "shown": "|1", "headerRow": "1", "name": "name", "email": "email"}
+        again = browser.post(f"/imports/{job_id}/review", data={**fields, "email": ""}, headers=HTML)
+        assert again.status_code == 200 and "The mapping must name the email column." in again.get_data(
+            as_text=True
+        )
+        started = browser.post(f"/imports/{job_id}/start", data={**fields, "remember": "on"}, headers=HTML)
+        assert started.status_code == 303 and started.headers["Location"] == f"/imports/{job_id}"
+        db.session.expire_all()
+        assert db.session.get(Import, job_id).status == "queued"
+        assert (
+            browser.get("/sources/fair/mapping", headers={"Accept": "application/json"}).get_json()[
+                "mapping"
+            ]["email"]
+            == "email"
+        )
         missing = browser.post("/", data={"csrf_token": token, "source": ""}, headers=HTML)
         assert missing.status_code == 400
         text = missing.get_data(as_text=True)

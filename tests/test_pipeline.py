@@ -26,8 +26,8 @@ MIXED = (
     b"\r\n"  # 5 blank: skipped, not counted
     b"Ada Again;ada@example.com;789\r\n"  # 6 duplicate within the file, whatever the case
     b'"Hopper, Grace";grace@example.com;\r\n'  # 7 inserted
-    b";;\r\n"  # 8 blank
-    b"X;;\r\n"  # 9 rejected: email missing
+    b"X;;\r\n"  # 8 rejected: email missing (after a blank row, at the end, it would be a footer line)
+    b";;\r\n"  # 9 blank
 )
 
 
@@ -79,13 +79,27 @@ def test_every_row_is_accounted_for_by_a_real_worker(client, worker_process, env
     )
     assert contacts("crm") == [("Ada Lovelace", "ada@example.com"), ("Hopper, Grace", "grace@example.com")]
 
-    errors = client.get(f"/imports/{job_id}/errors").get_json()
+    errors = client.get(f"/imports/{job_id}/errors?level=error").get_json()
     assert errors["total"] == 3
     assert errors["items"] == [
-        {"row": 3, "field": "email", "message": "Not a valid email address", "value": "not-an-email"},
-        {"row": 4, "field": "name", "message": "Name is missing", "value": ""},
-        {"row": 9, "field": "email", "message": "Email is missing", "value": ""},
+        {
+            "row": 3,
+            "level": "error",
+            "field": "email",
+            "message": "Not a valid email address: it has no @",
+            "value": "not-an-email",
+        },
+        {"row": 4, "level": "error", "field": "name", "message": "Name is missing", "value": ""},
+        {"row": 8, "level": "error", "field": "email", "message": "Email is missing", "value": ""},
     ]
+    # "123" and "789" are no phone numbers: their rows are stored (or a duplicate) with a warning
+    assert status["warningRows"] == 2
+    warnings = client.get(f"/imports/{job_id}/errors?level=warning").get_json()["items"]
+    assert [(w["row"], w["level"], w["field"], w["value"]) for w in warnings] == [
+        (2, "warning", "phone", "123"),
+        (6, "warning", "phone", "789"),
+    ]
+    assert client.get(f"/imports/{job_id}/errors").get_json()["total"] == 5  # both levels
     stored = db.session.scalars(select(RowError).where(RowError.import_id == job_id, RowError.row == 3)).one()
     assert stored.raw == {"Full Name": "Grace Hopper", "E-Mail": "not-an-email", "Phone": "456"}
 

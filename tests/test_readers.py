@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-from app.readers import BrokenRow, Table, UnusableFile, media_type, read_rows
+from app.readers import BrokenRow, SkippedRow, Table, UnusableFile, media_type, read_rows
 from app.readers.spreadsheet import MAX_UNCOMPRESSED
 from tests.spreadsheets import encrypted_xlsx, ods_bytes, xlsx_bytes, zip_bomb, zip_claiming
 
@@ -411,8 +411,20 @@ def test_awkward_values_survive_a_csv_round_trip(rows: list[tuple[str, str]]):
     writer.writerows(rows)
     table, read_back = read(out.getvalue().encode("utf-8"))
     assert table.columns == ["Name", "Email"]
-    assert [(record["Name"], record["Email"]) for _, record in read_back] == rows
     assert [number for number, _ in read_back] == list(range(2, len(rows) + 2))
+    kept = [(number, (r["Name"], r["Email"])) for number, r in read_back if not isinstance(r, SkippedRow)]
+    assert kept == [(number, rows[number - 2]) for number, _ in kept]
+    _only_a_footer_is_skipped(rows, [number - 2 for number, r in read_back if isinstance(r, SkippedRow)])
+
+
+def _only_a_footer_is_skipped(rows: list[tuple], skipped: list[int]) -> None:
+    """Skipped rows hold one value at most, after a blank row, and only such rows follow to the end."""
+    if not skipped:
+        return
+    first = skipped[0]
+    assert any(not "".join(map(str, row)).strip() for row in rows[:first])
+    for row in rows[first:]:
+        assert sum(1 for value in row if str(value).strip()) <= 1 and "@" not in "".join(map(str, row))
 
 
 def _as_stored_in_xlsx(value: str | int) -> str:
@@ -447,8 +459,13 @@ def test_awkward_values_survive_an_xlsx_round_trip(rows: list[tuple[str | int, s
     _, read_back = read(out.getvalue())
     from app.readers import cell_text
 
-    got = [(cell_text(record["Name"]), cell_text(record["Email"])) for _, record in read_back]
-    assert got == expected
+    got = [
+        (n, (cell_text(r["Name"]), cell_text(r["Email"])))
+        for n, r in read_back
+        if not isinstance(r, SkippedRow)
+    ]
+    assert got == [(number, expected[number - 2]) for number, _ in got]
+    _only_a_footer_is_skipped(expected, [number - 2 for number, r in read_back if isinstance(r, SkippedRow)])
 
 
 MAGIC = st.sampled_from(
@@ -477,7 +494,7 @@ def test_random_bytes_never_crash_a_reader(data: bytes):
         return
     for number, record in rows:
         assert isinstance(number, int) and number >= 1
-        assert isinstance(record, dict | BrokenRow)
+        assert isinstance(record, dict | BrokenRow | SkippedRow)
 
 
 def test_media_type_comes_from_the_bytes_then_the_filename():

@@ -26,13 +26,14 @@ import pytest
 from conftest import ROOT, wait_for
 from flask import Flask
 from rq import SimpleWorker
-from sqlalchemy import text
+from sqlalchemy import select, text
 from tusclient.client import TusClient
 
 from app.cli import upgrade_database
 from app.config import ConfigError, load_settings
 from app.extensions import QUEUE_NAME, db, redis
 from app.maintenance import run_once
+from app.models import Import
 from app.storage import StorageUnavailable
 from tests.conftest import served_in_thread
 
@@ -703,3 +704,15 @@ def test_upload_expiry_setting(tmp_path):
     for wrong in ("soon", "-5", "0", "1w"):
         with pytest.raises(ConfigError, match="UPLOAD_EXPIRY"):
             expiry(wrong)
+
+
+def test_a_resumable_upload_carries_its_merge_mode(tus):
+    path = tus.create(len(b"name,email\nA,a@example.com\n"), mode="fill", filename="a.csv")
+    answer = tus.patch(path, 0, b"name,email\nA,a@example.com\n")
+    assert answer.status == 204
+    with tus.app.app_context():
+        assert db.session.scalars(select(Import.mode)).all() == ["fill"]  # the upload became an import
+    refused = tus.request(
+        "POST", headers={"Upload-Length": "10", "Upload-Metadata": metadata(source="crm", mode="merge")}
+    )
+    assert refused.status == 400 and "skip, fill, update" in refused.error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.rows import validate
 from app.validation import (
     EMAIL_MAX,
     NAME_MAX,
@@ -15,7 +16,6 @@ from app.validation import (
     find_columns,
     is_blank,
     plain_contact,
-    validate,
 )
 
 
@@ -47,22 +47,30 @@ def test_email_header_synonyms(header: str):
 
 def test_first_and_last_name_columns():
     columns = find_columns(["First Name", "Last_Name", "E-Mail", "Company"])
-    assert columns == Columns(email="E-Mail", first="First Name", last="Last_Name")
+    assert columns == Columns(
+        emails=("E-Mail",), parts=(("first", "First Name"), ("last", "Last_Name")), company="Company"
+    )
     record = {"First Name": " Ada ", "Last_Name": "Lovelace", "E-Mail": "ada@example.com", "Company": "x"}
-    assert validate(record, columns) == Contact("Ada Lovelace", "ada@example.com")
-    assert validate({**record, "Last_Name": ""}, columns) == Contact("Ada", "ada@example.com")
+    parts = {"First Name": "Ada", "Last_Name": "Lovelace"}  # the parts stay beside the name
+    assert validate(record, columns) == Contact(
+        "Ada Lovelace", "ada@example.com", company="x", attributes=parts
+    )
+    alone = Contact("Ada", "ada@example.com", company="x", attributes={"First Name": "Ada"})
+    assert validate({**record, "Last_Name": ""}, columns) == alone
 
 
 def test_missing_columns_are_none():
-    assert find_columns(["Phone", "City"]) == Columns(email=None)
+    assert find_columns(["Phone", "City"]) == Columns(phones=("Phone",), extra=("City",))
     assert find_columns(["Name", "Phone"]).email is None
 
 
-def test_the_first_matching_column_wins_and_extra_columns_are_ignored():
+def test_the_first_matching_column_wins_and_further_email_columns_are_candidates():
     columns = find_columns(["Name", "Email", "Full Name", "Mail", "Notes"])
-    assert (columns.name, columns.email) == ("Name", "Email")
+    assert (columns.name, columns.email, columns.emails) == ("Name", "Email", ("Email", "Mail"))
+    assert columns.extra == ("Full Name", "Notes")
     record = {"Name": "Ada", "Email": "ada@example.com", "Full Name": "", "Mail": "bad", "Notes": "x" * 5000}
-    assert validate(record, columns) == Contact("Ada", "ada@example.com")
+    kept = {"Notes": "x" * 5000, "emails": ["bad"]}  # nothing is dropped; a blank cell is no value
+    assert validate(record, columns) == Contact("Ada", "ada@example.com", attributes=kept)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +81,6 @@ def test_the_first_matching_column_wins_and_extra_columns_are_ignored():
         "o'hara@example.ie",
         "x@example.museum",
         "user_name-1@ex-ample.org",
-        "a@xn--bcher-kva.example",
         "1234@example.com",
     ],
 )
@@ -97,7 +104,6 @@ def test_valid_emails(email: str):
         "ada@-example.com",
         "ada@example..com",
         "ada@example.c",
-        "ada@example.com.",
         "ad,a@example.com",
         "ada<@example.com",
         "x" * 65 + "@example.com",
@@ -106,7 +112,11 @@ def test_valid_emails(email: str):
 def test_invalid_emails(email: str):
     cleaned, message = check_email(email)
     assert cleaned is None
-    assert message == "Not a valid email address"
+    assert message.startswith("Not a valid email address")
+
+
+def test_an_idn_domain_in_ace_is_stored_in_its_unicode_form():
+    assert check_email("a@xn--bcher-kva.example") == ("a@bücher.example", None)
 
 
 def test_email_is_trimmed_and_lower_cased():
@@ -118,7 +128,8 @@ def test_email_length_limit():
     at_limit = "a" * 64 + "@" + label + "." + label + "." + "e" * 57 + ".com"
     assert len(at_limit) == EMAIL_MAX
     assert check_email(at_limit) == (at_limit, None)
-    assert check_email("a" + at_limit) == (None, f"Email is longer than {EMAIL_MAX} characters")
+    cleaned, message = check_email("a" + at_limit)
+    assert cleaned is None and "longer than" in message
 
 
 def test_missing_email():
@@ -144,11 +155,11 @@ def test_numbers_from_a_spreadsheet_become_text():
 
 
 def test_validate_reports_every_problem_with_field_and_raw_value():
-    columns = Columns(email="E-mail", name="Name")
+    columns = Columns(emails=("E-mail",), name="Name")
     outcome = validate({"Name": "", "E-mail": " not an email "}, columns)
     assert outcome == [
         Problem("name", "Name is missing", ""),
-        Problem("email", "Not a valid email address", " not an email "),
+        Problem("email", "Not a valid email address: it has a space inside", " not an email "),
     ]
 
 
@@ -158,7 +169,7 @@ def test_validate_a_record_without_the_email_key():
 
 
 def test_a_long_raw_value_is_cut_for_display():
-    outcome = validate({"Name": "Ada", "Email": "x" * 5000}, Columns(email="Email", name="Name"))
+    outcome = validate({"Name": "Ada", "Email": "x" * 5000}, Columns(emails=("Email",), name="Name"))
     assert isinstance(outcome, list)
     assert len(outcome[0].value) == 1001 and outcome[0].value.endswith("…")
 
@@ -183,13 +194,14 @@ def test_blank_rows():
 )
 def test_a_row_that_is_not_plainly_valid_goes_to_the_checks_that_explain(name, email) -> None:
     assert plain_contact(name, email) is None
-    problems = validate({"Name": name, "Email": email}, Columns(email="Email", name="Name"))
+    problems = validate({"Name": name, "Email": email}, Columns(emails=("Email",), name="Name"))
     assert isinstance(problems, list)
     assert problems
 
 
 def test_plainly_valid_text_makes_the_same_contact_as_the_full_checks() -> None:
-    columns = Columns(email="Email", name="Name")
+    columns = Columns(emails=("Email",), name="Name")
     record = {"Name": "  Ada Lovelace ", "Email": " Ada@Example.COM "}
-    assert plain_contact(record["Name"], record["Email"]) == Contact("Ada Lovelace", "ada@example.com")
-    assert validate(record, columns) == plain_contact(record["Name"], record["Email"])
+    assert validate(record, columns) == Contact("Ada Lovelace", "ada@example.com")
+    # Once the full checks found the domain free of typos, its plain addresses take the fast path.
+    assert plain_contact(record["Name"], record["Email"]) == validate(record, columns)

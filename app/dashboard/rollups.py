@@ -21,7 +21,7 @@ from app.extensions import db
 from app.models import Import, utcnow
 
 # Every outcome a row can have; a branch that does not count one yet simply leaves it at 0.
-OUTCOMES = ("inserted", "updated", "duplicate", "rejected")
+OUTCOMES = ("inserted", "updated", "unchanged", "duplicate", "rejected")
 MESSAGE_MAX = 300
 
 # The ops page asks when imports started (the queue's past) and ended (imports per hour).
@@ -42,6 +42,7 @@ class ImportMinute(db.Model):
     import_id: Mapped[str] = _import_id()
     inserted: Mapped[int] = mapped_column(BigInteger, default=0)
     updated: Mapped[int] = mapped_column(BigInteger, default=0)
+    unchanged: Mapped[int] = mapped_column(BigInteger, default=0)
     duplicate: Mapped[int] = mapped_column(BigInteger, default=0)
     rejected: Mapped[int] = mapped_column(BigInteger, default=0)
 

@@ -7,6 +7,7 @@ from typing import Any, BinaryIO
 
 import ijson
 
+from app.models import MERGE_MODES
 from app.readers.json import NestedTooDeep, json_events, parse_error
 from app.validation import NAME_MAX, check_email
 
@@ -19,7 +20,19 @@ def has_control_characters(text: str) -> bool:
     return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
 
 
+def mode_problem(mode: object, what: str = "mode") -> str | None:
+    """Why a merge mode is not one, naming the modes there are; None for a mode (or none given)."""
+    if mode is None or (isinstance(mode, str) and mode.strip() in ("", *MERGE_MODES)):
+        return None
+    return (
+        f"{what} must be one of {', '.join(MERGE_MODES)} (skip: leave contacts the source already has "
+        "alone; fill: fill their empty fields; update: overwrite them with the file's values), "
+        f"not {mode!r}"
+    )
+
+
 MAX_ISSUES = 100
+OPTION_KEYS = ("mapping", "headerRow", "sheet", "review")
 _EVENT_KINDS = {
     "start_array": "array",
     "string": "string",
@@ -35,6 +48,9 @@ class BodyCheck:
 
     source: str | None = None
     use_resumable: bool = False
+    # How to read the data (mapping, headerRow, sheet) and whether to hold it in review, as sent.
+    options: dict[str, Any] = field(default_factory=dict)
+    mode: str = "skip"
     items: int = 0
     issues: list[dict[str, Any]] = field(default_factory=list)
     more_issues: int = 0
@@ -89,7 +105,7 @@ def check_body(stream: BinaryIO) -> BodyCheck:
                 continue
             if event == "map_key":
                 key = value
-            elif key in ("source", "useResumable", "data") and key not in top:
+            elif key in ("source", "useResumable", "mode", "data", *OPTION_KEYS) and key not in top:
                 top[key] = {"start_array": [], "start_map": {}}.get(event, value)
     except StopIteration:
         raise ValueError("The request body is empty") from None
@@ -108,6 +124,16 @@ def check_body(stream: BinaryIO) -> BodyCheck:
             check.add(["source"], SOURCE_CONTROL)
     if "useResumable" in top and _expected(check, ["useResumable"], "boolean", top["useResumable"]):
         check.use_resumable = top["useResumable"]
+    if "mode" in top and _expected(check, ["mode"], "string", top["mode"]):
+        problem = mode_problem(top["mode"], "Mode")
+        if problem:
+            check.add(["mode"], problem)
+        else:
+            check.mode = top["mode"].strip() or "skip"
+    check.options = {key: top[key] for key in OPTION_KEYS if key in top}
+    if "mapping" in top and isinstance(top["mapping"], dict):  # only its start was seen: read it whole
+        stream.seek(0)
+        check.options["mapping"] = next(ijson.items(stream, "mapping", use_float=True), None)
     if "data" not in top:
         check.add(["data"], "Required")
         return check

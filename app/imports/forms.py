@@ -2,7 +2,8 @@
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import BooleanField, StringField
+from wtforms import BooleanField, RadioField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 
@@ -17,3 +18,13 @@ class UploadForm(FlaskForm):
         "An email is stored once per source.",
     )
     useResumable = BooleanField("Resumable transfer to storage")  # noqa: N815 - the API's name
+    mode = RadioField(
+        "Contacts the source already has",
+        choices=[
+            SelectChoice("skip", "Leave them as they are"),
+            SelectChoice("fill", "Fill in their empty fields"),
+            SelectChoice("update", "Update them with the file's values"),
+        ],
+        default="skip",
+        description="A contact is the same contact when its email is; a blank cell never blanks a field.",
+    )

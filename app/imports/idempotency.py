@@ -36,10 +36,26 @@ def key_problem(key: str) -> str | None:
 
 
 def fingerprint(
-    *, method: str, path: str, content_type: str, source: str, use_resumable: bool, sha256: str
+    *,
+    method: str,
+    path: str,
+    content_type: str,
+    source: str,
+    use_resumable: bool,
+    sha256: str,
+    mode: str = "skip",
 ) -> str:
     """What makes two requests the same request: their parameters and the SHA-256 of their file."""
-    parts = (method, path, content_type, source, "true" if use_resumable else "false", sha256)
+    parts: tuple[str, ...] = (
+        method,
+        path,
+        content_type,
+        source,
+        "true" if use_resumable else "false",
+        sha256,
+    )
+    if mode != "skip":  # the default leaves the fingerprints of earlier requests as they were
+        parts += (mode,)
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

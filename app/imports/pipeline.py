@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,20 +17,26 @@ from flask import current_app
 from sqlalchemy import Engine, and_, or_, text, update
 from sqlalchemy.orm import Session
 
-from app.contacts import ContactBatch, SeenEmails, store_contacts, store_row_errors
+from app.contacts import ContactBatch, SeenEmails, WideContactBatch, store_contacts, store_row_errors
 from app.dashboard.rollups import record_batch
 from app.extensions import db, settings, storage
+from app.fields import Columns, MappingError, find_columns
 from app.imports.cleanup import discard_file
+from app.mapping import choose_columns, columns_for
+from app.merge import merge_contacts
 from app.models import Import, utcnow
-from app.readers import BrokenRow, Table, UnusableFile, cell_text, read_rows
+from app.readers import BrokenRow, SkippedRow, Table, UnusableFile, cell_text, read_rows
+from app.rows import ContactReader
 from app.storage import StoredFileMissing
-from app.validation import Columns, Contact, Problem, find_columns, is_blank, plain_contact, validate
+from app.validation import Contact, Problem, is_blank, plain_contact
 from app.webhooks import record_event
 
 log = logging.getLogger(__name__)
 
 
 COMMITTER_SWITCH_INTERVAL = 0.0002
+# Readers kept for the key sets of JSON items and vCards (most files have a handful).
+READERS_KEPT = 1024
 
 # Set in a worker that is shutting down: the running import stops after its current batch.
 handback_requested = threading.Event()
@@ -51,6 +57,10 @@ class Batch:
     contacts: ContactBatch
     rejected: list[tuple[int, Problem, dict | None]] = field(default_factory=list)
     rejected_rows: int = 0
+    skipped_rows: int = 0
+    # Problems of rows stored anyway, without the value each is about: (row, problem, raw row).
+    warnings: list[tuple[int, Problem, dict | None]] = field(default_factory=list)
+    warning_rows: int = 0
     last_row: int = 0
 
     def __len__(self) -> int:
@@ -129,7 +139,9 @@ class Heartbeat:
                 return
 
 
-def _commit_batch(session: Session, import_id: str, attempt: int, source: str, batch: Batch) -> None:
+def _commit_batch(
+    session: Session, import_id: str, attempt: int, source: str, mode: str, batch: Batch
+) -> None:
     """Store a batch with its counters and checkpoint in one transaction, or nothing of it.
 
     Stops, storing nothing, if the import was cancelled or a newer run claimed it.
@@ -139,16 +151,24 @@ def _commit_batch(session: Session, import_id: str, attempt: int, source: str, b
         # crash loses all of them at once and the rerun redoes the batch from the older checkpoint.
         # The import's final commit stays synchronous: the stored file is deleted after it.
         session.execute(text("SET LOCAL synchronous_commit = off"))
-    inserted = store_contacts(session, import_id, source, batch.contacts)
+    if mode == "skip":
+        stored = store_contacts(session, import_id, source, batch.contacts)
+    else:
+        stored = merge_contacts(session, import_id, source, batch.contacts, mode)
     store_row_errors(session, import_id, batch.rejected)
+    store_row_errors(session, import_id, batch.warnings, level="warning")
     result = session.execute(
         update(Import)
         .where(*_ours(import_id, attempt))
         .values(
             processed_rows=Import.processed_rows + len(batch),
-            inserted_rows=Import.inserted_rows + inserted,
-            duplicate_rows=Import.duplicate_rows + len(batch.contacts) - inserted,
+            inserted_rows=Import.inserted_rows + stored.inserted,
+            updated_rows=Import.updated_rows + stored.updated,
+            unchanged_rows=Import.unchanged_rows + stored.unchanged,
+            duplicate_rows=Import.duplicate_rows + len(batch.contacts) - stored.total,
             rejected_rows=Import.rejected_rows + batch.rejected_rows,
+            skipped_rows=Import.skipped_rows + batch.skipped_rows,
+            warning_rows=Import.warning_rows + batch.warning_rows,
             checkpoint=batch.last_row,
             heartbeat_at=utcnow(),
         )
@@ -157,8 +177,10 @@ def _commit_batch(session: Session, import_id: str, attempt: int, source: str, b
         session.rollback()
         raise ImportStopped(import_id)
     outcomes = {
-        "inserted": inserted,
-        "duplicate": len(batch.contacts) - inserted,
+        "inserted": stored.inserted,
+        "updated": stored.updated,
+        "unchanged": stored.unchanged,
+        "duplicate": len(batch.contacts) - stored.total,
         "rejected": batch.rejected_rows,
     }
     record_batch(session, import_id, outcomes, batch.rejected)
@@ -173,12 +195,16 @@ class Committer:
     owns the session while a batch is pending; the caller must not touch it until ``wait``.
     """
 
-    def __init__(self, session: Session, import_id: str, attempt: int, source: str, file_size: int) -> None:
-        self.session, self.import_id, self.attempt, self.source = session, import_id, attempt, source
+    def __init__(self, session: Session, imp: Import, attempt: int) -> None:
+        self.session, self.import_id, self.attempt, self.source = session, imp.id, attempt, imp.source
+        self.mode = imp.mode or "skip"
         self.app = current_app._get_current_object()
         threaded = session.get_bind().dialect.name == "postgresql"
-        # On PostgreSQL, which emails the rows read so far had: a new one goes in by COPY.
-        self.seen = SeenEmails(file_size) if threaded else None
+        # On PostgreSQL, which emails the rows read so far had: a new one goes in by COPY. Fill and
+        # update look every contact up instead, so they have no use for it.
+        self.seen = SeenEmails(imp.size_bytes) if threaded and self.mode == "skip" else None
+        # Whether contacts carry more than a name and an email (set once the header is read).
+        self.wide = True
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="import-commit") if threaded else None
         self._pending: Future[None] | None = None
         # The committer wakes a dozen times a batch (each statement's answer, each COPY flush) and
@@ -190,20 +216,21 @@ class Committer:
 
     def batch(self, last_row: int) -> Batch:
         """An empty batch whose rows follow ``last_row``."""
-        return Batch(ContactBatch(self.seen, self.source, self.import_id), last_row=last_row)
+        kind = WideContactBatch if self.wide else ContactBatch
+        return Batch(kind(self.seen, self.source, self.import_id), last_row=last_row)
 
     def submit(self, batch: Batch) -> None:
         """Commit the batch once the previous one is committed; raise what the previous one raised."""
         self.wait()
         if self._pool is None:
-            _commit_batch(self.session, self.import_id, self.attempt, self.source, batch)
+            _commit_batch(self.session, self.import_id, self.attempt, self.source, self.mode, batch)
         else:
             self._pending = self._pool.submit(self._commit_in_thread, batch)
 
     def _commit_in_thread(self, batch: Batch) -> None:
         # The session finds its engine through the app, so the thread needs an app context too.
         with self.app.app_context():
-            _commit_batch(self.session, self.import_id, self.attempt, self.source, batch)
+            _commit_batch(self.session, self.import_id, self.attempt, self.source, self.mode, batch)
 
     def wait(self) -> None:
         """Block until the pending batch is committed; raise its exception (ImportStopped, ...)."""
@@ -236,25 +263,33 @@ def fail(import_id: str, attempt: int, error: str) -> None:
     _finish(import_id, attempt, "failed", error)
 
 
-def _raw(record: Mapping[str, Any]) -> dict[str, str]:
-    return {str(k): cell_text(v) for k, v in record.items()}
+def _raw(headers: Sequence[str], cells: Sequence[Any]) -> dict[str, str]:
+    """The row as it came, for the page and rejected.csv (cells past the header under their position)."""
+    raw = {str(k): cell_text(v) for k, v in zip(headers, cells, strict=False)}
+    for position in range(len(headers), len(cells)):
+        raw[f"Column {position + 1}"] = cell_text(cells[position])
+    return raw
 
 
-def _columns_for(headers: list[str]) -> Columns:
-    """The name and email columns of a file whose header row is known, or why it cannot import."""
-    columns = find_columns(headers)
-    shown = ", ".join(headers[:10]) + (", …" if len(headers) > 10 else "")
-    if columns.email is None:
-        raise UnusableFile(
-            f"No email column was found. The columns are: {shown}. "
-            "Name one column Email (or E-mail, Email address, Mail)."
+def _columns_for(imp: Import, table: Table) -> tuple[Columns, str]:
+    """Which columns fill which field (given, saved for the source, or detected) and where that came from.
+
+    A mapping the import was given, or recorded by an earlier run, decides; else the saved mapping of
+    the source when the file's columns match it; else detection, by header and content.
+    """
+    try:
+        if imp.mapping and imp.mapping_from:
+            return columns_for(imp.mapping, table.columns), imp.mapping_from
+        return choose_columns(
+            db.session,
+            imp.source,
+            None,
+            table.columns,
+            table.data_sample(),
+            headerless=table.header_row is None,
         )
-    if columns.name is None and columns.first is None and columns.last is None:
-        raise UnusableFile(
-            f"No name column was found. The columns are: {shown}. "
-            "Name one column Name (or Full name), or give First name and Last name."
-        )
-    return columns
+    except MappingError as exc:  # checked when the import was accepted; the file cannot have changed
+        raise UnusableFile(str(exc)) from exc
 
 
 def _check_width(columns: list[str], limit: int) -> None:
@@ -284,6 +319,8 @@ class Limits:
 
 
 def _is_blank_row(row: Any) -> bool:
+    if isinstance(row, SkippedRow):
+        return True
     if isinstance(row, BrokenRow):
         return False
     if type(row) is list:
@@ -304,20 +341,33 @@ def run(imp: Import) -> None:
     beat = Heartbeat(db.engine, import_id, attempt, every=config.job_heartbeat_timeout / 4)
     try:
         with beat, storage().open(imp.storage_key) as stream:
-            table = read_rows(stream, imp.size_bytes)
+            table = read_rows(stream, imp.size_bytes, header_row=imp.header_row, sheet=imp.sheet)
             _check_width(table.columns, config.security.max_columns)
-            fixed = _columns_for(table.columns) if table.columns else None
+            fixed, mapping_from = _columns_for(imp, table) if table.columns else (None, None)
             db.session.execute(
                 update(Import)
                 .where(*_ours(import_id, attempt))
-                .values(format=table.format, total_rows=table.total_rows)
+                .values(
+                    format=table.format,
+                    total_rows=table.total_rows,
+                    # The lines above the table are the same on every run; the footer's count in batches.
+                    **({"skipped_rows": table.skipped_rows} if not checkpoint else {}),
+                    mapping=fixed.to_dict() if fixed is not None else imp.mapping,
+                    mapping_from=mapping_from or imp.mapping_from or "detected",
+                )
             )
             db.session.commit()
             # The committer's thread owns the session from here: the loop keeps what it needs in locals.
-            committer = Committer(db.session(), import_id, attempt, imp.source, imp.size_bytes)
+            committer = Committer(db.session(), imp, attempt)
+            committer.wide = fixed is None or not fixed.is_plain
             try:
                 limits = Limits(config.security.max_rows, config.security.max_columns, imp.processed_rows)
-                batches = _read_batches(table, fixed, checkpoint, batch_size, committer, limits)
+                region = config.default_phone_region
+                # JSON items have no header: a mapping given for them applies to each item it fits.
+                given = imp.mapping if not table.columns and imp.mapping_from in ("given", "saved") else None
+                batches = _read_batches(
+                    table, fixed, checkpoint, batch_size, committer, limits, region, mapping=given
+                )
                 for _ in batches:
                     if handback_requested.is_set():
                         committer.wait()  # hand back only after the batch is committed
@@ -349,18 +399,21 @@ def _read_batches(
     batch_size: int,
     committer: Committer,
     limits: Limits,
+    phone_region: str | None,
+    mapping: dict | None = None,
 ) -> Iterator[None]:
     """Validate the rows after the checkpoint into batches, hand each to the committer, yield after each.
 
     The row past MAX_ROWS is never stored: the rows before it are committed, then the file fails.
     """
-    by_keys: dict[tuple[str, ...], Columns] = {}
+    by_keys: dict[tuple[str, ...], ContactReader] = {}
     headers = table.columns
-    # Where a tabular row holds the name and the email: plain rows are validated from their
-    # cells, and only a row that needs explaining is made into a record.
+    reader = ContactReader(fixed, headers, phone_region) if fixed is not None else None
+    # A file of just a name and an email column: plain rows are made into contacts from their two
+    # cells, and only a row that needs a careful look goes through the reader.
     name_at = email_at = -1
-    if fixed is not None and fixed.name is not None and fixed.email is not None:
-        name_at, email_at = headers.index(fixed.name), headers.index(fixed.email)
+    if fixed is not None and fixed.is_plain:
+        name_at, email_at = headers.index(fixed.name), headers.index(fixed.emails[0])  # type: ignore[arg-type]
     rows = table.rows
     if checkpoint:  # rows come in order: skip those an earlier run committed
         rows = dropwhile(lambda numbered: numbered[0] <= checkpoint, rows)
@@ -390,26 +443,48 @@ def _read_batches(
             if contact is not None:
                 append(contact)
             else:
-                _reject_or_keep(dict(zip(headers, row, strict=False)), fixed, row_number, batch)  # type: ignore[arg-type]
+                _reject_or_keep(reader, row, headers, row_number, batch)  # type: ignore[arg-type]
         elif isinstance(row, BrokenRow):
             rejected.append((row_number, Problem(None, row.message, row.text), None))
             batch.rejected_rows += 1
+        elif type(row) is SkippedRow:
+            batch.skipped_rows += 1
         else:
-            columns = fixed
-            if columns is None:
-                keys = tuple(row)
-                columns = by_keys.get(keys) or by_keys.setdefault(keys, find_columns(keys))
-            _reject_or_keep(row, columns, row_number, batch)
+            keys = tuple(row)
+            record_reader = by_keys.get(keys)
+            if record_reader is None:
+                if len(by_keys) >= READERS_KEPT:  # items of ever new keys: memory stays flat
+                    by_keys.clear()
+                record_reader = by_keys.setdefault(
+                    keys, ContactReader(_record_columns(keys, mapping), keys, phone_region)
+                )
+            _reject_or_keep(record_reader, record_reader.cells(row), keys, row_number, batch)
     committer.submit(batch)
 
 
-def _reject_or_keep(record: Mapping[str, Any], columns: Columns, row_number: int, batch: Batch) -> None:
-    """Validate one record into the batch: a contact, the row's problems, or nothing for a blank row."""
-    outcome = validate(record, columns)
+def _record_columns(keys: tuple[str, ...], mapping: dict | None) -> Columns:
+    """A JSON item's columns: the import's mapping when it fits the item's keys, else by the keys."""
+    if mapping:
+        try:
+            return columns_for(mapping, keys)
+        except MappingError:
+            pass  # an item without a mapped key is read by its own keys, and says what it lacks
+    return find_columns(keys)
+
+
+def _reject_or_keep(
+    reader: ContactReader, cells: list[Any], headers: Sequence[str], row_number: int, batch: Batch
+) -> None:
+    """Read one row into the batch: a contact (with its warnings), the row's problems, or nothing if blank."""
+    outcome = reader.read(cells)
     if isinstance(outcome, Contact):
         batch.contacts.append(outcome)
-    elif not is_blank(record):  # a valid row is never blank: only failures need the check
-        raw = _raw(record)
+        if outcome.warnings:
+            raw = _raw(headers, cells)
+            batch.warnings.extend((row_number, p, raw) for p in outcome.warnings)
+            batch.warning_rows += 1
+    elif not all(cell_text(cell).strip() == "" for cell in cells):  # a valid row is never blank
+        raw = _raw(headers, cells)
         batch.rejected.extend((row_number, p, raw) for p in outcome)
         batch.rejected_rows += 1
 

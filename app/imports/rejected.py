@@ -39,7 +39,7 @@ def _errors(session: Session, import_id: str, *columns: object) -> Iterator:
     """The import's row errors in row order, read a batch at a time from a server-side cursor."""
     query = (
         select(*columns)
-        .where(RowError.import_id == import_id)
+        .where(RowError.import_id == import_id, RowError.level == "error")  # warned rows were stored
         .order_by(RowError.row, RowError.id)
         .execution_options(yield_per=READ_BATCH)
     )

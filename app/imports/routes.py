@@ -7,8 +7,8 @@ import logging
 import math
 import re
 import tempfile
-from contextlib import ExitStack
-from dataclasses import dataclass
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from flask import (
@@ -27,12 +27,22 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import error_response, wants_json
-from app.extensions import csrf, db, settings
+from app.extensions import csrf, db, settings, storage
+from app.fields import describe_mapping
 from app.imports import bp, idempotency
-from app.imports.body import SOURCE_MAX, check_body, has_control_characters
+from app.imports.body import SOURCE_MAX, check_body, has_control_characters, mode_problem
 from app.imports.forms import UploadForm
 from app.imports.pace import pace_of
 from app.imports.rejected import rejected_csv
+from app.imports.review import (
+    ImportOptions,
+    OptionRefused,
+    apply_options,
+    check_against_file,
+    parse_options,
+    skip_review,
+)
+from app.imports.review_page import review_context
 from app.imports.service import (
     ActionRefused,
     EmptyUpload,
@@ -106,6 +116,8 @@ class ImportRequest:
     source: str
     filename: str | None
     use_resumable: bool
+    mode: str = "skip"
+    options: ImportOptions = field(default_factory=ImportOptions)
 
     def fingerprint(self, sha256: str) -> str:
         """This request's fingerprint for idempotency, given the SHA-256 of its file."""
@@ -116,6 +128,7 @@ class ImportRequest:
             source=self.source,
             use_resumable=self.use_resumable,
             sha256=sha256,
+            mode=self.mode,
         )
 
 
@@ -125,10 +138,17 @@ def start(asked: ImportRequest, key: str | None = None) -> Response:
     If Redis cannot take the job, the import is committed all the same and the reconciler
     queues it, so the answer is still 202.
     """
+    options = asked.options
     try:
         imp = create_import(
-            asked.stream, source=asked.source, filename=asked.filename, use_resumable=asked.use_resumable
+            asked.stream,
+            source=asked.source,
+            filename=asked.filename,
+            use_resumable=asked.use_resumable,
+            mode=asked.mode,
+            status="review" if options.review else "queued",
         )
+        check_against_file(imp, options)
     except UploadTooLarge as exc:
         return error_response(413, str(exc))
     except EmptyUpload as exc:
@@ -137,10 +157,18 @@ def start(asked: ImportRequest, key: str | None = None) -> Response:
         return error_response(exc.status, str(exc))
     except StorageUnavailable as exc:
         return storage_unavailable(exc)
+    except OptionRefused as exc:
+        # Nothing of the import is kept: its row is not committed and its file goes.
+        db.session.rollback()
+        with suppress(StorageUnavailable, OSError):  # a file left behind is only disk; the answer stands
+            storage().delete(imp.storage_key)
+        return error_response(400, str(exc))
+    apply_options(imp, options)
     if key is not None:
         idempotency.complete(db.session, key, asked.fingerprint(imp.sha256), imp)
     db.session.commit()
-    enqueue_import(imp.id)
+    if not options.review:
+        enqueue_import(imp.id)
     return accepted(imp)
 
 
@@ -252,7 +280,14 @@ def _from_json(stack: ExitStack) -> ImportRequest | Response:
             payload["moreIssues"] = check.more_issues
         return Response(json.dumps(payload), 400, mimetype="application/json")
     body.seek(0)
-    return ImportRequest(body, check.source, None, check.use_resumable)
+    options = check.options
+    try:
+        parsed = parse_options(
+            options.get("mapping"), options.get("headerRow"), options.get("sheet"), options.get("review")
+        )
+    except OptionRefused as exc:
+        return error_response(400, str(exc))
+    return ImportRequest(body, check.source, None, check.use_resumable, check.mode, parsed)
 
 
 def _from_multipart() -> ImportRequest | Response:
@@ -263,11 +298,23 @@ def _from_multipart() -> ImportRequest | Response:
     if upload is None or not upload.filename:  # a browser sends an empty part for no file
         return error_response(400, "Missing required field: file")
     source = request.form.get("source")
-    problem = _source_problem(source)
+    problem = _source_problem(source) or mode_problem(request.form.get("mode"), "Field mode")
     if problem:
         return error_response(400, problem)
+    form = request.form
+    try:
+        options = parse_options(
+            form.get("mapping"), form.get("headerRow"), form.get("sheet"), form.get("review")
+        )
+    except OptionRefused as exc:
+        return error_response(400, str(exc))
     return ImportRequest(
-        upload.stream, source.strip(), upload.filename, _flag(request.form.get("useResumable"))
+        upload.stream,
+        source.strip(),
+        upload.filename,
+        _flag(form.get("useResumable")),
+        (form.get("mode") or "skip").strip(),
+        options,
     )
 
 
@@ -276,8 +323,28 @@ def _from_stream() -> ImportRequest | Response:
     problem = _source_problem(source)
     if problem:
         return error_response(400, f"Missing required parameters for stream upload: {problem}")
+    mode = request.headers.get("X-Merge-Mode")
+    problem = mode_problem(mode, "Header X-Merge-Mode")
+    if problem:
+        return error_response(400, problem)
+    try:
+        options = stream_options()
+    except OptionRefused as exc:
+        return error_response(400, str(exc))
     return ImportRequest(
-        request.stream, source.strip(), _header("X-Filename"), _flag(request.headers.get("X-Use-Resumable"))
+        request.stream,
+        source.strip(),
+        _header("X-Filename"),
+        _flag(request.headers.get("X-Use-Resumable")),
+        (mode or "skip").strip(),
+        options,
+    )
+
+
+def stream_options() -> ImportOptions:
+    """A stream upload's options, from its ``X-Mapping``, ``X-Header-Row``, ``X-Sheet`` and ``X-Review``."""
+    return parse_options(
+        _header("X-Mapping"), _header("X-Header-Row"), _header("X-Sheet"), _header("X-Review")
     )
 
 
@@ -285,8 +352,8 @@ def _from_stream() -> ImportRequest | Response:
 PAGE_MAX = 1_000_000_000
 
 
-def _page() -> int:
-    return min(max(1, request.args.get("page", 1, type=int) or 1), PAGE_MAX)
+def _page(name: str = "page") -> int:
+    return min(max(1, request.args.get(name, 1, type=int) or 1), PAGE_MAX)
 
 
 def _filtered(status: str | None, source: str | None, sha256: str | None) -> Select:
@@ -410,11 +477,18 @@ def _import_or_404(job_id: str) -> Import:
     return imp
 
 
-def _errors_page(imp: Import, page: int) -> dict[str, object]:
-    total = db.session.scalar(select(func.count()).where(RowError.import_id == imp.id))
+ROW_PROBLEM_LEVELS = ("error", "warning")
+
+
+def _errors_page(imp: Import, page: int, level: str | None = "error") -> dict[str, object]:
+    """A page of the import's row problems: rejected rows ("error"), rows stored with a warning, or both."""
+    where = [RowError.import_id == imp.id]
+    if level is not None:
+        where.append(RowError.level == level)
+    total = db.session.scalar(select(func.count()).where(*where))
     items = db.session.scalars(
         select(RowError)
-        .where(RowError.import_id == imp.id)
+        .where(*where)
         .order_by(RowError.row, RowError.id)
         .limit(ERRORS_PER_PAGE)
         .offset((page - 1) * ERRORS_PER_PAGE)
@@ -424,7 +498,16 @@ def _errors_page(imp: Import, page: int) -> dict[str, object]:
         "page": page,
         "pages": max(1, math.ceil(total / ERRORS_PER_PAGE)),
         "total": total,
+        "level": level,
     }
+
+
+def _level() -> str | None:
+    """The ``level`` asked for (error or warning); a wrong one is a 400 naming the right ones."""
+    level = request.args.get("level") or None
+    if level is not None and level not in ROW_PROBLEM_LEVELS:
+        abort(400, description=f"level must be one of {', '.join(ROW_PROBLEM_LEVELS)}")
+    return level
 
 
 @bp.get("/imports/<job_id>")
@@ -436,8 +519,15 @@ def detail(job_id: str) -> Response | str | dict:
             abort(404, description="Import not found")
         return status
     imp = _import_or_404(job_id)
+    if imp.status == "review" and imp.storage_key:
+        return render_template("imports/review.html", **review_context(imp))
     return render_template(
-        "imports/detail.html", imp=imp, pace=pace_of(imp), errors=_errors_page(imp, _page())
+        "imports/detail.html",
+        imp=imp,
+        pace=pace_of(imp),
+        errors=_errors_page(imp, _page()),
+        warnings=_errors_page(imp, _page("warnings_page"), "warning"),
+        mapping=describe_mapping(imp.mapping),
     )
 
 
@@ -452,17 +542,20 @@ def progress(job_id: str) -> str:
         imp=imp,
         pace=pace_of(imp),
         oob_errors=_errors_page(imp, 1) if ended_now else None,
+        oob_warnings=_errors_page(imp, 1, "warning") if ended_now else None,
+        mapping=describe_mapping(imp.mapping),
     )
 
 
 @bp.get("/imports/<job_id>/errors")
 def errors(job_id: str) -> Response | str | dict:
-    """The rejected rows of an import, a page at a time."""
+    """The row problems of an import, a page at a time: rejected rows and warnings (``level`` picks one)."""
     imp = _import_or_404(job_id)
-    page = _errors_page(imp, _page())
     if wants_json():
-        return page
-    return render_template("imports/_errors.html", imp=imp, errors=page)
+        return _errors_page(imp, _page(), _level())
+    return render_template(
+        "imports/_errors.html", imp=imp, errors=_errors_page(imp, _page(), _level() or "error")
+    )
 
 
 @bp.get("/imports/<job_id>/rejected.csv")
@@ -552,7 +645,10 @@ def new() -> Response | tuple[str, int]:
                 source=form.source.data.strip(),
                 filename=upload.filename,
                 use_resumable=form.useResumable.data,
+                mode=form.mode.data or "skip",
+                status="review",
             )
+            skip_review(imp)  # a file like the last one of its source needs no review
         except (UploadTooLarge, EmptyUpload) as exc:
             form.file.errors.append(str(exc))
         except StorageRefused as exc:
@@ -564,8 +660,14 @@ def new() -> Response | tuple[str, int]:
             return render_template("imports/new.html", form=form), 503
         else:
             db.session.commit()
-            enqueue_import(imp.id)
-            flash(f"{upload.filename} is uploaded and queued for import.", "success")
+            if imp.status == "queued":
+                enqueue_import(imp.id)
+                flash(f"{upload.filename} is uploaded and queued for import.", "success")
+            else:
+                flash(
+                    f"{upload.filename} is uploaded. Check how its columns are read, then start it.",
+                    "success",
+                )
             return redirect(url_for("imports.detail", job_id=imp.id), code=303)
     status = 400 if form.errors else 200
     return render_template("imports/new.html", form=form, chunk_size=settings().upload_chunk_size), status

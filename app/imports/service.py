@@ -34,9 +34,15 @@ class ActionRefused(Exception):
 
 
 def create_import(
-    stream: BinaryIO, *, source: str, filename: str | None = None, use_resumable: bool = False
+    stream: BinaryIO,
+    *,
+    source: str,
+    filename: str | None = None,
+    use_resumable: bool = False,
+    status: str = "queued",
+    mode: str = "skip",
 ) -> Import:
-    """Store the stream and add its import to the session, queued. The caller commits.
+    """Store the stream and add its import to the session, queued or held in review. The caller commits.
 
     Raises UploadTooLarge, EmptyUpload, StorageRefused (the store's own rules) or StorageUnavailable.
     """
@@ -53,7 +59,8 @@ def create_import(
         size_bytes=stored.size,
         sha256=stored.sha256,
         use_resumable=use_resumable,
-        status="queued",
+        mode=mode,
+        status=status,
     )
     db.session.add(imp)
     return imp
@@ -136,17 +143,19 @@ def cancel_import(imp: Import) -> bool:
     A running import stops at its next batch (the pipeline commits a batch only while the import
     is running); a queued one is never claimed, and ``discard_queued_import`` drops its job and file.
     """
-    for was in ("queued", "running"):
+    for was in ("review", "queued", "running"):
         values: dict[str, object] = {"status": "cancelled", "finished_at": utcnow()}
-        if was == "queued":
+        if was != "running":
             values["storage_key"] = None
         result = db.session.execute(
             update(Import).where(Import.id == imp.id, Import.status == was).values(values)
         )
         if result.rowcount:
             record_event(db.session, imp.id, "import.cancelled")
-            return was == "queued"
-    raise ActionRefused(f"Only a queued or running import can be cancelled; this one is {imp.status}.")
+            return was != "running"
+    raise ActionRefused(
+        f"Only an import in review, queued or running can be cancelled; this one is {imp.status}."
+    )
 
 
 def discard_queued_import(import_id: str, storage_key: str | None) -> None:

@@ -25,6 +25,13 @@ class BrokenRow:
     text: str
 
 
+@dataclass(frozen=True)
+class SkippedRow:
+    """A row that is read but is no contact and no mistake (a report's footer line): counted as skipped."""
+
+    text: str
+
+
 @dataclass
 class Table:
     """What a reader found: the format, an estimate of the row count, and the rows themselves.
@@ -34,13 +41,32 @@ class Table:
     NDJSON). A tabular format (CSV, TSV, spreadsheets) knows its ``columns``, and each row is
     its list of cells, one at least for every column; a JSON row is a record mapping each key
     to its value. Cells stay positional because building a record for every row costs more
-    than validating it: ``records`` gives the keyed form.
+    than validating it: ``records`` gives the keyed form. A ``SkippedRow`` (a footer line) is read
+    and counted, never imported.
+
+    What detection found comes along: the header's row number (None when the file has none, its
+    columns then named by position), the rows with something in them above the table that were
+    skipped, and ``sample``, the first rows of the file as ``(row_number, cells)``, header and
+    lines above it included, for the column checks and the preview.
     """
 
     format: str
-    rows: Iterator[tuple[int, list[Any] | Record | BrokenRow]]
+    rows: Iterator[tuple[int, list[Any] | Record | BrokenRow | SkippedRow]]
     total_rows: int | None = None
     columns: list[str] = field(default_factory=list)
+    header_row: int | None = None
+    skipped_rows: int = 0
+    sample: list[tuple[int, Any]] = field(default_factory=list)
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheets: list[str] = field(default_factory=list)
+    sheet: str | None = None
+    # The row number where the data starts: below the header, or the first row of a file without one.
+    data_from: int = 1
+
+    def data_sample(self) -> list[Any]:
+        """The sampled rows below the header (or from the first data row, in a file without one)."""
+        return [row for number, row in self.sample if number >= self.data_from]
 
     def records(self) -> Iterator[tuple[int, Record | BrokenRow]]:
         """The rows as records keyed by column, whatever the format."""
@@ -138,12 +164,24 @@ def media_type(head: bytes, filename: str | None = None) -> str:
     return MEDIA_TYPES.get(kind or "", UNKNOWN_MEDIA_TYPE)
 
 
-def read_rows(f: BinaryIO, size: int | None = None) -> Table:
-    """Open a stored file as a Table; raise UnusableFile if it cannot be imported at all."""
+def read_rows(
+    f: BinaryIO,
+    size: int | None = None,
+    *,
+    header_row: int | None = None,
+    sheet: str | None = None,
+    head_only: bool = False,
+) -> Table:
+    """Open a stored file as a Table; raise UnusableFile if it cannot be imported at all.
+
+    ``header_row`` (the row number the user sees, 0 for a file without one) and ``sheet`` (a
+    workbook's sheet by name) override what detection would choose. ``head_only`` is for a
+    preview that reads only the first rows: a JSON file is then not checked to its end first.
+    """
     from app.readers import json as json_reader
     from app.readers import spreadsheet, text, vcard
 
-    readers: dict[str, Callable[[BinaryIO, bytes, str, int | None], Table]] = {
+    readers: dict[str, Callable[..., Table]] = {
         "csv": text.read,
         "tsv": text.read,
         "xlsx": spreadsheet.read,
@@ -155,7 +193,14 @@ def read_rows(f: BinaryIO, size: int | None = None) -> Table:
     }
     head = f.read(SNIFF_BYTES)
     kind = detect_format(head)
-    return readers[kind](rewind(head, f), head, kind, size)
+    options: dict[str, Any] = {}
+    if kind in ("csv", "tsv", "xlsx", "ods", "xls"):
+        options["header_row"] = header_row
+    if kind in ("xlsx", "ods", "xls"):
+        options["sheet"] = sheet
+    if kind == "json":
+        options["head_only"] = head_only
+    return readers[kind](rewind(head, f), head, kind, size, **options)
 
 
 def cell_text(value: Any) -> str:

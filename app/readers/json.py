@@ -82,16 +82,18 @@ def _broken(item: Any) -> BrokenRow:
     return BrokenRow("This item is not an object with a name and an email", json.dumps(item)[:1000])
 
 
-def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
-    """The items of a JSON or NDJSON file."""
+def read(stream: BinaryIO, head: bytes, kind: str, size: int | None, head_only: bool = False) -> Table:
+    """The items of a JSON or NDJSON file; with ``head_only``, read lazily without checking the whole."""
     if kind == "ndjson":
         lines = head.count(b"\n") or 1
         total = round(size * lines / len(head)) if size else None
         return Table(kind, _lines(stream), total)
+    path = "item" if _strip(head).startswith(b"[") else "data.item"
+    if head_only:
+        return Table(kind, _items(stream, path, close=False), None)
 
     copy = seekable(stream)
     owned = copy is not stream  # a temporary copy of a stream that cannot seek: ours to close
-    path = "item" if _strip(head).startswith(b"[") else "data.item"
     try:
         total = _count_items(copy, path)
     except BaseException:
@@ -103,6 +105,10 @@ def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
 
 
 def _skip_bom(stream: BinaryIO) -> BinaryIO:
+    if not stream.seekable():  # read_rows hands a stream that cannot seek over as a BufferedReader
+        if stream.peek(3)[:3] == codecs.BOM_UTF8:  # type: ignore[attr-defined]
+            stream.read(3)
+        return stream
     start = stream.tell()
     if stream.read(3) != codecs.BOM_UTF8:
         stream.seek(start)

@@ -7,10 +7,21 @@ import contextlib
 import csv
 import io
 import re
+from collections import Counter
 from collections.abc import Iterator
+from itertools import chain
 from typing import BinaryIO
 
-from app.readers import BrokenRow, Table, UnusableFile, unique_columns
+from app.detection import (
+    SAMPLE_CHARS,
+    SAMPLE_ROWS,
+    Unreadable,
+    is_blank,
+    locate_header,
+    read_footer,
+    skipped_above,
+)
+from app.readers import BrokenRow, SkippedRow, Table, UnusableFile, unique_columns
 
 DELIMITERS = (",", ";", "\t", "|")
 FIELD_LIMIT = 1024 * 1024
@@ -59,7 +70,11 @@ def _looks_binary(sample: str) -> bool:
 
 
 def delimiter_of(sample: str) -> str:
-    """The delimiter that splits the first lines into the same number of columns, most of all."""
+    """The delimiter that splits the first lines into the same number of columns, most of all.
+
+    Lines that split into one column are left out, so notes or a title above the table (which
+    hold no delimiter) do not decide it.
+    """
     lines = sample.splitlines(keepends=True)
     if len(lines) > 1:
         lines = lines[:-1]  # the last line of a sample may be cut short
@@ -67,13 +82,13 @@ def delimiter_of(sample: str) -> str:
     best, best_score = ",", (0, 0)
     for delimiter in DELIMITERS:
         try:
-            rows = [row for row in csv.reader(lines, delimiter=delimiter) if row]
+            widths = [len(row) for row in csv.reader(lines, delimiter=delimiter) if len(row) >= 2]
         except csv.Error:
             continue
-        if not rows or len(rows[0]) < 2:
+        if not widths:
             continue
-        width = len(rows[0])
-        score = (sum(1 for row in rows if len(row) == width), width)
+        width = Counter(widths).most_common(1)[0][0]
+        score = (widths.count(width), width)
         if score > best_score:
             best, best_score = delimiter, score
     return best
@@ -87,8 +102,8 @@ def sniff(head: bytes) -> str | None:
     return "tsv" if delimiter_of(text) == "\t" else "csv"
 
 
-def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
-    """Rows of a delimited text file; the first non-empty record is the header."""
+def read(stream: BinaryIO, head: bytes, kind: str, size: int | None, header_row: int | None = None) -> Table:
+    """Rows of a delimited text file, below its header (found past notes, titles and blank lines)."""
     encoding = encoding_of(head)
     sample = _decode(head, encoding)
     excel_hint = _EXCEL_SEPARATOR.match(sample)
@@ -99,31 +114,59 @@ def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
         # so the rows are numbered as if it were not there.
         text.readline(LINE_LIMIT)
     records = csv.reader(_bounded_lines(text), delimiter=delimiter)
-    row_number = 0
-    columns: list[str] = []
     try:
-        for row_number, cells in enumerate(records, start=1):  # noqa: B007 - the loop finds the header
-            if any(cell.strip() for cell in cells):
-                columns = unique_columns(cells)
-                break
-    except csv.Error as exc:
-        text.detach()
-        raise UnusableFile(
-            f"The header row could not be read ({exc}). Check that the file is a CSV whose "
-            "first line names the columns, and that its quotes are closed."
-        ) from exc
+        rows = _sample(records)
+        if all(is_blank(cells) for cells in rows):
+            raise UnusableFile("The file has no header row: it is empty or holds only blank lines.")
+        layout = locate_header(rows, header_row)
     except UnusableFile:
         text.detach()
         raise
-    if not columns:
-        text.detach()
-        raise UnusableFile("The file has no header row: it is empty or holds only blank lines.")
-
+    if layout.header is not None:
+        columns = unique_columns(rows[layout.header])
+    else:
+        columns = unique_columns([""] * max(len(cells) for cells in rows))
+    ahead = rows[layout.data :]
     total = None
     if size:
         lines = head.count(b"\n") or 1
-        total = max(0, round(size * lines / len(head)) - row_number)
-    return Table(kind, _rows(text, records, columns, row_number), total, columns)
+        total = max(0, round(size * lines / len(head)) - layout.data)
+    return Table(
+        kind,
+        _rows(text, chain(ahead, records), columns, layout.data),
+        total,
+        columns,
+        header_row=None if layout.header is None else layout.header + 1,
+        skipped_rows=skipped_above(rows, layout),
+        sample=list(enumerate(rows, start=1)),
+        encoding=encoding.removesuffix("-sig"),
+        delimiter=delimiter,
+        data_from=layout.data + 1,
+    )
+
+
+def _sample(records: Iterator[list[str]]) -> list[list[str]]:
+    """The file's first rows, blank ones included, for detection: at most SAMPLE_ROWS with something
+    in them and SAMPLE_CHARS of text. A row that cannot be read ends the sample as an Unreadable."""
+    rows: list[list[str]] = []
+    chars = wide = 0
+    while wide < SAMPLE_ROWS and chars < SAMPLE_CHARS:
+        try:
+            cells = next(records)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            if all(is_blank(cells) for cells in rows):
+                raise UnusableFile(
+                    f"The header row could not be read ({exc}). Check that the file is a CSV whose "
+                    "first line names the columns, and that its quotes are closed."
+                ) from exc
+            rows.append(Unreadable(f"This row could not be read: {exc}"))
+            break
+        rows.append(cells)
+        chars += sum(map(len, cells))
+        wide += not is_blank(cells)
+    return rows
 
 
 def _bounded_lines(text: io.TextIOWrapper) -> Iterator[str]:
@@ -139,8 +182,8 @@ def _bounded_lines(text: io.TextIOWrapper) -> Iterator[str]:
 
 def _rows(
     text: io.TextIOWrapper, records: Iterator[list[str]], columns: list[str], row_number: int
-) -> Iterator[tuple[int, list[str] | BrokenRow]]:
-    """Each row's cells, numbered as a spreadsheet numbers them."""
+) -> Iterator[tuple[int, list[str] | BrokenRow | SkippedRow]]:
+    """Each row's cells, numbered as a spreadsheet numbers them; a report's footer lines are skipped."""
     width = len(columns)
     try:
         while True:
@@ -152,8 +195,26 @@ def _rows(
             except csv.Error as exc:
                 yield row_number, BrokenRow(f"This row could not be read: {exc}", "")
                 continue
-            if len(cells) < width:
-                cells += [""] * (width - len(cells))
+            # Only a short row or one whose first cell is empty can be blank or unreadable: the
+            # full rows of a file never take this branch.
+            if len(cells) < width or not cells[0]:
+                if type(cells) is Unreadable:
+                    yield row_number, BrokenRow(cells.message, "")
+                    continue
+                if is_blank(cells):
+                    held, footer = read_footer(records, (csv.Error,))
+                    yield row_number, cells + [""] * (width - len(cells))
+                    for cells in held:
+                        row_number += 1
+                        if footer and not is_blank(cells):
+                            yield row_number, SkippedRow(" ".join(c for c in cells if c.strip()))
+                        elif type(cells) is Unreadable:
+                            yield row_number, BrokenRow(cells.message, "")
+                        else:
+                            yield row_number, cells + [""] * (width - len(cells))
+                    continue
+                if len(cells) < width:
+                    cells += [""] * (width - len(cells))
             yield row_number, cells
     finally:
         # The caller owns the stream and closes it; if it closed it first (the rows were

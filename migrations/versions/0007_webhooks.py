@@ -1,7 +1,7 @@
 """webhooks: endpoints, the event outbox, messages and their attempts
 
 Revision ID: 0007_webhooks
-Revises: 0004_users
+Revises: 0006_mappings
 Create Date: 2026-12-01
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_webhooks"
-down_revision = "0004_users"
+down_revision = "0006_mappings"
 branch_labels = None
 depends_on = None
 

@@ -31,7 +31,7 @@ def upgrade() -> None:
         _import_id(),
         *[
             sa.Column(outcome, sa.BigInteger, nullable=False, server_default="0")
-            for outcome in ("inserted", "updated", "duplicate", "rejected")
+            for outcome in ("inserted", "updated", "unchanged", "duplicate", "rejected")
         ],
     )
     op.create_table(

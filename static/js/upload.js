@@ -46,6 +46,12 @@
     return importsUrl + "/" + encodeURIComponent(id);
   }
 
+  // ---- the merge mode ---------------------------------------------------------------------
+  function chosenMode() {
+    const checked = form.querySelector('input[name="mode"]:checked');
+    return checked ? checked.value : "skip";
+  }
+
   // ---- the source field -------------------------------------------------------------------
   function sourceProblem() {
     const value = source.value.trim();
@@ -117,6 +123,9 @@
         filename: this.file.name,
         filetype: this.file.type || "application/octet-stream",
         source: match ? match.metadata.source : wanted,
+        mode: match && match.metadata.mode ? match.metadata.mode : chosenMode(),
+        // Each file waits for a look at how its columns are read, unless its source's saved mapping fits.
+        review: "true",
       };
       if (match) {
         this.upload.resumeFromPreviousUpload(match);
@@ -226,7 +235,8 @@
       return;
     }
     summary.hidden = false;
-    summary.textContent = "All " + transfers.length + " files are uploaded and being imported. ";
+    summary.textContent =
+      "All " + transfers.length + " files are uploaded. Each one whose columns are new waits for your review. ";
     const link = el("a", "", "Follow them in the imports list");
     link.href = importsUrl;
     summary.appendChild(link);

@@ -1,0 +1,75 @@
+"""The stored contacts as JSON, a page at a time: ``GET /contacts?source=&importId=&page=``."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, request
+from sqlalchemy import func, select
+
+from app.errors import error_response
+from app.extensions import db
+from app.imports.body import has_control_characters
+from app.models import Contact
+
+bp = Blueprint("contacts", __name__)
+
+PER_PAGE = 50
+PER_PAGE_MAX = 500
+# Far past any real page, and small enough that its offset stays a valid SQL integer.
+PAGE_MAX = 1_000_000_000
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands back naive datetimes
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def contact_json(contact: Contact) -> dict[str, Any]:
+    """A contact as the JSON API shows it: every field, and the columns kept as attributes."""
+    return {
+        "id": str(contact.id),
+        "name": contact.name,
+        "email": contact.email,
+        "phone": contact.phone,
+        "company": contact.company,
+        "title": contact.title,
+        "attributes": contact.attributes or {},
+        "source": contact.source,
+        "importId": contact.import_id,
+        "importedAt": _iso(contact.imported_at),
+        "updatedAt": _iso(contact.updated_at),
+    }
+
+
+@bp.get("/contacts")
+def index() -> Any:
+    """A page of contacts, oldest first, of one source or import if asked."""
+    source = request.args.get("source") or None
+    import_id = request.args.get("importId") or None
+    for name, value in (("source", source), ("importId", import_id)):
+        if value and has_control_characters(value):
+            return error_response(400, f"{name} must not contain control characters")
+    page = min(max(1, request.args.get("page", 1, type=int) or 1), PAGE_MAX)
+    per_page = min(max(request.args.get("per_page", PER_PAGE, type=int) or 1, 1), PER_PAGE_MAX)
+    where = []
+    if source:
+        where.append(Contact.source == source)
+    if import_id:
+        where.append(Contact.import_id == import_id)
+    total = db.session.scalar(select(func.count()).select_from(Contact).where(*where))
+    # Ids are time-ordered (see app.contacts.batch_id_head), so the primary key gives a stable order.
+    contacts = db.session.scalars(
+        select(Contact).where(*where).order_by(Contact.id).limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    return {
+        "items": [contact_json(c) for c in contacts],
+        "page": page,
+        "pages": max(1, math.ceil(total / per_page)),
+        "total": total,
+    }
