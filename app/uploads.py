@@ -25,7 +25,7 @@ from werkzeug.http import http_date
 from app.errors import error_response
 from app.extensions import csrf, db, settings, storage
 from app.imports.body import SOURCE_MAX, has_control_characters, mode_problem
-from app.imports.review import skip_review
+from app.imports.review import announce_review, skip_review
 from app.imports.service import EmptyUpload, create_import, enqueue_import
 from app.maintenance import TASKS
 from app.models import Upload, utcnow
@@ -338,6 +338,7 @@ def _start_import(upload: Upload) -> None:
         stored_key = imp.storage_key
         if review:
             skip_review(imp)
+            announce_review(imp)
         db.session.flush()  # gives the import its id
         upload.import_id = imp.id
         upload.expires_at = _new_expiry()

@@ -315,6 +315,18 @@ def test_events_other_branches_record_go_through_the_same_outbox(api, receiver):
         record_event(db.session, imp, "import.exploded")
 
 
+def test_an_import_held_for_review_sends_import_review_needed(api, receiver):
+    endpoint = add_endpoint(api, receiver.url)
+    answer = api.post("/import", json={**BODY, "review": True})
+    assert answer.status_code == 202
+    job_id = answer.get_json()["jobId"]
+    deliver()
+    [got] = receiver.received
+    payload = got.verify(endpoint["secret"])
+    assert payload["type"] == "import.review_needed"
+    assert payload["data"]["jobId"] == job_id and payload["data"]["status"] == "review"
+
+
 def test_an_event_rolled_back_with_its_import_is_never_sent(api, receiver):
     add_endpoint(api, receiver.url)
     job_id = start_import(api)

@@ -19,6 +19,7 @@ from app.models import Import, utcnow
 from app.preview import preview
 from app.readers import UnusableFile, read_rows
 from app.storage import StorageUnavailable, StoredFileMissing
+from app.webhooks import record_event
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,7 @@ def reopen_for_review(imp: Import) -> None:
             "Only a failed import that stored no row and still has its file can be mapped again; "
             f"this one is {imp.status}."
         )
+    record_event(db.session, imp.id, "import.review_needed")
 
 
 def preview_import(imp: Import, options: ImportOptions) -> dict[str, object]:
@@ -211,6 +213,13 @@ def head_rows(imp: Import, sheet: str | None = None) -> list[tuple[int, list[str
             return []
         rows = [(n, [cell_text(c).strip() for c in cells]) for n, cells in table.sample[:SHOWN_ROWS]]
     return [(n, cells) for n, cells in rows if any(cells)]
+
+
+def announce_review(imp: Import) -> None:
+    """Tell the webhooks that an import waits for a person, in the caller's transaction (it commits)."""
+    if imp.status == "review":
+        db.session.flush()  # gives a new import its id
+        record_event(db.session, imp, "import.review_needed")
 
 
 def skip_review(imp: Import) -> bool:

@@ -37,6 +37,7 @@ from app.imports.rejected import rejected_csv
 from app.imports.review import (
     ImportOptions,
     OptionRefused,
+    announce_review,
     apply_options,
     check_against_file,
     parse_options,
@@ -164,6 +165,7 @@ def start(asked: ImportRequest, key: str | None = None) -> Response:
             storage().delete(imp.storage_key)
         return error_response(400, str(exc))
     apply_options(imp, options)
+    announce_review(imp)
     if key is not None:
         idempotency.complete(db.session, key, asked.fingerprint(imp.sha256), imp)
     db.session.commit()
@@ -649,6 +651,7 @@ def new() -> Response | tuple[str, int]:
                 status="review",
             )
             skip_review(imp)  # a file like the last one of its source needs no review
+            announce_review(imp)
         except (UploadTooLarge, EmptyUpload) as exc:
             form.file.errors.append(str(exc))
         except StorageRefused as exc:
