@@ -176,7 +176,18 @@ def _check_metrics() -> Response | None:
 
 
 def _authenticate() -> Response | None:
-    """Let the request through, or answer 401 (API) or send a browser to the login page."""
+    """Let the request through, or answer 401 (API) or send a browser to the login page.
+
+    The database connection the check used goes back to the pool before the view runs: a view may
+    spend minutes reading a slow client's body, and a hundred such clients must not hold the pool.
+    """
+    try:
+        return _check_request()
+    finally:
+        db.session.rollback()
+
+
+def _check_request() -> Response | None:
     g.user = None
     endpoint = request.endpoint
     if endpoint is None or endpoint in OPEN_ENDPOINTS:

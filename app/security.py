@@ -12,7 +12,7 @@ from flask import Flask, Request, Response, request
 from werkzeug.exceptions import BadRequest, ClientDisconnected
 from werkzeug.formparser import FormDataParser, default_stream_factory
 
-from app.errors import error_response
+from app.errors import error_response, http_error
 from app.extensions import settings
 
 # A multipart body carries its file plus boundaries, part headers and the small fields.
@@ -49,21 +49,31 @@ class IncompleteBody(ClientDisconnected):
     """
 
 
+class BodyTimedOut(ClientDisconnected):
+    """The client sent nothing of its body for the web server's body timeout (WEB_BODY_TIMEOUT)."""
+
+    code = 408
+    description = (
+        "The request body stopped arriving: nothing came for too long, so the server stopped waiting. "
+        "Send the request again."
+    )
+
+
 class MalformedForm(BadRequest):
     """A multipart/form-data body that cannot be parsed to its end."""
 
 
 class _CheckedInput:
-    """The WSGI input of a request with a Content-Length: an early end is an error, not a short file."""
+    """The WSGI input: an early end (before its Content-Length) or a stall is an error, not a short file."""
 
-    def __init__(self, stream: IO[bytes], expected: int) -> None:
+    def __init__(self, stream: IO[bytes], expected: int | None) -> None:
         self._stream = stream
         self._expected = expected
         self._seen = 0
 
     def _count(self, data: bytes, asked: int | None) -> bytes:
         self._seen += len(data)
-        if not data and (asked is None or asked > 0) and self._seen < self._expected:
+        if not data and (asked is None or asked > 0) and self._expected and self._seen < self._expected:
             raise IncompleteBody(
                 f"The request body ended after {self._seen:,} of the {self._expected:,} bytes its "
                 "Content-Length announced. Nothing was stored; send the whole body again."
@@ -72,11 +82,17 @@ class _CheckedInput:
 
     def read(self, size: int | None = -1) -> bytes:
         """Read, raising IncompleteBody when the client stopped sending too early."""
-        return self._count(self._stream.read(size if size is not None else -1), size)
+        try:
+            return self._count(self._stream.read(size if size is not None else -1), size)
+        except TimeoutError:  # the socket's idle timeout (app.web_worker)
+            raise BodyTimedOut() from None
 
     def readline(self, size: int | None = -1) -> bytes:
         """Read a line, raising IncompleteBody when the client stopped sending too early."""
-        return self._count(self._stream.readline(size if size is not None else -1), size)
+        try:
+            return self._count(self._stream.readline(size if size is not None else -1), size)
+        except TimeoutError:
+            raise BodyTimedOut() from None
 
     def __iter__(self) -> Iterable[bytes]:
         while line := self.readline():
@@ -90,7 +106,7 @@ class _CheckedInput:
 
 
 class BodyGuard:
-    """WSGI middleware: every body with a Content-Length is checked for an early end."""
+    """WSGI middleware: every body is checked for a stall, and one with a Content-Length for an early end."""
 
     def __init__(self, wsgi_app: Callable[..., Any]) -> None:
         self.wsgi_app = wsgi_app
@@ -100,6 +116,8 @@ class BodyGuard:
         length = environ.get("CONTENT_LENGTH", "")
         if length.isdigit() and int(length) > 0:
             environ["wsgi.input"] = _CheckedInput(environ["wsgi.input"], int(length))
+        elif environ.get("wsgi.input_terminated"):  # a chunked body
+            environ["wsgi.input"] = _CheckedInput(environ["wsgi.input"], None)
         return self.wsgi_app(environ, start_response)
 
 
@@ -165,8 +183,16 @@ def _headers(response: Response) -> Response:
     return response
 
 
+def _timed_out(exc: BodyTimedOut) -> Response:
+    """408, and the connection is closed: the rest of that body is not worth waiting for."""
+    response = http_error(exc)
+    response.headers["Connection"] = "close"
+    return response
+
+
 def init_app(app: Flask) -> None:
     """Guard request bodies and add the security headers to every response."""
+    app.register_error_handler(BodyTimedOut, _timed_out)
     app.request_class = CheckedRequest
     app.wsgi_app = BodyGuard(app.wsgi_app)  # type: ignore[method-assign]
     app.before_request(_refuse_oversize)
