@@ -165,8 +165,6 @@ def _check_csrf() -> None:
 
 def _check_metrics() -> Response | None:
     expected = settings().security.metrics_token
-    if expected is None:
-        return None
     token = bearer_token()
     if not token:
         return _unauthorized("Send Authorization: Bearer <METRICS_TOKEN> to read the metrics")
@@ -192,8 +190,10 @@ def _check_request() -> Response | None:
     endpoint = request.endpoint
     if endpoint is None or endpoint in OPEN_ENDPOINTS:
         return None  # unknown paths answer 404 whoever asks
-    if endpoint == METRICS_ENDPOINT:
+    if endpoint == METRICS_ENDPOINT and settings().security.metrics_token is not None:
         return _check_metrics()
+    # Without METRICS_TOKEN, /metrics is read like any other route: open only while authentication
+    # is off, else with an API token (read scope) or a session, since its labels name the routes.
     enabled = auth_enabled()
     public = endpoint in PUBLIC_ENDPOINTS
 

@@ -121,6 +121,29 @@ class BodyGuard:
         return self.wsgi_app(environ, start_response)
 
 
+# Every method a route here answers; anything else is refused before Flask (or a metric label) sees it.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class MethodGuard:
+    """WSGI middleware: 501 for a method no route knows, so invented methods cannot grow /metrics."""
+
+    def __init__(self, wsgi_app: Callable[..., Any]) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """Refuse an unknown method, or hand the request on."""
+        if environ.get("REQUEST_METHOD") in KNOWN_METHODS:
+            return self.wsgi_app(environ, start_response)
+        body = b'{"error":"This server does not implement that HTTP method"}\n'
+        start_response(
+            "501 Not Implemented",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            + list(SECURITY_HEADERS.items()),
+        )
+        return [body]
+
+
 class StrictFormParser(FormDataParser):
     """A form parser that says what is wrong with a broken multipart body instead of dropping it.
 
@@ -194,6 +217,6 @@ def init_app(app: Flask) -> None:
     """Guard request bodies and add the security headers to every response."""
     app.register_error_handler(BodyTimedOut, _timed_out)
     app.request_class = CheckedRequest
-    app.wsgi_app = BodyGuard(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = MethodGuard(BodyGuard(app.wsgi_app))  # type: ignore[method-assign]
     app.before_request(_refuse_oversize)
     app.after_request(_headers)

@@ -102,9 +102,14 @@ def test_metrics_take_their_own_token(secured):
     assert b"dataflow_imports_active" in scraped.data
 
 
-def test_metrics_are_open_without_a_metrics_token(make_app):
+def test_without_a_metrics_token_metrics_take_an_api_token_once_authentication_is_on(make_app):
     app = make_app(API_TOKENS=TOKEN)
-    assert app.test_client().get("/metrics").status_code == 200
+    client = app.test_client()
+    refused = client.get("/metrics", headers={"Accept": "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"})
+    assert refused.status_code == 401
+    assert b"dataflow_" not in refused.data
+    assert client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert make_app().test_client().get("/metrics").status_code == 200  # authentication off: open
 
 
 def test_token_check_compares_every_token():
