@@ -15,7 +15,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(env: dict[str, str] | None = None) -> Flask:
     """Build the app from the environment (or ``env``), checking every setting first."""
-    from app import auth, cli, errors, extensions, logs, openapi, ops, rate_limits, security, uploads
+    from app import (
+        auth,
+        cli,
+        errors,
+        extensions,
+        logs,
+        openapi,
+        ops,
+        principals,
+        rate_limits,
+        security,
+        uploads,
+    )
     from app.imports import bp as imports_bp
 
     settings = load_settings(env)
@@ -46,6 +58,7 @@ def create_app(env: dict[str, str] | None = None) -> Flask:
     security.init_app(app)
     rate_limits.init_app(app)
     auth.init_app(app)
+    principals.init_app(app)
     ops.init_app(app)
     openapi.init_app(app)
     app.register_blueprint(imports_bp)

@@ -6,6 +6,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 STORAGE_BACKENDS = ("local", "supabase")
@@ -51,11 +52,60 @@ def database_url(url: str) -> str:
     return url
 
 
+TOKEN_SCOPES = ("read", "import", "admin")
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """What one API token may do: its scopes, and the sources it may use (None: every source)."""
+
+    token: str
+    scopes: frozenset[str] = frozenset({"admin"})
+    sources: frozenset[str] | None = None
+
+
+def parse_token_grants(text: str) -> tuple[TokenGrant, ...]:
+    """Read ``API_TOKENS``: comma-separated ``TOKEN``, ``TOKEN:SCOPES`` or ``TOKEN:SCOPES:SOURCES``.
+
+    Scopes are joined by ``+`` (``read+import``), sources by ``|`` (``crm|newsletter``). A bare
+    token keeps full rights, as before scopes existed. Raises ValueError saying what is wrong.
+    """
+    grants = []
+    for entry in text.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        token, *rest = entry.split(":")
+        token = token.strip()
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"each token must be at least {MIN_TOKEN_LENGTH} characters long")
+        if len(rest) > 2:
+            raise ValueError("write each token as TOKEN, TOKEN:SCOPES or TOKEN:SCOPES:SOURCES")
+        if not rest:
+            grants.append(TokenGrant(token))
+            continue
+        scopes = frozenset(s.strip() for s in rest[0].split("+") if s.strip())
+        unknown = scopes - set(TOKEN_SCOPES)
+        if not scopes or unknown:
+            raise ValueError(
+                f"scopes must be {', '.join(TOKEN_SCOPES)} joined by '+' (example: read+import), "
+                f"not {rest[0]!r}"
+            )
+        sources = None
+        if len(rest) == 2:
+            sources = frozenset(s.strip() for s in rest[1].split("|") if s.strip())
+            if not sources:
+                raise ValueError("a token's sources must name at least one source (crm|newsletter)")
+        grants.append(TokenGrant(token, scopes, sources))
+    return tuple(grants)
+
+
 @dataclass(frozen=True)
 class SecuritySettings:
     """Who may call DataFlow, how often, and how large a file may grow once read."""
 
     api_tokens: tuple[str, ...] = ()
+    token_grants: tuple[TokenGrant, ...] = ()
     metrics_token: str | None = None
     session_cookie_secure: bool = True
     rate_limits_enabled: bool = True
@@ -64,6 +114,8 @@ class SecuritySettings:
     login_rate_limit: str = "10/minute"
     max_rows: int = 10_000_000
     max_columns: int = 1000
+    # Seconds a signed-in session may sit unused before it ends.
+    session_lifetime: float = 12 * 3600
 
 
 @dataclass(frozen=True)
@@ -109,6 +161,7 @@ class Settings:
             "SESSION_COOKIE_SECURE": self.security.session_cookie_secure,
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",
+            "PERMANENT_SESSION_LIFETIME": timedelta(seconds=self.security.session_lifetime),
             "SETTINGS": self,
         }
 
@@ -182,17 +235,19 @@ def _rate(name: str, text: str, errors: list[str]) -> str:
 
 def _security(env: dict[str, str], errors: list[str]) -> SecuritySettings:
     """Tokens, cookies, rate limits and file limits."""
-    tokens = tuple(t.strip() for t in env.get("API_TOKENS", "").split(",") if t.strip())
-    for token in tokens:
-        if len(token) < MIN_TOKEN_LENGTH:
-            errors.append(f"API_TOKENS: each token must be at least {MIN_TOKEN_LENGTH} characters long")
-            break
+    try:
+        grants = parse_token_grants(env.get("API_TOKENS", ""))
+    except ValueError as exc:
+        errors.append(f"API_TOKENS: {exc}")
+        grants = ()
+    tokens = tuple(grant.token for grant in grants)
     metrics_token = env.get("METRICS_TOKEN", "").strip() or None
     if metrics_token and len(metrics_token) < MIN_TOKEN_LENGTH:
         errors.append(f"METRICS_TOKEN must be at least {MIN_TOKEN_LENGTH} characters long")
     defaults = SecuritySettings()
     return SecuritySettings(
         api_tokens=tokens,
+        token_grants=grants,
         metrics_token=metrics_token,
         session_cookie_secure=_bool(
             "SESSION_COOKIE_SECURE", env.get("SESSION_COOKIE_SECURE", "true"), errors
@@ -207,6 +262,7 @@ def _security(env: dict[str, str], errors: list[str]) -> SecuritySettings:
         ),
         max_rows=_int("MAX_ROWS", env.get("MAX_ROWS", str(defaults.max_rows)), errors),
         max_columns=_int("MAX_COLUMNS", env.get("MAX_COLUMNS", str(defaults.max_columns)), errors),
+        session_lifetime=_duration("SESSION_LIFETIME", env.get("SESSION_LIFETIME", "12h"), errors),
     )
 
 

@@ -27,6 +27,7 @@ from app.imports.body import SOURCE_MAX, has_control_characters
 from app.imports.service import EmptyUpload, create_import, enqueue_import
 from app.maintenance import TASKS
 from app.models import Upload, utcnow
+from app.principals import current_principal
 from app.storage import COPY_CHUNK, StorageUnavailable, UploadTooLarge
 
 log = logging.getLogger(__name__)
@@ -240,9 +241,10 @@ def _upload_headers(response: Response, upload: Upload) -> Response:
 
 
 def _find(upload_id: str) -> Upload:
-    """The live upload, or 404 (unknown or deleted) / 410 (expired)."""
+    """The live upload of this principal, or 404 (unknown, deleted, another's) / 410 (expired)."""
     upload = db.session.get(Upload, upload_id) if _UPLOAD_ID.match(upload_id) else None
-    if upload is None:
+    # Another client's upload is not there for this one: it learns nothing of it, not even that it exists.
+    if upload is None or (upload.owner or "") != current_principal().id:
         raise TusError(404, "Upload not found: it never existed, was deleted, or expired")
     if _aware(upload.expires_at) <= utcnow():
         raise TusError(410, "This upload expired before it was finished; start it again")
@@ -313,7 +315,11 @@ def _start_import(upload: Upload) -> None:
     try:
         with open(partial_path(upload.id), "rb") as partial:
             imp = create_import(
-                partial, source=upload.source, filename=upload.filename, use_resumable=upload.use_resumable
+                partial,
+                source=upload.source,
+                filename=upload.filename,
+                use_resumable=upload.use_resumable,
+                created_by=upload.owner,
             )
         stored_key = imp.storage_key
         db.session.flush()  # gives the import its id
@@ -373,6 +379,8 @@ def create() -> Response:
         raise TusError(400, f"Metadata source must be 1 to {SOURCE_MAX} characters long")
     if has_control_characters(source):
         raise TusError(400, "Metadata source must not contain control characters")
+    if not current_principal().may_use(source):
+        raise TusError(403, f"This API token may not import into the source {source!r}")
     with_data = request.mimetype == CHUNK_TYPE
     checksum = _checksum() if with_data else None
     declared = _byte_count("Content-Length", required=False)
@@ -388,6 +396,7 @@ def create() -> Response:
         filename=filename[-255:] if filename else None,
         use_resumable=metadata.get("useResumable", "").strip().lower() in _TRUE,
         expires_at=_new_expiry(),
+        owner=current_principal().id or None,
     )
     db.session.add(upload)
     db.session.commit()

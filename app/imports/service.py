@@ -33,9 +33,17 @@ class ActionRefused(Exception):
 
 
 def create_import(
-    stream: BinaryIO, *, source: str, filename: str | None = None, use_resumable: bool = False
+    stream: BinaryIO,
+    *,
+    source: str,
+    filename: str | None = None,
+    use_resumable: bool = False,
+    created_by: str | None = None,
 ) -> Import:
-    """Store the stream and add its import to the session, queued. The caller commits."""
+    """Store the stream and add its import to the session, queued, recording who started it.
+
+    The caller commits.
+    """
     store = storage()
     stored = store.save(stream, settings().max_upload_size, use_resumable=use_resumable)
     if stored.size == 0:
@@ -50,6 +58,7 @@ def create_import(
         sha256=stored.sha256,
         use_resumable=use_resumable,
         status="queued",
+        created_by=created_by,
     )
     db.session.add(imp)
     return imp
