@@ -25,6 +25,7 @@ from flask import (
 )
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
 
 from app.errors import error_response, wants_json
 from app.extensions import csrf, db, settings
@@ -429,6 +430,8 @@ def _errors_page(imp: Import, page: int) -> dict[str, object]:
     total = db.session.scalar(select(func.count()).where(RowError.import_id == imp.id))
     items = db.session.scalars(
         select(RowError)
+        # The raw row is only for rejected.csv: a page of them could weigh megabytes.
+        .options(defer(RowError.raw))
         .where(RowError.import_id == imp.id)
         .order_by(RowError.row, RowError.id)
         .limit(ERRORS_PER_PAGE)
