@@ -23,6 +23,7 @@ from werkzeug.http import http_date
 
 from app.errors import error_response
 from app.extensions import csrf, db, settings, storage
+from app.filenames import clean_filename
 from app.imports.body import SOURCE_MAX, has_control_characters
 from app.imports.service import EmptyUpload, create_import, enqueue_import
 from app.maintenance import TASKS
@@ -387,13 +388,13 @@ def create() -> Response:
     if with_data and declared is not None and declared > length:
         raise TusError(413, f"The data runs past the upload's length of {length:,} bytes")
 
-    filename = metadata.get("filename") or None
+    filename = clean_filename(metadata.get("filename"))
     upload = Upload(
         length=length,
         offset=0,
         metadata_header=metadata_header.strip() or None,
         source=source,
-        filename=filename[-255:] if filename else None,
+        filename=filename,
         use_resumable=metadata.get("useResumable", "").strip().lower() in _TRUE,
         expires_at=_new_expiry(),
         owner=current_principal().id or None,

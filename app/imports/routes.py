@@ -29,6 +29,7 @@ from sqlalchemy.orm import defer
 
 from app.errors import error_response, wants_json
 from app.extensions import csrf, db, settings
+from app.filenames import content_disposition
 from app.imports import bp, idempotency
 from app.imports.body import SOURCE_MAX, check_body, has_control_characters
 from app.imports.forms import UploadForm
@@ -489,9 +490,9 @@ def rejected(job_id: str) -> Response:
     imp = _import_or_404(job_id)
     stem = (imp.filename or "import").rsplit(".", 1)[0] or "import"
     response = Response(
-        stream_with_context(rejected_csv(db.session, imp.id)), mimetype="text/csv; charset=utf-8"
+        stream_with_context(rejected_csv(db.session, imp.id)), content_type="text/csv; charset=utf-8"
     )
-    response.headers.set("Content-Disposition", "attachment", filename=f"{stem}-rejected.csv")
+    response.headers["Content-Disposition"] = content_disposition(f"{stem}-rejected.csv")
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -12,6 +12,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import bindparam, select, update
 
 from app.extensions import autocommit_engine, db, queue, settings, storage
+from app.filenames import clean_filename
 from app.models import IMPORT_JSON_COLUMNS, Import, import_json, utcnow
 from app.storage import StorageUnavailable
 
@@ -51,8 +52,8 @@ def create_import(
         raise EmptyUpload("The file is empty")
     imp = Import(
         source=source,
-        # Only ever shown; PostgreSQL cannot store NUL.
-        filename=(filename or None) and filename.replace("\x00", "")[-255:] or None,
+        # Only ever shown: any language, no control characters (they broke the download's header).
+        filename=clean_filename(filename),
         storage_key=stored.key,
         size_bytes=stored.size,
         sha256=stored.sha256,
