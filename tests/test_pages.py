@@ -470,3 +470,18 @@ def test_a_huge_rejected_row_is_kept_cut_and_the_pages_never_load_it(client, wor
         event.remove(db.engine, "before_cursor_execute", seen)
     reads = [s for s in statements if "import_errors" in s]
     assert reads and not any("import_errors.raw" in s for s in reads)
+
+
+@pytest.mark.parametrize(
+    "lead", [" ", "  ", "\u00a0", "\u200b", "\ufeff", "\n", "\r\n", "\t", " \u200b\u00a0", "\u3000", "\u2003"]
+)
+def test_rejected_csv_neutralises_formulas_behind_leading_whitespace(client, work, lead):
+    cells = [f"{lead}{start}1+1" for start in "=+-@"]
+    body = io.StringIO()
+    csv.writer(body).writerows([["name", "email", "a", "b", "c"], [cells[0], "bad", *cells[1:]]])
+    job_id = start(client, body.getvalue())
+    work()
+    rows = read_csv(client.get(f"/imports/{job_id}/rejected.csv"))
+    for cell in (rows[1][0], *rows[1][2:5]):
+        assert cell.startswith("'") and cell[1:].lstrip(" \u00a0\u200b\ufeff\n\r\t\u3000\u2003")[0] in "=+-@"
+    assert rows[1][1] == "bad"  # a plain cell is left as it is
