@@ -24,6 +24,7 @@ def create_app(env: dict[str, str] | None = None) -> Flask:
         openapi,
         ops,
         principals,
+        proxies,
         rate_limits,
         security,
         uploads,
@@ -65,5 +66,6 @@ def create_app(env: dict[str, str] | None = None) -> Flask:
     app.register_blueprint(uploads.bp)
     cli.init_app(app)
     logs.init_app(app)
+    proxies.init_app(app)  # outermost: the address and scheme every other part sees
 
     return app

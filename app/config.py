@@ -140,6 +140,10 @@ class Settings:
     reconcile_interval: float
     job_heartbeat_timeout: float
     retry_backoff: tuple[int, ...]
+    # The address clients reach DataFlow at (https://dataflow.example.com): absolute URLs start with it.
+    public_url: str | None = None
+    # Proxies whose X-Forwarded-* headers are believed (app.proxies).
+    trusted_proxies: tuple = ()
     supabase_url: str | None = None
     supabase_service_role_key: str | None = None
     supabase_bucket: str = "imports"
@@ -332,8 +336,24 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
         else:
             warnings.append("SECRET_KEY is not set: using a generated key kept in the instance folder")
 
+    public_url = (env.get("PUBLIC_URL") or "").strip().rstrip("/") or None
+    if public_url and not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", public_url):
+        errors.append(
+            f"PUBLIC_URL must be an http:// or https:// address such as https://dataflow.example.com, "
+            f"not {public_url!r}"
+        )
+    try:
+        from app.proxies import parse_networks
+
+        trusted_proxies = parse_networks(env.get("TRUSTED_PROXIES", ""))
+    except ValueError as exc:
+        errors.append(f"TRUSTED_PROXIES must be addresses or networks separated by commas: {exc}")
+        trusted_proxies = ()
+
     settings = Settings(
         instance_dir=instance,
+        public_url=public_url,
+        trusted_proxies=trusted_proxies,
         database_url=db_url,
         redis_url=redis_url,
         storage_backend=backend,

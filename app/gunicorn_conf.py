@@ -13,6 +13,8 @@ worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 # Also the time a client has to send a request's headers: the worker reads them under this timeout.
 keepalive = int(os.environ.get("WEB_HEADER_TIMEOUT", "5"))
 timeout = 120
+# gunicorn believes X-Forwarded-Proto from these addresses only; the app does the rest (app.proxies).
+forwarded_allow_ips = os.environ.get("TRUSTED_PROXIES", "")
 graceful_timeout = 30
 accesslog = None
 # HTTP metrics are kept per process; multiprocess mode sums them for /metrics.

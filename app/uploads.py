@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import redis.exceptions
-from flask import Blueprint, Response, request, url_for
+from flask import Blueprint, Response, request
 from sqlalchemy import select, text
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import http_date
@@ -29,6 +29,7 @@ from app.imports.service import EmptyUpload, create_import, enqueue_import
 from app.maintenance import TASKS
 from app.models import Upload, utcnow
 from app.principals import current_principal
+from app.proxies import absolute_url
 from app.storage import COPY_CHUNK, StorageUnavailable, UploadTooLarge
 
 log = logging.getLogger(__name__)
@@ -418,7 +419,7 @@ def create() -> Response:
                 raise
             # 503: the bytes are safe and the upload exists; a HEAD or PATCH starts the import.
     response = Response(status=201)
-    response.headers["Location"] = url_for("uploads.status", upload_id=upload.id, _external=True)
+    response.headers["Location"] = absolute_url("uploads.status", upload_id=upload.id)
     return _upload_headers(response, upload)
 
 
