@@ -217,7 +217,7 @@ def _check_request() -> Response | None:
         return _check_metrics()
     # Without METRICS_TOKEN, /metrics is read like any other route: open only while authentication
     # is off, else with an API token (read scope) or a session, since its labels name the routes.
-    enabled = auth_enabled()
+    enabled = g.auth_enabled = auth_enabled()
     public = endpoint in PUBLIC_ENDPOINTS
 
     token = bearer_token()
@@ -247,9 +247,19 @@ def _check_request() -> Response | None:
     return _unauthorized("Authentication required: send Authorization: Bearer <token>")
 
 
+def _not_stored(response: Response) -> Response:
+    """Pages and JSON behind authentication are for the one who asked: no cache keeps them."""
+    if g.get("auth_enabled"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site, never another host (``//evil``, ``/\\evil``, ``https://...``)."""
-    if not target:
+    """Only a path on this site, never another host (``//evil``, ``/\\evil``, ``https://...``).
+
+    A target with a control character (CR, LF, tab ...) cannot be a header's value: it goes home too.
+    """
+    if not target or not target.isprintable():
         return url_for("imports.new")
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith(("//", "/\\")):
@@ -377,6 +387,7 @@ def init_app(app: Flask) -> None:
     """Check every request, add the login pages and the create-user command."""
     app.register_blueprint(bp)
     app.before_request(_authenticate)
+    app.after_request(_not_stored)
     app.context_processor(_template_context)
     app.cli.add_command(create_user_command)
     app.cli.add_command(revoke_sessions_command)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from flask import Flask, Request, Response, request
-from werkzeug.exceptions import BadRequest, ClientDisconnected
+from werkzeug.exceptions import BadRequest, ClientDisconnected, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, default_stream_factory
 
 from app.errors import error_response, http_error
@@ -144,6 +144,36 @@ class MethodGuard:
         return [body]
 
 
+class TooManyParts(RequestEntityTooLarge):
+    """A multipart form with more parts than any upload form has (werkzeug's max_form_parts)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The form has more than {limit:,} parts. Send the file and its few fields "
+            "(file, source, useResumable) in one form, or the file alone as the request body."
+        )
+
+
+class _PartCounter:
+    """A multipart body on its way to the parser, counting its boundary lines as they pass."""
+
+    def __init__(self, stream: IO[bytes], boundary: bytes) -> None:
+        self._stream = stream
+        self._delimiter = b"--" + boundary
+        self._tail = b""
+        self.parts = 0
+
+    def read(self, size: int = -1) -> bytes:
+        """Read, counting the boundaries (one that straddles two reads too)."""
+        data = self._stream.read(size)
+        if self._delimiter != b"--":
+            window = self._tail + data
+            self.parts += window.count(self._delimiter)
+            keep = len(self._delimiter) - 1
+            self._tail = window[-keep:] if keep else b""
+        return data
+
+
 class StrictFormParser(FormDataParser):
     """A form parser that says what is wrong with a broken multipart body instead of dropping it.
 
@@ -161,10 +191,20 @@ class StrictFormParser(FormDataParser):
 
         super().__init__(tracked, **{**kwargs, "silent": False})
 
-    def parse(self, *args: Any, **kwargs: Any) -> Any:
+    def parse(
+        self, stream: IO[bytes], mimetype: str, content_length: int | None, options: dict | None = None
+    ) -> Any:
         """Parse, turning the parser's ValueError into a 400 that explains it."""
+        boundary = (options or {}).get("boundary", "")
+        counted = _PartCounter(stream, boundary.encode()) if mimetype == "multipart/form-data" else None
         try:
-            return super().parse(*args, **kwargs)
+            return super().parse(counted or stream, mimetype, content_length, options)
+        except RequestEntityTooLarge:
+            self._close_spools()
+            # Werkzeug gives every form limit the same bare 413; say which one this was.
+            if counted and self.max_form_parts is not None and counted.parts > self.max_form_parts:
+                raise TooManyParts(self.max_form_parts) from None
+            raise
         except ValueError as exc:
             self._close_spools()
             if "boundary" in str(exc).lower():
