@@ -202,10 +202,12 @@ def _authenticate() -> Response | None:
     The database connection the check used goes back to the pool before the view runs: a view may
     spend minutes reading a slow client's body, and a hundred such clients must not hold the pool.
     """
+    began = not db.session().in_transaction()
     try:
         return _check_request()
     finally:
-        db.session.rollback()
+        if began:  # only the transaction this check began (a caller's own stays as it was)
+            db.session.rollback()
 
 
 def _check_request() -> Response | None:
