@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,7 @@ from app.maintenance import TASKS
 from app.models import Upload, utcnow
 from app.principals import current_principal
 from app.proxies import absolute_url
-from app.storage import COPY_CHUNK, StorageUnavailable, UploadTooLarge
+from app.storage import COPY_CHUNK, YIELD_SECONDS, StorageUnavailable, UploadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +292,7 @@ def _receive(upload: Upload, stream: BinaryIO, checksum: tuple[str, bytes] | Non
             if digest:
                 digest.update(chunk)
             received += len(chunk)
+            time.sleep(YIELD_SECONDS)  # let other requests in between chunks (see app.storage.copy_limited)
         if checksum and (cut_short or digest.digest() != checksum[1]):
             partial.truncate(start)
             if cut_short:
