@@ -74,7 +74,10 @@ def _discard_copy(key: str) -> None:
 
 @bp.errorhandler(TusError)
 def _tus_error(exc: TusError) -> Response:
-    return error_response(exc.status, exc.message)
+    response = error_response(exc.status, exc.message)
+    if exc.status == 503:  # a passing fault: say when to come back
+        response.headers["Retry-After"] = "5"
+    return response
 
 
 @bp.before_request
@@ -127,6 +130,23 @@ def _advisory_key(upload_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"upload:{upload_id}".encode()).digest()[:8], "big", signed=True)
 
 
+# Connections of the pool a lock may never take: a slow client's PATCH holds its lock's
+# connection while its body trickles in, and /health, the pages and the API still need some.
+RESERVED_CONNECTIONS = 5
+
+
+def _keep_connections_for_others() -> None:
+    """Refuse with 503 (tus clients retry) when taking a lock would leave the pool nearly empty."""
+    pool = db.engine.pool
+    size, overflow, checked_out = (
+        getattr(pool, name, None) for name in ("size", "_max_overflow", "checkedout")
+    )
+    if not (callable(size) and callable(checked_out) and isinstance(overflow, int)) or overflow < 0:
+        return  # a pool without a bound (or not a QueuePool): nothing to keep
+    if checked_out() >= size() + overflow - RESERVED_CONNECTIONS:
+        raise TusError(503, "Too many uploads are being written right now; retry in a few seconds")
+
+
 @contextmanager
 def upload_lock(upload_id: str) -> Iterator[bool]:
     """Try to take the upload's lock, shared by every process; yield whether it was taken.
@@ -137,6 +157,7 @@ def upload_lock(upload_id: str) -> Iterator[bool]:
     """
     if db.engine.dialect.name == "postgresql":
         key = _advisory_key(upload_id)
+        _keep_connections_for_others()
         with db.engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT")
             held = bool(connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}))
@@ -261,9 +282,12 @@ def _receive(upload: Upload, stream: BinaryIO, checksum: tuple[str, bytes] | Non
     does not match, is discarded whole; a body cut short keeps what arrived (unless it was
     checksummed, since then it cannot be trusted).
     """
-    start = upload.offset
+    upload_id, start, length = upload.id, upload.offset, upload.length
+    # The session's connection goes back to the pool while the body streams in, which may take
+    # minutes from a slow client (the lock keeps its own); the offset is written after.
+    db.session.commit()
     upload_dir().mkdir(parents=True, exist_ok=True)
-    fd = os.open(partial_path(upload.id), os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(partial_path(upload_id), os.O_RDWR | os.O_CREAT, 0o600)
     with os.fdopen(fd, "r+b") as partial:
         on_disk = partial.seek(0, os.SEEK_END)
         if on_disk < start:
@@ -285,9 +309,9 @@ def _receive(upload: Upload, stream: BinaryIO, checksum: tuple[str, bytes] | Non
                 break
             if not chunk:
                 break
-            if start + received + len(chunk) > upload.length:
+            if start + received + len(chunk) > length:
                 partial.truncate(start)
-                raise TusError(413, f"The data runs past the upload's length of {upload.length:,} bytes")
+                raise TusError(413, f"The data runs past the upload's length of {length:,} bytes")
             partial.write(chunk)
             if digest:
                 digest.update(chunk)

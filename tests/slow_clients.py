@@ -25,11 +25,46 @@ class Trickle:
     port: int
     headers: int
     bodies: int
+    uploads: int = 0  # tus PATCHes whose chunk trickles in (cut ones are not started again)
     interval: float = 0.5
     stop: threading.Event = field(default_factory=threading.Event)
     reconnects: int = 0
 
-    def _open(self, body: bool) -> socket.socket | None:
+    def _upload(self) -> socket.socket | None:
+        """Create a tus upload, then start a PATCH of its bytes and send none of them yet."""
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=5)
+        try:
+            connection.request(
+                "POST",
+                "/uploads",
+                headers={
+                    "Tus-Resumable": "1.0.0",
+                    "Upload-Length": "10000000",
+                    "Upload-Metadata": "source c2xvdw==",
+                },
+            )
+            answer = connection.getresponse()
+            answer.read()
+            location = answer.headers["Location"]
+        except (OSError, TypeError):
+            return None
+        finally:
+            connection.close()
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=5)
+            sock.sendall(
+                f"PATCH {urlsplit(location).path} HTTP/1.1\r\nHost: slow\r\nTus-Resumable: 1.0.0\r\n"
+                "Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+                "Content-Length: 10000000\r\n\r\n".encode()
+            )
+            sock.setblocking(False)
+            return sock
+        except OSError:
+            return None
+
+    def _open(self, body: bool | None) -> socket.socket | None:
+        if body is None:
+            return self._upload()
         try:
             sock = socket.create_connection((self.host, self.port), timeout=5)
             if body:
@@ -45,7 +80,7 @@ class Trickle:
             return None
 
     def _run(self) -> None:
-        kinds = [False] * self.headers + [True] * self.bodies
+        kinds: list[bool | None] = [False] * self.headers + [True] * self.bodies + [None] * self.uploads
         socks: list[socket.socket | None] = [self._open(body) for body in kinds]
         while not self.stop.wait(self.interval):
             for index, body in enumerate(kinds):
@@ -53,10 +88,13 @@ class Trickle:
                 try:
                     if sock is None:
                         raise OSError
-                    sock.send(b"x" if body else b"X-Slow: 1\r\n")
+                    sock.send(b"X-Slow: 1\r\n" if body is False else b"x")
                 except OSError:
                     if sock is not None:
                         sock.close()
+                    if body is None:  # a refused upload is not started again
+                        socks[index] = None
+                        continue
                     self.reconnects += 1
                     socks[index] = self._open(body)
         for sock in socks:
@@ -106,10 +144,13 @@ def probe(base: str, rounds: int = 8, pause: float = 0.5, limit: float = 5.0) ->
 
 
 def main() -> None:
-    """Print the normal client's timings with 50 slow-header and 50 slow-body clients connected."""
+    """Print the normal client's timings with slow-header, slow-body and slow-upload clients connected."""
     base = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8000"
     parts = urlsplit(base)
-    with Trickle(parts.hostname or "127.0.0.1", parts.port or 80, headers=50, bodies=50) as trickle:
+    uploads = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    with Trickle(
+        parts.hostname or "127.0.0.1", parts.port or 80, headers=50, bodies=50, uploads=uploads
+    ) as trickle:
         time.sleep(2)
         figures = probe(base)
     for name, values in figures.items():
