@@ -24,6 +24,8 @@ def create_app(env: dict[str, str] | None = None) -> Flask:
         logs,
         openapi,
         ops,
+        principals,
+        proxies,
         rate_limits,
         security,
         uploads,
@@ -60,6 +62,7 @@ def create_app(env: dict[str, str] | None = None) -> Flask:
     security.init_app(app)
     rate_limits.init_app(app)
     auth.init_app(app)
+    principals.init_app(app)
     ops.init_app(app)
     openapi.init_app(app)
     app.register_blueprint(imports_bp)
@@ -69,5 +72,6 @@ def create_app(env: dict[str, str] | None = None) -> Flask:
     app.register_blueprint(contact_list.bp)
     cli.init_app(app)
     logs.init_app(app)
+    proxies.init_app(app)  # outermost: the address and scheme every other part sees
 
     return app

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import sys
+import time
 from urllib.parse import urlsplit
 
 import click
@@ -38,9 +39,11 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 from wtforms.validators import ValidationError as FormValidationError
 
+from app import principals
 from app.errors import error_response, wants_json
 from app.extensions import csrf, db, settings
 from app.models import User
+from app.principals import grant_of
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
@@ -123,15 +126,35 @@ def request_identity() -> str | None:
     return f"user:{user_id}" if user_id else None
 
 
+# A session's last-seen time is rewritten at most this often, so most answers set no new cookie.
+SEEN_EVERY = 60
+
+
 def _session_user() -> User | None:
+    """The user of a live session: same password, same generation, and not idle past SESSION_LIFETIME."""
     user_id = session.get("user_id")
     if user_id is None:
         return None
     user = db.session.get(User, user_id)
-    if user is None or not hmac.compare_digest(session.get("user_key", ""), _fingerprint(user)):
+    now = int(time.time())
+    seen = session.get("seen")
+    if (
+        user is None
+        or not hmac.compare_digest(session.get("user_key", ""), _fingerprint(user))
+        or session.get("generation") != user.session_generation
+        or not isinstance(seen, int)
+        or now - seen > settings().security.session_lifetime
+    ):
         session.clear()
         return None
+    if now - seen >= SEEN_EVERY:
+        session["seen"] = now
     return user
+
+
+def end_sessions(user: User) -> None:
+    """End every session of the user, on every device: each one carries the generation it began in."""
+    user.session_generation = (user.session_generation or 0) + 1
 
 
 def _unauthorized(message: str, challenge: str = REALM) -> Response:
@@ -165,8 +188,6 @@ def _check_csrf() -> None:
 
 def _check_metrics() -> Response | None:
     expected = settings().security.metrics_token
-    if expected is None:
-        return None
     token = bearer_token()
     if not token:
         return _unauthorized("Send Authorization: Bearer <METRICS_TOKEN> to read the metrics")
@@ -176,26 +197,45 @@ def _check_metrics() -> Response | None:
 
 
 def _authenticate() -> Response | None:
-    """Let the request through, or answer 401 (API) or send a browser to the login page."""
+    """Let the request through, or answer 401 (API) or send a browser to the login page.
+
+    The database connection the check used goes back to the pool before the view runs: a view may
+    spend minutes reading a slow client's body, and a hundred such clients must not hold the pool.
+    """
+    began = not db.session().in_transaction()
+    try:
+        return _check_request()
+    finally:
+        if began:  # only the transaction this check began (a caller's own stays as it was)
+            db.session.rollback()
+
+
+def _check_request() -> Response | None:
     g.user = None
     endpoint = request.endpoint
     if endpoint is None or endpoint in OPEN_ENDPOINTS:
         return None  # unknown paths answer 404 whoever asks
-    if endpoint == METRICS_ENDPOINT:
+    if endpoint == METRICS_ENDPOINT and settings().security.metrics_token is not None:
         return _check_metrics()
-    enabled = auth_enabled()
+    # Without METRICS_TOKEN, /metrics is read like any other route: open only while authentication
+    # is off, else with an API token (read scope) or a session, since its labels name the routes.
+    enabled = g.auth_enabled = auth_enabled()
     public = endpoint in PUBLIC_ENDPOINTS
 
     token = bearer_token()
     if token is not None:  # an Authorization header: the session cookie is never looked at
-        if not enabled or public or (token and token_is_valid(token, settings().security.api_tokens)):
+        grant = grant_of(token, settings().security.token_grants) if token else None
+        if grant is not None:
+            g.auth, g.principal = "token", principals.for_token(grant)
+            return None
+        if not enabled or public:
             g.auth = "token"
             return None
         return _unauthorized("The API token is not valid", f'{REALM}, error="invalid_token"')
 
     user = _session_user() if enabled else None
     if user is not None:
-        g.user, g.auth = user, "session"
+        g.user, g.auth, g.principal = user, "session", principals.for_user(user.email)
         if request.method not in SAFE_METHODS:
             _check_csrf()
         return None
@@ -209,9 +249,19 @@ def _authenticate() -> Response | None:
     return _unauthorized("Authentication required: send Authorization: Bearer <token>")
 
 
+def _not_stored(response: Response) -> Response:
+    """Pages and JSON behind authentication are for the one who asked: no cache keeps them."""
+    if g.get("auth_enabled"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site, never another host (``//evil``, ``/\\evil``, ``https://...``)."""
-    if not target:
+    """Only a path on this site, never another host (``//evil``, ``/\\evil``, ``https://...``).
+
+    A target with a control character (CR, LF, tab ...) cannot be a header's value: it goes home too.
+    """
+    if not target or not target.isprintable():
         return url_for("imports.new")
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith(("//", "/\\")):
@@ -232,6 +282,9 @@ def login() -> Response | tuple[str, int]:
             session.clear()  # a fresh session: nothing from before signing in carries over
             session["user_id"] = user.id
             session["user_key"] = _fingerprint(user)
+            session["generation"] = user.session_generation
+            session["seen"] = int(time.time())
+            session.permanent = True  # the cookie lasts SESSION_LIFETIME; the server checks it too
             log.info("user signed in", extra={"user_id": user.id})
             return redirect(target, code=303)
         form.password.errors.append("The email or password is wrong.")
@@ -245,7 +298,12 @@ def login() -> Response | tuple[str, int]:
 
 @bp.post("/logout")
 def logout() -> Response:
-    """Sign out: the session is emptied (its CSRF token was checked on the way in)."""
+    """Sign out: every session of this user ends, on every device (CSRF was checked on the way in)."""
+    user = current_user()
+    if user is not None:
+        end_sessions(user)
+        db.session.commit()
+        log.info("user signed out; every session of theirs ended", extra={"user_id": user.id})
     session.clear()
     flash("You are signed out.", "success")
     return redirect(url_for("auth.login"), code=303)
@@ -276,8 +334,22 @@ def create_user_command(email: str, password_stdin: bool, update: bool) -> None:
         db.session.add(User(email=email, password_hash=hash_password(password)))
     else:
         user.password_hash = hash_password(password)
+        end_sessions(user)
     db.session.commit()
     click.echo(f"{'updated' if update else 'created'} {email}")
+
+
+@click.command("revoke-sessions")
+@click.argument("email")
+@with_appcontext
+def revoke_sessions_command(email: str) -> None:
+    """End every session of a user at once (a lost laptop, a leaked cookie); they sign in again."""
+    user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"there is no user {email.strip().lower()}")
+    end_sessions(user)
+    db.session.commit()
+    click.echo(f"every session of {user.email} has ended")
 
 
 def _template_context() -> dict[str, object]:
@@ -317,6 +389,8 @@ def init_app(app: Flask) -> None:
     """Check every request, add the login pages and the create-user command."""
     app.register_blueprint(bp)
     app.before_request(_authenticate)
+    app.after_request(_not_stored)
     app.context_processor(_template_context)
     app.cli.add_command(create_user_command)
+    app.cli.add_command(revoke_sessions_command)
     startup_warning(app)

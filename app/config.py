@@ -6,6 +6,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from app.webhooks.settings import WebhookSettings, webhook_settings
@@ -56,11 +57,60 @@ def database_url(url: str) -> str:
     return url
 
 
+TOKEN_SCOPES = ("read", "import", "admin")
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """What one API token may do: its scopes, and the sources it may use (None: every source)."""
+
+    token: str
+    scopes: frozenset[str] = frozenset({"admin"})
+    sources: frozenset[str] | None = None
+
+
+def parse_token_grants(text: str) -> tuple[TokenGrant, ...]:
+    """Read ``API_TOKENS``: comma-separated ``TOKEN``, ``TOKEN:SCOPES`` or ``TOKEN:SCOPES:SOURCES``.
+
+    Scopes are joined by ``+`` (``read+import``), sources by ``|`` (``crm|newsletter``). A bare
+    token keeps full rights, as before scopes existed. Raises ValueError saying what is wrong.
+    """
+    grants = []
+    for entry in text.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        token, *rest = entry.split(":")
+        token = token.strip()
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"each token must be at least {MIN_TOKEN_LENGTH} characters long")
+        if len(rest) > 2:
+            raise ValueError("write each token as TOKEN, TOKEN:SCOPES or TOKEN:SCOPES:SOURCES")
+        if not rest:
+            grants.append(TokenGrant(token))
+            continue
+        scopes = frozenset(s.strip() for s in rest[0].split("+") if s.strip())
+        unknown = scopes - set(TOKEN_SCOPES)
+        if not scopes or unknown:
+            raise ValueError(
+                f"scopes must be {', '.join(TOKEN_SCOPES)} joined by '+' (example: read+import), "
+                f"not {rest[0]!r}"
+            )
+        sources = None
+        if len(rest) == 2:
+            sources = frozenset(s.strip() for s in rest[1].split("|") if s.strip())
+            if not sources:
+                raise ValueError("a token's sources must name at least one source (crm|newsletter)")
+        grants.append(TokenGrant(token, scopes, sources))
+    return tuple(grants)
+
+
 @dataclass(frozen=True)
 class SecuritySettings:
     """Who may call DataFlow, how often, and how large a file may grow once read."""
 
     api_tokens: tuple[str, ...] = ()
+    token_grants: tuple[TokenGrant, ...] = ()
     metrics_token: str | None = None
     session_cookie_secure: bool = True
     rate_limits_enabled: bool = True
@@ -69,6 +119,8 @@ class SecuritySettings:
     login_rate_limit: str = "10/minute"
     max_rows: int = 10_000_000
     max_columns: int = 1000
+    # Seconds a signed-in session may sit unused before it ends.
+    session_lifetime: float = 12 * 3600
 
 
 @dataclass(frozen=True)
@@ -93,6 +145,10 @@ class Settings:
     reconcile_interval: float
     job_heartbeat_timeout: float
     retry_backoff: tuple[int, ...]
+    # The address clients reach DataFlow at (https://dataflow.example.com): absolute URLs start with it.
+    public_url: str | None = None
+    # Proxies whose X-Forwarded-* headers are believed (app.proxies).
+    trusted_proxies: tuple = ()
     supabase_url: str | None = None
     supabase_service_role_key: str | None = None
     supabase_bucket: str = "imports"
@@ -124,6 +180,7 @@ class Settings:
             "SESSION_COOKIE_SECURE": self.security.session_cookie_secure,
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",
+            "PERMANENT_SESSION_LIFETIME": timedelta(seconds=self.security.session_lifetime),
             "SETTINGS": self,
         }
 
@@ -197,17 +254,19 @@ def _rate(name: str, text: str, errors: list[str]) -> str:
 
 def _security(env: dict[str, str], errors: list[str]) -> SecuritySettings:
     """Tokens, cookies, rate limits and file limits."""
-    tokens = tuple(t.strip() for t in env.get("API_TOKENS", "").split(",") if t.strip())
-    for token in tokens:
-        if len(token) < MIN_TOKEN_LENGTH:
-            errors.append(f"API_TOKENS: each token must be at least {MIN_TOKEN_LENGTH} characters long")
-            break
+    try:
+        grants = parse_token_grants(env.get("API_TOKENS", ""))
+    except ValueError as exc:
+        errors.append(f"API_TOKENS: {exc}")
+        grants = ()
+    tokens = tuple(grant.token for grant in grants)
     metrics_token = env.get("METRICS_TOKEN", "").strip() or None
     if metrics_token and len(metrics_token) < MIN_TOKEN_LENGTH:
         errors.append(f"METRICS_TOKEN must be at least {MIN_TOKEN_LENGTH} characters long")
     defaults = SecuritySettings()
     return SecuritySettings(
         api_tokens=tokens,
+        token_grants=grants,
         metrics_token=metrics_token,
         session_cookie_secure=_bool(
             "SESSION_COOKIE_SECURE", env.get("SESSION_COOKIE_SECURE", "true"), errors
@@ -222,6 +281,7 @@ def _security(env: dict[str, str], errors: list[str]) -> SecuritySettings:
         ),
         max_rows=_int("MAX_ROWS", env.get("MAX_ROWS", str(defaults.max_rows)), errors),
         max_columns=_int("MAX_COLUMNS", env.get("MAX_COLUMNS", str(defaults.max_columns)), errors),
+        session_lifetime=_duration("SESSION_LIFETIME", env.get("SESSION_LIFETIME", "12h"), errors),
     )
 
 
@@ -292,8 +352,24 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
         else:
             warnings.append("SECRET_KEY is not set: using a generated key kept in the instance folder")
 
+    public_url = (env.get("PUBLIC_URL") or "").strip().rstrip("/") or None
+    if public_url and not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", public_url):
+        errors.append(
+            f"PUBLIC_URL must be an http:// or https:// address such as https://dataflow.example.com, "
+            f"not {public_url!r}"
+        )
+    try:
+        from app.proxies import parse_networks
+
+        trusted_proxies = parse_networks(env.get("TRUSTED_PROXIES", ""))
+    except ValueError as exc:
+        errors.append(f"TRUSTED_PROXIES must be addresses or networks separated by commas: {exc}")
+        trusted_proxies = ()
+
     settings = Settings(
         instance_dir=instance,
+        public_url=public_url,
+        trusted_proxies=trusted_proxies,
         database_url=db_url,
         redis_url=redis_url,
         storage_backend=backend,

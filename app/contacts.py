@@ -235,6 +235,33 @@ def _storable(value: str | None) -> str | None:
     return value.replace("\x00", "\ufffd") if value else value
 
 
+# What a rejected row keeps: enough to see and fix it, never megabytes per row in import_errors.
+RAW_LIMIT = 32 * 1024  # characters of all the row's cells together
+VALUE_LIMIT = 1000  # characters of the one value a problem is about
+CELL_MIN = 200  # characters every cell keeps, however long the cells before it
+
+
+def cut(text: str, keep: int) -> str:
+    """The text, or its first ``keep`` characters and a note that says how long it was."""
+    if len(text) <= keep:
+        return text
+    return f"{text[:keep]}… [cut: {len(text):,} characters in all]"
+
+
+def cut_row(raw: dict) -> dict:
+    """A rejected row's cells as stored: each kept from its start until RAW_LIMIT characters are used.
+
+    Every cell keeps at least CELL_MIN characters, so the small one that needs fixing stays whole.
+    """
+    room = RAW_LIMIT
+    kept = {}
+    for key, value in raw.items():
+        text = "" if value is None else str(value)
+        kept[cut(str(key), CELL_MIN)] = cut(text, max(room, CELL_MIN))
+        room -= len(text)
+    return kept
+
+
 def store_row_errors(
     session: Session,
     import_id: str,
@@ -257,8 +284,8 @@ def store_row_errors(
                             level,
                             problem.field,
                             problem.message,
-                            _storable(problem.value),
-                            None if raw is None else _storable(json.dumps(raw, default=str)),
+                            _storable(problem.value and cut(problem.value, VALUE_LIMIT)),
+                            None if raw is None else _storable(json.dumps(cut_row(raw), default=str)),
                         )
                     )
         return
@@ -271,8 +298,8 @@ def store_row_errors(
                 "level": level,
                 "field": p.field,
                 "message": p.message,
-                "value": p.value,
-                "raw": raw,
+                "value": p.value and cut(p.value, VALUE_LIMIT),
+                "raw": None if raw is None else cut_row(raw),
             }
             for row, p, raw in rejected
         ],

@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask, Response, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def error_response(status: int, message: str) -> Response:
 def _handle_http(exc: HTTPException) -> Response | tuple[str, int]:
     if exc.code == 404 and (exc.description or "").startswith("The requested URL"):
         message = "Not found"
-    elif exc.code == 413:
+    elif exc.code == 413 and exc.description == RequestEntityTooLarge.description:
         message = "The request body is larger than the upload limit"
     elif isinstance(exc, CSRFError) and not wants_json():  # API clients get Flask-WTF's reason
         message = (

@@ -6,9 +6,15 @@ import tempfile
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
-worker_class = "gthread"
+# gevent: a connection waiting on a slow client holds a greenlet, not one of a few threads, so a
+# hundred slow clients cannot starve /health (see app.web_worker and deploy/ for production).
+worker_class = "app.web_worker.Worker"
+worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
+# Also the time a client has to send a request's headers: the worker reads them under this timeout.
+keepalive = int(os.environ.get("WEB_HEADER_TIMEOUT", "5"))
 timeout = 120
+# gunicorn believes X-Forwarded-Proto from these addresses only; the app does the rest (app.proxies).
+forwarded_allow_ips = os.environ.get("TRUSTED_PROXIES", "")
 graceful_timeout = 30
 accesslog = None
 # HTTP metrics are kept per process; multiprocess mode sums them for /metrics.

@@ -124,6 +124,8 @@ class Import(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The principal that started it (app.principals): "user:<email>", "token:<fingerprint>", or None.
+    created_by: Mapped[str | None] = mapped_column(String(320))
 
     @property
     def is_final(self) -> bool:
@@ -169,6 +171,7 @@ _JSON_NAMES = {
     "sheet": "sheet",
     "attempts": "attempts",
     "error": "error",
+    "created_by": "createdBy",
     "created_at": "createdAt",
     "started_at": "startedAt",
     "finished_at": "finishedAt",
@@ -231,6 +234,8 @@ class Upload(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     import_id: Mapped[str | None] = mapped_column(String(36))
+    # The principal that created it; only it may see or change the upload (app.principals).
+    owner: Mapped[str | None] = mapped_column(String(320))
 
     @property
     def is_complete(self) -> bool:
@@ -244,6 +249,8 @@ class IdempotencyKey(db.Model):
     __tablename__ = "idempotency_keys"
     __table_args__ = (Index("idempotency_keys_created_at_idx", "created_at"),)
 
+    # Keys are scoped per principal: another client's key is another key (app.principals).
+    principal: Mapped[str] = mapped_column(String(320), primary_key=True, default="")
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     # "in_flight" while the first request runs, "done" once its import is committed.
     status: Mapped[str] = mapped_column(String(16), default="in_flight")
@@ -261,4 +268,6 @@ class User(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
+    # Raised by sign-out, a new password and `flask revoke-sessions`: sessions of older ones are over.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

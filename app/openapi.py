@@ -127,6 +127,9 @@ SCHEMAS: dict[str, Any] = {
             },
             "attempts": {"type": "integer", "minimum": 0},
             "error": _nullable("string"),
+            "createdBy": _nullable(
+                "string", description='Who started it: "user:<email>", "token:<fingerprint>", or null'
+            ),
             "createdAt": {"type": "string", "format": "date-time"},
             "startedAt": _nullable("string", format="date-time"),
             "finishedAt": _nullable("string", format="date-time"),
@@ -280,15 +283,16 @@ RESPONSES: dict[str, Any] = {
         "headers": {"Retry-After": {"schema": {"type": "string"}, "required": True}},
     },
     "Unavailable": _error("Storage cannot be reached; nothing was stored, try again later"),
+    "Forbidden": _error("The API token lacks the scope, or the source, or the import is another client's"),
 }
 
 
 def _responses(ok: dict[str, Any], *extra: str) -> dict[str, Any]:
     codes = {"400": "BadRequest", "401": "Unauthorized", "404": "NotFound", "413": "TooLarge"}
     codes |= {"415": "UnsupportedType"}
-    codes |= {"429": "RateLimited", "503": "Unavailable"}
+    codes |= {"403": "Forbidden", "429": "RateLimited", "503": "Unavailable"}
     responses = dict(ok)
-    for code in ("401", "429", *extra):
+    for code in ("401", "403", "429", *extra):
         responses[code] = {"$ref": f"#/components/responses/{codes[code]}"}
     return responses
 

@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 
-from flask import Blueprint, Flask, Response, current_app
+from flask import Blueprint, Flask, Request, Response, current_app
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -169,6 +169,17 @@ def metrics() -> Response:
     return Response(body, mimetype="text/plain; version=0.0.4")
 
 
+UNKNOWN_ENDPOINT = "unknown"
+
+
+def endpoint(request: Request) -> str:
+    """The HTTP metrics' label for a request: its endpoint, never its path (which holds ids).
+
+    Every path that matches no route counts under one label, so random paths cannot grow /metrics.
+    """
+    return request.endpoint or UNKNOWN_ENDPOINT
+
+
 def init_app(app: Flask) -> None:
     """Register /health always and /metrics unless ENABLE_METRICS is false."""
     enabled = app.config["SETTINGS"].enable_metrics
@@ -178,6 +189,7 @@ def init_app(app: Flask) -> None:
             path=None,
             registry=CollectorRegistry(auto_describe=True),
             defaults_prefix="dataflow",
+            group_by=endpoint,
             excluded_paths=["/metrics", "/static"],
         )
         app.add_url_rule("/metrics", view_func=csrf.exempt(metrics))

@@ -79,7 +79,7 @@ def rate_limit_key() -> str:
     return request_identity() or f"ip:{request.remote_addr or 'unknown'}"
 
 
-def _rules(limits: RateLimits, endpoint: str) -> list[Rule]:
+def _rules(limits: RateLimits, endpoint: str | None) -> list[Rule]:
     rules = [limits.overall]
     if request.method == "POST" and endpoint in limits.posts:
         rules.append(limits.posts[endpoint])
@@ -89,8 +89,9 @@ def _rules(limits: RateLimits, endpoint: str) -> list[Rule]:
 def _check() -> None:
     """Count the request against each limit it falls under; past one, refuse it with 429."""
     endpoint = request.endpoint
-    if endpoint is None or endpoint in EXEMPT_ENDPOINTS:
-        return  # unknown paths answer 404, and cost nothing to count
+    if endpoint in EXEMPT_ENDPOINTS:
+        return
+    # A path that matches no route counts too: a scan of random paths is refused like any flood.
     limits: RateLimits = current_app.extensions["dataflow"]["rate_limits"]
     window = limits.window
     key = rate_limit_key()

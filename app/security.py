@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from flask import Flask, Request, Response, request
-from werkzeug.exceptions import BadRequest, ClientDisconnected
+from werkzeug.exceptions import BadRequest, ClientDisconnected, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, default_stream_factory
 
-from app.errors import error_response
+from app.errors import error_response, http_error
 from app.extensions import settings
 
 # A multipart body carries its file plus boundaries, part headers and the small fields.
@@ -49,21 +49,31 @@ class IncompleteBody(ClientDisconnected):
     """
 
 
+class BodyTimedOut(ClientDisconnected):
+    """The client sent nothing of its body for the web server's body timeout (WEB_BODY_TIMEOUT)."""
+
+    code = 408
+    description = (
+        "The request body stopped arriving: nothing came for too long, so the server stopped waiting. "
+        "Send the request again."
+    )
+
+
 class MalformedForm(BadRequest):
     """A multipart/form-data body that cannot be parsed to its end."""
 
 
 class _CheckedInput:
-    """The WSGI input of a request with a Content-Length: an early end is an error, not a short file."""
+    """The WSGI input: an early end (before its Content-Length) or a stall is an error, not a short file."""
 
-    def __init__(self, stream: IO[bytes], expected: int) -> None:
+    def __init__(self, stream: IO[bytes], expected: int | None) -> None:
         self._stream = stream
         self._expected = expected
         self._seen = 0
 
     def _count(self, data: bytes, asked: int | None) -> bytes:
         self._seen += len(data)
-        if not data and (asked is None or asked > 0) and self._seen < self._expected:
+        if not data and (asked is None or asked > 0) and self._expected and self._seen < self._expected:
             raise IncompleteBody(
                 f"The request body ended after {self._seen:,} of the {self._expected:,} bytes its "
                 "Content-Length announced. Nothing was stored; send the whole body again."
@@ -72,11 +82,17 @@ class _CheckedInput:
 
     def read(self, size: int | None = -1) -> bytes:
         """Read, raising IncompleteBody when the client stopped sending too early."""
-        return self._count(self._stream.read(size if size is not None else -1), size)
+        try:
+            return self._count(self._stream.read(size if size is not None else -1), size)
+        except TimeoutError:  # the socket's idle timeout (app.web_worker)
+            raise BodyTimedOut() from None
 
     def readline(self, size: int | None = -1) -> bytes:
         """Read a line, raising IncompleteBody when the client stopped sending too early."""
-        return self._count(self._stream.readline(size if size is not None else -1), size)
+        try:
+            return self._count(self._stream.readline(size if size is not None else -1), size)
+        except TimeoutError:
+            raise BodyTimedOut() from None
 
     def __iter__(self) -> Iterable[bytes]:
         while line := self.readline():
@@ -90,7 +106,7 @@ class _CheckedInput:
 
 
 class BodyGuard:
-    """WSGI middleware: every body with a Content-Length is checked for an early end."""
+    """WSGI middleware: every body is checked for a stall, and one with a Content-Length for an early end."""
 
     def __init__(self, wsgi_app: Callable[..., Any]) -> None:
         self.wsgi_app = wsgi_app
@@ -100,7 +116,62 @@ class BodyGuard:
         length = environ.get("CONTENT_LENGTH", "")
         if length.isdigit() and int(length) > 0:
             environ["wsgi.input"] = _CheckedInput(environ["wsgi.input"], int(length))
+        elif environ.get("wsgi.input_terminated"):  # a chunked body
+            environ["wsgi.input"] = _CheckedInput(environ["wsgi.input"], None)
         return self.wsgi_app(environ, start_response)
+
+
+# Every method a route here answers; anything else is refused before Flask (or a metric label) sees it.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class MethodGuard:
+    """WSGI middleware: 501 for a method no route knows, so invented methods cannot grow /metrics."""
+
+    def __init__(self, wsgi_app: Callable[..., Any]) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """Refuse an unknown method, or hand the request on."""
+        if environ.get("REQUEST_METHOD") in KNOWN_METHODS:
+            return self.wsgi_app(environ, start_response)
+        body = b'{"error":"This server does not implement that HTTP method"}\n'
+        start_response(
+            "501 Not Implemented",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            + list(SECURITY_HEADERS.items()),
+        )
+        return [body]
+
+
+class TooManyParts(RequestEntityTooLarge):
+    """A multipart form with more parts than any upload form has (werkzeug's max_form_parts)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The form has more than {limit:,} parts. Send the file and its few fields "
+            "(file, source, useResumable) in one form, or the file alone as the request body."
+        )
+
+
+class _PartCounter:
+    """A multipart body on its way to the parser, counting its boundary lines as they pass."""
+
+    def __init__(self, stream: IO[bytes], boundary: bytes) -> None:
+        self._stream = stream
+        self._delimiter = b"--" + boundary
+        self._tail = b""
+        self.parts = 0
+
+    def read(self, size: int = -1) -> bytes:
+        """Read, counting the boundaries (one that straddles two reads too)."""
+        data = self._stream.read(size)
+        if self._delimiter != b"--":
+            window = self._tail + data
+            self.parts += window.count(self._delimiter)
+            keep = len(self._delimiter) - 1
+            self._tail = window[-keep:] if keep else b""
+        return data
 
 
 class StrictFormParser(FormDataParser):
@@ -120,10 +191,20 @@ class StrictFormParser(FormDataParser):
 
         super().__init__(tracked, **{**kwargs, "silent": False})
 
-    def parse(self, *args: Any, **kwargs: Any) -> Any:
+    def parse(
+        self, stream: IO[bytes], mimetype: str, content_length: int | None, options: dict | None = None
+    ) -> Any:
         """Parse, turning the parser's ValueError into a 400 that explains it."""
+        boundary = (options or {}).get("boundary", "")
+        counted = _PartCounter(stream, boundary.encode()) if mimetype == "multipart/form-data" else None
         try:
-            return super().parse(*args, **kwargs)
+            return super().parse(counted or stream, mimetype, content_length, options)
+        except RequestEntityTooLarge:
+            self._close_spools()
+            # Werkzeug gives every form limit the same bare 413; say which one this was.
+            if counted and self.max_form_parts is not None and counted.parts > self.max_form_parts:
+                raise TooManyParts(self.max_form_parts) from None
+            raise
         except ValueError as exc:
             self._close_spools()
             if "boundary" in str(exc).lower():
@@ -165,9 +246,17 @@ def _headers(response: Response) -> Response:
     return response
 
 
+def _timed_out(exc: BodyTimedOut) -> Response:
+    """408, and the connection is closed: the rest of that body is not worth waiting for."""
+    response = http_error(exc)
+    response.headers["Connection"] = "close"
+    return response
+
+
 def init_app(app: Flask) -> None:
     """Guard request bodies and add the security headers to every response."""
+    app.register_error_handler(BodyTimedOut, _timed_out)
     app.request_class = CheckedRequest
-    app.wsgi_app = BodyGuard(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = MethodGuard(BodyGuard(app.wsgi_app))  # type: ignore[method-assign]
     app.before_request(_refuse_oversize)
     app.after_request(_headers)

@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import redis.exceptions
-from flask import Blueprint, Response, request, url_for
+from flask import Blueprint, Response, request
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select, text
 from werkzeug.exceptions import ClientDisconnected
@@ -24,12 +25,15 @@ from werkzeug.http import http_date
 
 from app.errors import error_response
 from app.extensions import csrf, db, settings, storage
+from app.filenames import clean_filename
 from app.imports.body import SOURCE_MAX, has_control_characters, mode_problem
 from app.imports.review import announce_review, skip_review
 from app.imports.service import EmptyUpload, create_import, enqueue_import
 from app.maintenance import TASKS
 from app.models import Upload, utcnow
-from app.storage import COPY_CHUNK, StorageRefused, StorageUnavailable, UploadTooLarge
+from app.principals import current_principal
+from app.proxies import absolute_url
+from app.storage import COPY_CHUNK, YIELD_SECONDS, StorageRefused, StorageUnavailable, UploadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +84,10 @@ def _discard_copy(key: str) -> None:
 
 @bp.errorhandler(TusError)
 def _tus_error(exc: TusError) -> Response:
-    return error_response(exc.status, exc.message)
+    response = error_response(exc.status, exc.message)
+    if exc.status == 503:  # a passing fault: say when to come back
+        response.headers["Retry-After"] = "5"
+    return response
 
 
 @bp.before_request
@@ -133,6 +140,23 @@ def _advisory_key(upload_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"upload:{upload_id}".encode()).digest()[:8], "big", signed=True)
 
 
+# Connections of the pool a lock may never take: a slow client's PATCH holds its lock's
+# connection while its body trickles in, and /health, the pages and the API still need some.
+RESERVED_CONNECTIONS = 5
+
+
+def _keep_connections_for_others() -> None:
+    """Refuse with 503 (tus clients retry) when taking a lock would leave the pool nearly empty."""
+    pool = db.engine.pool
+    size, overflow, checked_out = (
+        getattr(pool, name, None) for name in ("size", "_max_overflow", "checkedout")
+    )
+    if not (callable(size) and callable(checked_out) and isinstance(overflow, int)) or overflow < 0:
+        return  # a pool without a bound (or not a QueuePool): nothing to keep
+    if checked_out() >= size() + overflow - RESERVED_CONNECTIONS:
+        raise TusError(503, "Too many uploads are being written right now; retry in a few seconds")
+
+
 @contextmanager
 def upload_lock(upload_id: str) -> Iterator[bool]:
     """Try to take the upload's lock, shared by every process; yield whether it was taken.
@@ -143,6 +167,7 @@ def upload_lock(upload_id: str) -> Iterator[bool]:
     """
     if db.engine.dialect.name == "postgresql":
         key = _advisory_key(upload_id)
+        _keep_connections_for_others()
         with db.engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT")
             held = bool(connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}))
@@ -250,9 +275,10 @@ def _upload_headers(response: Response, upload: Upload) -> Response:
 
 
 def _find(upload_id: str) -> Upload:
-    """The live upload, or 404 (unknown or deleted) / 410 (expired)."""
+    """The live upload of this principal, or 404 (unknown, deleted, another's) / 410 (expired)."""
     upload = db.session.get(Upload, upload_id) if _UPLOAD_ID.match(upload_id) else None
-    if upload is None:
+    # Another client's upload is not there for this one: it learns nothing of it, not even that it exists.
+    if upload is None or (upload.owner or "") != current_principal().id:
         raise TusError(404, "Upload not found: it never existed, was deleted, or expired")
     if _aware(upload.expires_at) <= utcnow():
         raise TusError(410, "This upload expired before it was finished; start it again")
@@ -266,9 +292,12 @@ def _receive(upload: Upload, stream: BinaryIO, checksum: tuple[str, bytes] | Non
     does not match, is discarded whole; a body cut short keeps what arrived (unless it was
     checksummed, since then it cannot be trusted).
     """
-    start = upload.offset
+    upload_id, start, length = upload.id, upload.offset, upload.length
+    # The session's connection goes back to the pool while the body streams in, which may take
+    # minutes from a slow client (the lock keeps its own); the offset is written after.
+    db.session.commit()
     upload_dir().mkdir(parents=True, exist_ok=True)
-    fd = os.open(partial_path(upload.id), os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(partial_path(upload_id), os.O_RDWR | os.O_CREAT, 0o600)
     with os.fdopen(fd, "r+b") as partial:
         on_disk = partial.seek(0, os.SEEK_END)
         if on_disk < start:
@@ -290,13 +319,14 @@ def _receive(upload: Upload, stream: BinaryIO, checksum: tuple[str, bytes] | Non
                 break
             if not chunk:
                 break
-            if start + received + len(chunk) > upload.length:
+            if start + received + len(chunk) > length:
                 partial.truncate(start)
-                raise TusError(413, f"The data runs past the upload's length of {upload.length:,} bytes")
+                raise TusError(413, f"The data runs past the upload's length of {length:,} bytes")
             partial.write(chunk)
             if digest:
                 digest.update(chunk)
             received += len(chunk)
+            time.sleep(YIELD_SECONDS)  # let other requests in between chunks (see app.storage.copy_limited)
         if checksum and (cut_short or digest.digest() != checksum[1]):
             partial.truncate(start)
             if cut_short:
@@ -334,6 +364,7 @@ def _start_import(upload: Upload) -> None:
                 use_resumable=upload.use_resumable,
                 status="review" if review else "queued",
                 mode=mode,
+                created_by=upload.owner,
             )
         stored_key = imp.storage_key
         if review:
@@ -410,21 +441,24 @@ def create() -> Response:
     problem = mode_problem(metadata.get("mode"), "Metadata mode")
     if problem:
         raise TusError(400, problem)
+    if not current_principal().may_use(source):
+        raise TusError(403, f"This API token may not import into the source {source!r}")
     with_data = request.mimetype == CHUNK_TYPE
     checksum = _checksum() if with_data else None
     declared = _byte_count("Content-Length", required=False)
     if with_data and declared is not None and declared > length:
         raise TusError(413, f"The data runs past the upload's length of {length:,} bytes")
 
-    filename = metadata.get("filename") or None
+    filename = clean_filename(metadata.get("filename"))
     upload = Upload(
         length=length,
         offset=0,
         metadata_header=metadata_header.strip() or None,
         source=source,
-        filename=filename[-255:] if filename else None,
+        filename=filename,
         use_resumable=metadata.get("useResumable", "").strip().lower() in _TRUE,
         expires_at=_new_expiry(),
+        owner=current_principal().id or None,
     )
     db.session.add(upload)
     db.session.commit()
@@ -443,7 +477,7 @@ def create() -> Response:
                 raise
             # 503: the bytes are safe and the upload exists; a HEAD or PATCH starts the import.
     response = Response(status=201)
-    response.headers["Location"] = url_for("uploads.status", upload_id=upload.id, _external=True)
+    response.headers["Location"] = absolute_url("uploads.status", upload_id=upload.id)
     return _upload_headers(response, upload)
 
 

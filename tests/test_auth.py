@@ -102,9 +102,14 @@ def test_metrics_take_their_own_token(secured):
     assert b"dataflow_imports_active" in scraped.data
 
 
-def test_metrics_are_open_without_a_metrics_token(make_app):
+def test_without_a_metrics_token_metrics_take_an_api_token_once_authentication_is_on(make_app):
     app = make_app(API_TOKENS=TOKEN)
-    assert app.test_client().get("/metrics").status_code == 200
+    client = app.test_client()
+    refused = client.get("/metrics", headers={"Accept": "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"})
+    assert refused.status_code == 401
+    assert b"dataflow_" not in refused.data
+    assert client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert make_app().test_client().get("/metrics").status_code == 200  # authentication off: open
 
 
 def test_token_check_compares_every_token():
@@ -303,3 +308,66 @@ def test_create_user_hashes_the_password(secured, users):
     with secured.app_context():
         emails = db.session.scalars(select(User.email).order_by(User.email)).all()
     assert emails == ["c@example.com", "new@example.com"]
+
+
+# --- sessions end on the server -----------------------------------------------------------------
+
+
+def copy_of_session(app: Flask, client: FlaskClient) -> FlaskClient:
+    """Another client holding the same session cookie (a saved copy, another tab, a thief)."""
+    copy = app.test_client()
+    copy.set_cookie("session", client.get_cookie("session").value)
+    return copy
+
+
+def test_sign_out_ends_a_saved_copy_of_the_cookie_too(secured, users):
+    users()
+    client = secured.test_client()
+    sign_in(client)
+    saved = copy_of_session(secured, client)
+    other_device = secured.test_client()
+    sign_in(other_device)
+    assert saved.get("/imports", headers={"Accept": "application/json"}).status_code == 200
+    token = csrf_token_of(client.get("/", headers={"Accept": "text/html"}).get_data(as_text=True))
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 303
+    for stale in (saved, other_device):
+        assert stale.get("/imports", headers={"Accept": "application/json"}).status_code == 401
+        headers = {"X-CSRFToken": token, "Accept": "application/json"}
+        assert stale.post("/import", json=BODY, headers=headers).status_code == 401
+    assert count(secured, Import) == 0
+    assert sign_in(client).status_code == 303  # signing in again works
+    assert client.get("/imports", headers={"Accept": "application/json"}).status_code == 200
+
+
+def test_revoke_sessions_and_a_new_password_end_every_session(secured, users):
+    users()
+    client = secured.test_client()
+    sign_in(client)
+    runner = secured.test_cli_runner()
+    result = runner.invoke(args=["revoke-sessions", "OPS@example.com"])
+    assert result.exit_code == 0 and "every session of ops@example.com has ended" in result.output
+    assert client.get("/imports", headers={"Accept": "application/json"}).status_code == 401
+    assert runner.invoke(args=["revoke-sessions", "nobody@example.com"]).exit_code != 0
+
+    sign_in(client)
+    saved = copy_of_session(secured, client)
+    updated = runner.invoke(
+        args=["create-user", "ops@example.com", "--update", "--password-stdin"], input="another password\n"
+    )
+    assert updated.exit_code == 0
+    assert saved.get("/imports", headers={"Accept": "application/json"}).status_code == 401
+
+
+def test_a_session_idle_past_session_lifetime_ends(make_app, users):
+    users()
+    app = make_app(API_TOKENS=TOKEN, SESSION_LIFETIME="30m", RATE_LIMITS_ENABLED="false")
+    client = app.test_client()
+    signed_in = sign_in(client)
+    assert "Expires=" in signed_in.headers["Set-Cookie"]  # the browser drops it too
+    assert client.get("/imports", headers={"Accept": "application/json"}).status_code == 200
+    with client.session_transaction() as stored:
+        stored["seen"] -= 29 * 60  # used 29 minutes ago: still alive, and now seen again
+    assert client.get("/imports", headers={"Accept": "application/json"}).status_code == 200
+    with client.session_transaction() as stored:
+        stored["seen"] -= 31 * 60
+    assert client.get("/imports", headers={"Accept": "application/json"}).status_code == 401

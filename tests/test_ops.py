@@ -89,7 +89,7 @@ def _get(url: str) -> str:
 
 
 def test_metrics_agree_across_gunicorn_workers(client, work, web_server):
-    base = web_server(WEB_CONCURRENCY="2", WEB_THREADS="1")
+    base = web_server(WEB_CONCURRENCY="2")
     for source in ("one", "two"):
         request = urllib.request.Request(
             f"{base}/import", data=MIXED, headers={"X-Source": source, "Content-Type": "text/csv"}
@@ -100,17 +100,41 @@ def test_metrics_agree_across_gunicorn_workers(client, work, web_server):
     for job_id in db.session.scalars(select(Import.id)).all():
         assert finished(client, job_id)["status"] == "completed"
 
-    health_calls = 30
-    for _ in range(health_calls - 1):  # one was made while waiting for the server
+    health_key = ("endpoint", "ops.health"), ("method", "GET"), ("status", "200")
+    # The wait for the server made one call or more (one that timed out under load counts when it ends).
+    waited = samples(_get(f"{base}/metrics"))[("dataflow_http_request_duration_seconds_count", health_key)]
+    health_calls = 29
+    for _ in range(health_calls):
         _get(f"{base}/health")
+    health_calls += waited
 
     pages = [samples(_get(f"{base}/metrics")) for _ in range(6)]
     first = import_figures(pages[0])
     assert first[("dataflow_rows_total", (("outcome", "inserted"),))] == 4
     assert first[("dataflow_imports_finished_total", (("status", "completed"),))] == 2
-    health_key = ("method", "GET"), ("path", "/health"), ("status", "200")
     for page in pages:
         assert import_figures(page) == first
         # each worker counts its own requests; the page sums them
         assert page[("dataflow_http_request_duration_seconds_count", health_key)] == health_calls
         assert page[("dataflow_http_request_total", (("method", "POST"), ("status", "202")))] == 2
+
+
+def test_http_metrics_are_labelled_by_endpoint_and_unknown_paths_share_one(client):
+    import uuid
+
+    ids = [uuid.uuid4().hex for _ in range(40)]
+    for random_id in ids:
+        assert client.get(f"/wp-admin/{random_id}").status_code == 404
+        assert client.get(f"/imports/{random_id}").status_code == 404
+    assert client.open("/health", method="FOOBAR").status_code == 501
+    text = client.get("/metrics").get_data(as_text=True)
+    assert not any(random_id in text for random_id in ids)
+    assert "FOOBAR" not in text and "wp-admin" not in text
+    page = samples(text)
+    unknown = ("dataflow_http_request_duration_seconds_count", (("endpoint", "unknown"),) + GET_404)
+    assert page[unknown] == 40
+    detail = ("dataflow_http_request_duration_seconds_count", (("endpoint", "imports.detail"),) + GET_404)
+    assert page[detail] == 40
+
+
+GET_404 = (("method", "GET"), ("status", "404"))

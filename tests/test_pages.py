@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from datetime import timedelta
 
@@ -444,3 +445,60 @@ def test_error_pages(make_app):
 def test_pages_and_assets_answer(app, path):
     with app.test_client().get(path, headers=HTML) as response:
         assert response.status_code == 200
+
+
+def test_a_huge_rejected_row_is_kept_cut_and_the_pages_never_load_it(client, work):
+    from sqlalchemy import event
+
+    from app.contacts import RAW_LIMIT
+    from app.models import RowError
+
+    huge = "x" * 5_000_000
+    lines = [json.dumps({"name": "Ada", "email": "ada@example.com"})]  # a first line that reads as NDJSON
+    lines += [json.dumps({"name": huge, "email": "not-an-email", "note": "n"}) for _ in range(3)]
+    body = ("\n".join(lines) + "\n").encode()
+    # As a stream: a multipart part this large is spooled by the test client to a file it leaves open.
+    job_id = client.post("/import", data=body, headers={"X-Source": "crm"}).get_json()["jobId"]
+    work()
+    stored = db.session.scalars(select(RowError.raw).where(RowError.import_id == job_id)).all()
+    assert len(stored) == 6  # two problems a row (the name is too long, the email wrong), the row with each
+    assert all(len(json.dumps(raw)) < RAW_LIMIT + 1000 for raw in stored)
+
+    rows = read_csv(client.get(f"/imports/{job_id}/rejected.csv"))
+    assert rows[0] == ["name", "email", "note", "error"]
+    assert rows[1][0].startswith("x" * 1000)
+    assert rows[1][0].endswith("… [cut: 5,000,000 characters in all]")
+    assert rows[1][1:] == [
+        "not-an-email",
+        "n",
+        "Name is longer than 255 characters; Not a valid email address",
+    ]
+
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):  # noqa: ANN001 - SQLAlchemy's event signature
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        assert client.get(f"/imports/{job_id}/errors").get_json()["total"] == 6
+        assert client.get(f"/imports/{job_id}", headers={"Accept": "text/html"}).status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    reads = [s for s in statements if "import_errors" in s]
+    assert reads and not any("import_errors.raw" in s for s in reads)
+
+
+@pytest.mark.parametrize(
+    "lead", [" ", "  ", "\u00a0", "\u200b", "\ufeff", "\n", "\r\n", "\t", " \u200b\u00a0", "\u3000", "\u2003"]
+)
+def test_rejected_csv_neutralises_formulas_behind_leading_whitespace(client, work, lead):
+    cells = [f"{lead}{start}1+1" for start in "=+-@"]
+    body = io.StringIO()
+    csv.writer(body).writerows([["name", "email", "a", "b", "c"], [cells[0], "bad", *cells[1:]]])
+    job_id = start(client, body.getvalue())
+    work()
+    rows = read_csv(client.get(f"/imports/{job_id}/rejected.csv"))
+    for cell in (rows[1][0], *rows[1][2:5]):
+        assert cell.startswith("'") and cell[1:].lstrip(" \u00a0\u200b\ufeff\n\r\t\u3000\u2003")[0] in "=+-@"
+    assert rows[1][1] == "bad"  # a plain cell is left as it is

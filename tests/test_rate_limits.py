@@ -103,3 +103,12 @@ def test_storage_uri_for_each_kind_of_redis():
     assert limiter_storage_uri("rediss://cache.example:6380/0") == "rediss://cache.example:6380/0"
     assert limiter_storage_uri("unix:///tmp/x/redis.socket?db=0") == "redis+unix:///tmp/x/redis.socket?db=0"
     assert limiter_storage_uri(None) == "memory://"
+
+
+def test_unknown_paths_are_counted_too(make_app: Callable[..., Flask]):
+    app = make_app(RATE_LIMIT="3/minute")
+    client = app.test_client()
+    json = {"Accept": "application/json"}
+    answers = [client.get(f"/scan/{n}", headers=json).status_code for n in range(4)]
+    assert answers == [404, 404, 404, 429]
+    assert client.get("/imports", headers=json).status_code == 429  # the same client, the same window

@@ -515,3 +515,27 @@ def test_media_type_comes_from_the_bytes_then_the_filename():
     assert media_type(b"", "contacts.vcf") == "text/vcard"
     assert media_type(b"\x00\x01\x02" * 40, "notes") == "application/octet-stream"
     assert media_type(b"\x00\x01\x02" * 40) == "application/octet-stream"
+
+
+def test_an_ndjson_line_past_the_limit_is_a_rejected_row_read_in_pieces():
+    import tracemalloc
+
+    from app.readers.json import LINE_LIMIT
+
+    long_line = b'{"name": "' + b"x" * (6 * LINE_LIMIT) + b'", "email": "x@example.com"}\n'
+    data = (
+        b'{"name": "Ada", "email": "ada@example.com"}\n' + long_line + b'{"name": "Cy", "email": "c@x.com"}\n'
+    )
+    tracemalloc.start()
+    try:
+        table = read_rows(io.BytesIO(data), len(data))
+        rows = list(table.rows)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert rows[0] == (1, {"name": "Ada", "email": "ada@example.com"})
+    assert rows[1][0] == 2 and isinstance(rows[1][1], BrokenRow)
+    assert f"This line is {len(long_line):,} bytes long" in rows[1][1].message
+    assert rows[1][1].text.startswith('{"name": "xxx') and len(rows[1][1].text) == 1000
+    assert rows[2] == (3, {"name": "Cy", "email": "c@x.com"})
+    assert peak < 3 * LINE_LIMIT  # a piece or two at a time, never the 48 MB line

@@ -287,3 +287,54 @@ def test_a_client_that_stops_sending_gets_400_and_nothing_is_kept(gunicorn, env)
     assert b"The request body ended after" in received
     uploads = Path(env["STORAGE_DIR"])
     assert not uploads.exists() or not any(uploads.rglob("*.*"))
+
+
+# --- the smaller ones ---------------------------------------------------------------------------
+
+
+def test_a_form_of_too_many_parts_is_413_saying_so(small):
+    parts = b"".join(
+        b'--B\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nx\r\n' % n for n in range(1001)
+    )
+    body = parts + b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\n' + CSV
+    body += b"\r\n--B--\r\n"
+    answer = small.test_client().post(
+        "/import",
+        data=body,
+        content_type="multipart/form-data; boundary=B",
+        headers={"Accept": "application/json"},
+    )
+    assert answer.status_code == 413
+    assert answer.get_json()["error"].startswith("The form has more than 1,000 parts.")
+    assert_nothing_stored(small)
+
+
+def test_pages_and_json_behind_authentication_are_never_cached(make_app):
+    token = "tok-" + "a" * 28
+    app = make_app(API_TOKENS=token, RATE_LIMITS_ENABLED="false")
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {token}"}
+    for path, headers in [("/imports", auth), ("/", auth | {"Accept": "text/html"}), ("/imports", {})]:
+        assert client.get(path, headers=headers).headers["Cache-Control"] == "no-store", path
+    static = client.get("/static/css/app.css")
+    static.close()
+    assert "no-store" not in static.headers.get("Cache-Control", "")
+    open_app = make_app(RATE_LIMITS_ENABLED="false")  # authentication off: nothing private to keep
+    assert "Cache-Control" not in open_app.test_client().get("/imports").headers
+
+
+def test_cr_lf_in_next_goes_home(make_app, users):
+    from tests.test_auth import PASSWORD, csrf_token_of
+
+    users()
+    app = make_app(API_TOKENS="tok-" + "a" * 28, RATE_LIMITS_ENABLED="false")
+    client = app.test_client()
+    for target in ("/imports%0D%0ASet-Cookie:%20x=1", "/%0Aevil", "/imports%09"):
+        page = client.get(f"/login?next={target}", headers={"Accept": "text/html"})
+        assert page.status_code == 200
+        answer = client.post(
+            f"/login?next={target}",
+            data={"email": "ops@example.com", "password": PASSWORD, "csrf_token": csrf_token_of(page.text)},
+        )
+        assert answer.status_code == 303 and answer.headers["Location"] == "/", target
+        assert "x=1" not in answer.headers.get("Set-Cookie", "")

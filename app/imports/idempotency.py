@@ -2,7 +2,8 @@
 
 Stripe's semantics: the same key with the same request answers the same job id; while the first
 request runs, the others get 409; the same key with another request gets 422; keys last 24 hours.
-The keys live in the database, so every web process agrees. Routes commit.
+The keys live in the database, so every web process agrees, and are kept per principal (token or
+user): one client's key never answers another's request. Routes commit.
 """
 
 from __future__ import annotations
@@ -67,26 +68,32 @@ def _expired() -> object:
     )
 
 
-def hold(session: Session, key: str) -> None:
+def _same(principal: str, key: str) -> tuple[object, object]:
+    return IdempotencyKey.principal == principal, IdempotencyKey.key == key
+
+
+def hold(session: Session, principal: str, key: str) -> None:
     """Insert the row that holds the key for this request; IntegrityError if another holds it."""
-    session.execute(delete(IdempotencyKey).where(IdempotencyKey.key == key, _expired()))
-    session.execute(insert(IdempotencyKey).values(key=key, status="in_flight", created_at=utcnow()))
+    session.execute(delete(IdempotencyKey).where(*_same(principal, key), _expired()))
+    session.execute(
+        insert(IdempotencyKey).values(principal=principal, key=key, status="in_flight", created_at=utcnow())
+    )
 
 
-def complete(session: Session, key: str, request_fingerprint: str, imp: Import) -> None:
+def complete(session: Session, principal: str, key: str, request_fingerprint: str, imp: Import) -> None:
     """Record the import the key's request started; committed with the import itself."""
     session.flush()
     session.execute(
         update(IdempotencyKey)
-        .where(IdempotencyKey.key == key, IdempotencyKey.status == "in_flight")
+        .where(*_same(principal, key), IdempotencyKey.status == "in_flight")
         .values(status="done", fingerprint=request_fingerprint, import_id=imp.id)
     )
 
 
-def let_go(session: Session, key: str) -> None:
+def let_go(session: Session, principal: str, key: str) -> None:
     """Free a key whose request started nothing (it was refused), so the client may fix it and retry."""
     session.execute(
-        delete(IdempotencyKey).where(IdempotencyKey.key == key, IdempotencyKey.status == "in_flight")
+        delete(IdempotencyKey).where(*_same(principal, key), IdempotencyKey.status == "in_flight")
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -14,6 +15,9 @@ from app.models import RowError
 
 # Cells that a spreadsheet would run as a formula (OWASP "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# What some spreadsheet settings trim before they look for a formula: any Unicode space or line
+# break (NBSP, ideographic space, newline ...) and the zero-width characters str.isspace leaves out.
+_TRIMMED = re.compile(r"[\s\u200b\u200c\u200d\u2060\ufeff\u180e]+")
 READ_BATCH = 1000
 FLUSH_AT = 64 * 1024  # characters of CSV sent to the client at a time
 # Broken lines (bad JSON, an item that is not an object) have no columns: their text goes here.
@@ -22,8 +26,17 @@ ERROR_COLUMN = "error"
 
 
 def neutralise(cell: str) -> str:
-    """Prefix a cell that a spreadsheet would take for a formula with ``'``, as OWASP advises."""
-    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+    """Prefix a cell that a spreadsheet would take for a formula with ``'``, as OWASP advises.
+
+    A formula behind leading whitespace (`` =1+1``, NBSP, zero-width space, a newline) counts too.
+    """
+    if cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    if cell and not cell[0].isalnum():  # most cells start with a letter or digit: nothing to trim
+        trimmed = _TRIMMED.match(cell)
+        if trimmed and cell[trimmed.end() :].startswith(FORMULA_STARTS[:4]):
+            return "'" + cell
+    return cell
 
 
 def _unique(name: str, taken: Iterable[str]) -> str:

@@ -25,10 +25,12 @@ from flask import (
 )
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
 
 from app.errors import error_response, wants_json
 from app.extensions import csrf, db, settings, storage
 from app.fields import describe_mapping
+from app.filenames import content_disposition
 from app.imports import bp, idempotency
 from app.imports.body import SOURCE_MAX, check_body, has_control_characters, mode_problem
 from app.imports.forms import UploadForm
@@ -56,6 +58,7 @@ from app.imports.service import (
     retry_import,
 )
 from app.models import IMPORT_STATUSES, IdempotencyKey, Import, RowError
+from app.principals import current_principal
 from app.storage import StorageRefused, StorageUnavailable, UploadTooLarge, copy_limited
 
 log = logging.getLogger(__name__)
@@ -140,6 +143,8 @@ def start(asked: ImportRequest, key: str | None = None) -> Response:
     queues it, so the answer is still 202.
     """
     options = asked.options
+    if not current_principal().may_use(asked.source):
+        return error_response(403, f"This API token may not import into the source {asked.source!r}")
     try:
         imp = create_import(
             asked.stream,
@@ -148,6 +153,7 @@ def start(asked: ImportRequest, key: str | None = None) -> Response:
             use_resumable=asked.use_resumable,
             mode=asked.mode,
             status="review" if options.review else "queued",
+            created_by=current_principal().id or None,
         )
         check_against_file(imp, options)
     except UploadTooLarge as exc:
@@ -167,7 +173,7 @@ def start(asked: ImportRequest, key: str | None = None) -> Response:
     apply_options(imp, options)
     announce_review(imp)
     if key is not None:
-        idempotency.complete(db.session, key, asked.fingerprint(imp.sha256), imp)
+        idempotency.complete(db.session, current_principal().id, key, asked.fingerprint(imp.sha256), imp)
     db.session.commit()
     if not options.review:
         enqueue_import(imp.id)
@@ -207,22 +213,23 @@ def _post_import(key: str | None) -> Response:
 
 def _hold(key: str) -> IdempotencyKey | None:
     """Hold the key for this request (committed at once), or the row of the request holding it."""
+    principal = current_principal().id
     for _ in range(3):  # the holder may let go between our insert and our read
         try:
-            idempotency.hold(db.session, key)
+            idempotency.hold(db.session, principal, key)
             db.session.commit()
             return None
         except IntegrityError:
             db.session.rollback()
-        held = db.session.get(IdempotencyKey, key)
+        held = db.session.get(IdempotencyKey, (principal, key))
         if held is not None:
             return held
-    return IdempotencyKey(key=key, status="in_flight")
+    return IdempotencyKey(principal=principal, key=key, status="in_flight")
 
 
 def _let_go(key: str) -> None:
     db.session.rollback()
-    idempotency.let_go(db.session, key)
+    idempotency.let_go(db.session, current_principal().id, key)
     db.session.commit()
 
 
@@ -360,6 +367,9 @@ def _page(name: str = "page") -> int:
 
 def _filtered(status: str | None, source: str | None, sha256: str | None) -> Select:
     query = select(Import)
+    allowed = current_principal().sources
+    if allowed is not None:  # a token limited to some sources sees only their imports
+        query = query.where(Import.source.in_(sorted(allowed)))
     if status:
         query = query.where(Import.status == status)
     if source:
@@ -459,7 +469,13 @@ def index() -> Response | str | dict:
             "pages": listing["pages"],
             "total": listing["total"],
         }
-    sources = db.session.scalars(select(Import.source).distinct().order_by(Import.source).limit(200)).all()
+    sources = db.session.scalars(
+        _filtered(None, None, None)
+        .with_only_columns(Import.source)
+        .distinct()
+        .order_by(Import.source)
+        .limit(200)
+    ).all()
     return render_template("imports/index.html", sources=sources, **_table_context(listing))
 
 
@@ -474,7 +490,7 @@ def imports_table() -> Response | str:
 
 def _import_or_404(job_id: str) -> Import:
     imp = None if has_control_characters(job_id) else db.session.get(Import, job_id)
-    if imp is None:
+    if imp is None or not current_principal().may_use(imp.source):
         abort(404, description="Import not found")
     return imp
 
@@ -491,6 +507,8 @@ def _errors_page(imp: Import, page: int, level: str | None = "error") -> dict[st
     items = db.session.scalars(
         select(RowError)
         .where(*where)
+        # The raw row is only for rejected.csv: a page of them could weigh megabytes.
+        .options(defer(RowError.raw))
         .order_by(RowError.row, RowError.id)
         .limit(ERRORS_PER_PAGE)
         .offset((page - 1) * ERRORS_PER_PAGE)
@@ -517,7 +535,7 @@ def detail(job_id: str) -> Response | str | dict:
     """One import: its status, counts and progress."""
     if wants_json():
         status = None if has_control_characters(job_id) else import_status(job_id)
-        if status is None:
+        if status is None or not current_principal().may_use(status["source"]):
             abort(404, description="Import not found")
         return status
     imp = _import_or_404(job_id)
@@ -566,9 +584,9 @@ def rejected(job_id: str) -> Response:
     imp = _import_or_404(job_id)
     stem = (imp.filename or "import").rsplit(".", 1)[0] or "import"
     response = Response(
-        stream_with_context(rejected_csv(db.session, imp.id)), mimetype="text/csv; charset=utf-8"
+        stream_with_context(rejected_csv(db.session, imp.id)), content_type="text/csv; charset=utf-8"
     )
-    response.headers.set("Content-Disposition", "attachment", filename=f"{stem}-rejected.csv")
+    response.headers["Content-Disposition"] = content_disposition(f"{stem}-rejected.csv")
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -595,6 +613,14 @@ def _action_answer(imp: Import, done: str) -> Response | dict:
     return redirect(url_for("imports.detail", job_id=imp.id), code=303)
 
 
+def _changeable_or_403(job_id: str) -> Import:
+    """The import, if this principal may change it: its own, or any with the admin scope."""
+    imp = _import_or_404(job_id)
+    if not current_principal().may_change(imp.created_by):
+        abort(403, description="This import was started by another client; only an admin token may change it")
+    return imp
+
+
 def _action_refused(imp: Import, exc: ActionRefused) -> Response:
     db.session.rollback()
     if wants_json():
@@ -608,7 +634,7 @@ def _action_refused(imp: Import, exc: ActionRefused) -> Response:
 def retry(job_id: str) -> Response | dict:
     """Run a failed import again from its checkpoint."""
     _check_csrf_of_browsers()
-    imp = _import_or_404(job_id)
+    imp = _changeable_or_403(job_id)
     try:
         retry_import(imp)
     except ActionRefused as exc:
@@ -623,7 +649,7 @@ def retry(job_id: str) -> Response | dict:
 def cancel(job_id: str) -> Response | dict:
     """Cancel a queued or running import; a running one stops after its current batch."""
     _check_csrf_of_browsers()
-    imp = _import_or_404(job_id)
+    imp = _changeable_or_403(job_id)
     storage_key = imp.storage_key
     try:
         was_queued = cancel_import(imp)
@@ -639,7 +665,11 @@ def cancel(job_id: str) -> Response | dict:
 def new() -> Response | tuple[str, int]:
     """The upload page; without JavaScript it posts this form and lands on the import's page."""
     form = UploadForm()
-    if form.validate_on_submit():
+    valid = form.validate_on_submit()
+    if valid and not current_principal().may_use(form.source.data.strip()):
+        form.source.errors.append("This API token may not import into that source.")
+        valid = False
+    if valid:
         upload = form.file.data
         try:
             imp = create_import(
@@ -649,6 +679,7 @@ def new() -> Response | tuple[str, int]:
                 use_resumable=form.useResumable.data,
                 mode=form.mode.data or "skip",
                 status="review",
+                created_by=current_principal().id or None,
             )
             skip_review(imp)  # a file like the last one of its source needs no review
             announce_review(imp)

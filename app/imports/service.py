@@ -12,6 +12,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import bindparam, select, update
 
 from app.extensions import autocommit_engine, db, queue, settings, storage
+from app.filenames import clean_filename
 from app.models import IMPORT_JSON_COLUMNS, Import, import_json, utcnow
 from app.storage import StorageUnavailable
 from app.webhooks import record_event
@@ -41,8 +42,10 @@ def create_import(
     use_resumable: bool = False,
     status: str = "queued",
     mode: str = "skip",
+    created_by: str | None = None,
 ) -> Import:
-    """Store the stream and add its import to the session, queued or held in review. The caller commits.
+    """Store the stream and add its import to the session, queued or held in review, recording who
+    started it. The caller commits.
 
     Raises UploadTooLarge, EmptyUpload, StorageRefused (the store's own rules) or StorageUnavailable.
     """
@@ -53,14 +56,15 @@ def create_import(
         raise EmptyUpload("The file is empty")
     imp = Import(
         source=source,
-        # Only ever shown; PostgreSQL cannot store NUL.
-        filename=(filename or None) and filename.replace("\x00", "")[-255:] or None,
+        # Only ever shown: any language, no control characters (they broke the download's header).
+        filename=clean_filename(filename),
         storage_key=stored.key,
         size_bytes=stored.size,
         sha256=stored.sha256,
         use_resumable=use_resumable,
         mode=mode,
         status=status,
+        created_by=created_by,
     )
     db.session.add(imp)
     return imp

@@ -14,6 +14,10 @@ from app.readers import BrokenRow, Record, Table, UnusableFile, seekable
 
 _VALUE_STARTS = {"start_map", "start_array", "string", "number", "boolean", "null"}
 MAX_DEPTH = 64
+# As CSV lines are (app.readers.text): a longer NDJSON line is a rejected row, never read whole.
+LINE_LIMIT = 8 * 1024 * 1024
+BROKEN_TEXT = 1000  # characters of a broken line kept to show
+SKIP_PIECE = 1024 * 1024  # the rest of a long line is skipped a megabyte at a time
 
 
 def _strip(head: bytes) -> bytes:
@@ -79,7 +83,7 @@ def parse_error(exc: Exception) -> str:
 
 
 def _broken(item: Any) -> BrokenRow:
-    return BrokenRow("This item is not an object with a name and an email", json.dumps(item)[:1000])
+    return BrokenRow("This item is not an object with a name and an email", json.dumps(item)[:BROKEN_TEXT])
 
 
 def read(stream: BinaryIO, head: bytes, kind: str, size: int | None, head_only: bool = False) -> Table:
@@ -157,9 +161,35 @@ def _items(stream: BinaryIO, path: str, close: bool) -> Iterator[tuple[int, Reco
             stream.close()
 
 
+def _bounded_lines(stream: BinaryIO) -> Iterator[tuple[bytes, int | None]]:
+    """Each line with None, or for a line longer than LINE_LIMIT its start and its length.
+
+    The rest of a long line is read and dropped a piece at a time, so memory stays flat.
+    """
+    while raw := stream.readline(LINE_LIMIT):
+        if len(raw) < LINE_LIMIT or raw.endswith(b"\n"):
+            yield raw, None
+            continue
+        length, start = len(raw), raw[:BROKEN_TEXT]
+        del raw  # only its start is kept: the rest must not stay alive while the line is skipped
+        while piece := stream.readline(SKIP_PIECE):
+            length += len(piece)
+            if piece.endswith(b"\n"):
+                break
+        yield start, length
+
+
 def _lines(stream: BinaryIO) -> Iterator[tuple[int, Record | BrokenRow]]:
-    """One object per line; a line that is not one is a rejected row, and blank lines are skipped."""
-    for number, raw in enumerate(stream, start=1):
+    """One object per line; a line that is not one (or is too long) is a rejected row; blanks are skipped."""
+    for number, (raw, too_long) in enumerate(_bounded_lines(stream), start=1):
+        if too_long is not None:
+            start = raw.decode("utf-8", errors="replace")
+            message = (
+                f"This line is {too_long:,} bytes long; a line of more than {LINE_LIMIT // (1024 * 1024)} MB "
+                "is not read (no contact needs one). Its start is kept."
+            )
+            yield number, BrokenRow(message, start)
+            continue
         line = raw.removeprefix(codecs.BOM_UTF8).strip() if number == 1 else raw.strip()
         if not line:
             continue
@@ -167,9 +197,9 @@ def _lines(stream: BinaryIO) -> Iterator[tuple[int, Record | BrokenRow]]:
         try:
             item = json.loads(text)
         except ValueError as exc:
-            yield number, BrokenRow(f"This line is not valid JSON ({exc.args[0]})", text[:1000])
+            yield number, BrokenRow(f"This line is not valid JSON ({exc.args[0]})", text[:BROKEN_TEXT])
             continue
         except RecursionError:
-            yield number, BrokenRow("This line is nested too deeply to be a contact", text[:1000])
+            yield number, BrokenRow("This line is nested too deeply to be a contact", text[:BROKEN_TEXT])
             continue
         yield number, item if isinstance(item, dict) else _broken(item)

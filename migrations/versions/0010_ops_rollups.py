@@ -1,7 +1,7 @@
 """rollups for the ops page: outcomes per minute, rejection reasons, ended imports per hour
 
 Revision ID: 0010_ops_rollups
-Revises: 0007_webhooks
+Revises: 0009_sessions_owners
 Create Date: 2026-12-01
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_ops_rollups"
-down_revision = "0007_webhooks"
+down_revision = "0009_sessions_owners"
 branch_labels = None
 depends_on = None
 
