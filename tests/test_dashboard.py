@@ -181,6 +181,31 @@ def test_the_queue_chart_counts_waiting_imports(client):
     assert 'data-figure="waiting">1<' in page and 'data-figure="queue-depth">1<' in page
 
 
+def test_the_live_panel_lists_failing_and_disabled_webhook_endpoints(client):
+    from app.webhooks.models import WebhookEndpoint
+
+    healthy = WebhookEndpoint(url="https://ok.example/hook", events=["import.completed"], secret="s")
+    failing = WebhookEndpoint(
+        url="https://down.example/hook",
+        events=["import.completed"],
+        secret="s",
+        failing_since=utcnow() - timedelta(hours=3),
+    )
+    gone = WebhookEndpoint(
+        url="https://gone.example/hook",
+        events=["import.completed"],
+        secret="s",
+        enabled=False,
+        disabled_reason="The endpoint answered 410 Gone",
+    )
+    db.session.add_all([healthy, failing, gone])
+    db.session.commit()
+    panel = _html(client, "/ops/now")
+    listed = re.findall(r'<li data-failing-webhook><a href="/webhooks/([^"]+)"', panel)
+    assert sorted(listed) == sorted([failing.id, gone.id])
+    assert "disabled: The endpoint answered 410 Gone" in panel and "ok.example" not in panel
+
+
 def test_metrics_name_rows_queue_and_workers(client, work):
     post_file(client, MIXED)
     work()

@@ -12,6 +12,7 @@ from app.dashboard.queries import aware
 from app.extensions import db, queue, redis
 from app.imports.pace import pace_of
 from app.models import Import, utcnow
+from app.webhooks.models import WebhookEndpoint
 
 # release() writes this before the reason of a temporary failure.
 RETRY_PREFIX = "Waiting to retry"
@@ -95,5 +96,19 @@ def waiting_for_review() -> list[Import]:
     return list(
         db.session.scalars(
             select(Import).where(Import.status == "review").order_by(Import.created_at).limit(LISTED)
+        )
+    )
+
+
+def failing_webhooks() -> list[WebhookEndpoint]:
+    """Webhook endpoints failing since their last success, or disabled by DataFlow, longest first."""
+    return list(
+        db.session.scalars(
+            select(WebhookEndpoint)
+            .where(
+                (WebhookEndpoint.failing_since.is_not(None)) | (WebhookEndpoint.disabled_reason.is_not(None))
+            )
+            .order_by(WebhookEndpoint.failing_since.nulls_first(), WebhookEndpoint.created_at)
+            .limit(LISTED)
         )
     )

@@ -27,6 +27,7 @@ def _now_context() -> dict[str, object]:
         "worker_states": current.worker_states(workers),
         "retrying": current.waiting_for_retry(),
         "reviewing": current.waiting_for_review(),
+        "failing_webhooks": current.failing_webhooks(),
     }
 
 
