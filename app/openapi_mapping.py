@@ -228,7 +228,14 @@ PATHS: dict[str, Any] = {
             "summary": "Save the mapping for a source; its next imports whose columns match use it",
             "parameters": [_SOURCE],
             "requestBody": {"required": True, "content": {JSON: {"schema": _ref("Mapping")}}},
-            "responses": _responses({"200": _json(_ref("SavedMapping"), "The saved mapping")}, "400"),
+            "responses": _responses(
+                {
+                    "200": _json(_ref("SavedMapping"), "The saved mapping"),
+                    # The router's path pattern stops at a line break: such a source names no route.
+                    "404": _error("No such path (a source with a line break in it)"),
+                },
+                "400",
+            ),
         },
         "delete": {
             "operationId": "deleteSavedMapping",
