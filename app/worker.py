@@ -58,12 +58,13 @@ class ImportWorker(Worker):
         """In the horse, SIGTERM (from this worker or from the platform) means: hand back."""
         super().setup_work_horse_signals()
         signal.signal(signal.SIGTERM, _hand_back)
+        pipeline.in_work_horse.set()
 
     def handle_work_horse_killed(self, job: Any, retpid: int, ret_val: int, rusage: Any) -> None:
-        """The horse died mid-import: its heartbeat is over, so the job's retry may claim it now."""
+        """The horse died mid-import: its heartbeat is over, so the reconciler may resume it now."""
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         try:
-            pipeline.abandon(job.id)
+            pipeline.abandon(job.id, pipeline.run_by(retpid))
         except Exception as exc:  # the reconciler finds the import once its heartbeat is stale
             log.warning("could not mark the import abandoned: %s", exc, extra={"import_id": job.id})
 

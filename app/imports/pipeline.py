@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator, Mapping
@@ -32,6 +35,8 @@ COMMITTER_SWITCH_INTERVAL = 0.0002
 
 # Set in a worker that is shutting down: the running import stops after its current batch.
 handback_requested = threading.Event()
+# Set in a work horse: a run that lost its import and does not stop by itself is killed.
+in_work_horse = threading.Event()
 
 
 class ImportStopped(Exception):
@@ -60,24 +65,35 @@ def _ours(import_id: str, attempt: int) -> tuple:
     return (Import.id == import_id, Import.status == "running", Import.attempts == attempt)
 
 
+def run_by(pid: int | None = None) -> str:
+    """Who runs an import: this machine and the work horse's process id."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}"[:255]
+
+
 def claim(import_id: str) -> Import | None:
     """Mark the import running for this run, committed before any work.
 
-    A queued import is claimed; so is a running one whose heartbeat stopped (its worker died).
-    None when the import has ended or another run is alive on it.
+    A queued import is claimed once any retry it waits for is due; so is a running one whose
+    heartbeat stopped (its worker died). None when the import has ended, waits for a later
+    retry, or another run is alive on it.
     """
-    stale = utcnow() - timedelta(seconds=settings().job_heartbeat_timeout)
+    now = utcnow()
+    stale = now - timedelta(seconds=settings().job_heartbeat_timeout)
+    waiting = and_(Import.status == "queued", or_(Import.retry_at.is_(None), Import.retry_at <= now))
     abandoned = and_(
         Import.status == "running", or_(Import.heartbeat_at.is_(None), Import.heartbeat_at < stale)
     )
     claimed = db.session.execute(
         update(Import)
-        .where(Import.id == import_id, or_(Import.status == "queued", abandoned))
+        .where(Import.id == import_id, or_(waiting, abandoned))
         .values(
             status="running",
             attempts=Import.attempts + 1,
-            started_at=db.func.coalesce(Import.started_at, utcnow()),
-            heartbeat_at=utcnow(),
+            started_at=db.func.coalesce(Import.started_at, now),
+            heartbeat_at=now,
+            progress_at=now,
+            retry_at=None,
+            run_by=run_by(),
             error=None,
         )
     )
@@ -90,7 +106,10 @@ def claim(import_id: str) -> Import | None:
 class Heartbeat:
     """Beats on the import's row from a thread, so a long batch or a slow file open still shows life.
 
-    The reconciler takes back an import whose beats stop for JOB_HEARTBEAT_TIMEOUT seconds.
+    The reconciler takes back an import whose beats stop for JOB_HEARTBEAT_TIMEOUT seconds, or
+    whose progress stops for STALL_TIMEOUT. A beat that finds the import no longer this run's
+    gives the run one more beat's time to notice; in a work horse, a run still going then is
+    stuck (a read that never returns, a lock wait) and its process is killed.
     """
 
     def __init__(self, engine: Engine, import_id: str, attempt: int, every: float) -> None:
@@ -124,6 +143,13 @@ class Heartbeat:
                 log.warning("heartbeat failed: %s", exc, extra={"import_id": self.import_id})
                 continue
             if beat.rowcount == 0:  # the import ended or a newer run owns it; its next commit stops
+                if not self.stopped.wait(self.every) and in_work_horse.is_set():
+                    log.error(
+                        "the import was taken from this run, which did not stop: killing its process",
+                        extra={"import_id": self.import_id},
+                    )
+                    logging.shutdown()
+                    os.kill(os.getpid(), signal.SIGKILL)
                 return
 
 
@@ -149,6 +175,7 @@ def _commit_batch(session: Session, import_id: str, attempt: int, source: str, b
             rejected_rows=Import.rejected_rows + batch.rejected_rows,
             checkpoint=batch.last_row,
             heartbeat_at=utcnow(),
+            progress_at=utcnow(),
         )
     )
     if result.rowcount == 0:
@@ -300,7 +327,7 @@ def run(imp: Import) -> None:
             db.session.execute(
                 update(Import)
                 .where(*_ours(import_id, attempt))
-                .values(format=table.format, total_rows=table.total_rows)
+                .values(format=table.format, total_rows=table.total_rows, progress_at=utcnow())
             )
             db.session.commit()
             # The committer's thread owns the session from here: the loop keeps what it needs in locals.
@@ -404,27 +431,40 @@ def _reject_or_keep(record: Mapping[str, Any], columns: Columns, row_number: int
         batch.rejected_rows += 1
 
 
-def release(import_id: str, attempt: int, reason: str | None = None) -> None:
-    """Put the import this run claimed back to queued, for its job's retry or another worker.
+def release(import_id: str, attempt: int, reason: str | None = None, retry_in: float | None = None) -> None:
+    """Put the import this run claimed back to queued, for another run.
 
-    With a reason, the import shows that it waits after a temporary failure.
+    With a reason, the import shows that it waits after a temporary failure, and ``retry_in``
+    seconds from now is when its retry is due: PostgreSQL holds it, and the reconciler queues
+    the retry then.
     """
     db.session.rollback()
-    error = reason and f"Waiting to retry after a temporary failure: {reason}"
-    db.session.execute(
-        update(Import)
-        .where(*_ours(import_id, attempt))
-        .values(status="queued", heartbeat_at=None, error=error)
-    )
+    values: dict[str, Any] = {"status": "queued", "heartbeat_at": None, "run_by": None}
+    if reason:
+        values["error"] = f"Waiting to retry after a temporary failure: {reason}"
+        values["retry_at"] = utcnow() + timedelta(seconds=retry_in or 0)
+        values["retries"] = Import.retries + 1
+    else:
+        values["error"] = None
+    db.session.execute(update(Import).where(*_ours(import_id, attempt)).values(values))
     db.session.commit()
 
 
-def abandon(import_id: str) -> None:
-    """Mark a running import's heartbeat as stopped, because the process running it died.
+def retry_delay(retries: int) -> float | None:
+    """Seconds before the next retry after ``retries`` transient failures; None when none is left."""
+    backoff = settings().retry_backoff
+    return backoff[retries] if retries < len(backoff) else None
 
-    Its job's retry may then claim it at once instead of waiting for JOB_HEARTBEAT_TIMEOUT.
+
+def abandon(import_id: str, horse: str) -> None:
+    """Mark the import's heartbeat stopped, because ``horse`` (its ``run_by``) died running it.
+
+    A new run may then claim it at once instead of waiting for JOB_HEARTBEAT_TIMEOUT. A newer
+    run that already took it over is left alone.
     """
     db.session.execute(
-        update(Import).where(Import.id == import_id, Import.status == "running").values(heartbeat_at=None)
+        update(Import)
+        .where(Import.id == import_id, Import.status == "running", Import.run_by == horse)
+        .values(heartbeat_at=None)
     )
     db.session.commit()
