@@ -27,7 +27,7 @@ from app.imports.body import SOURCE_MAX, has_control_characters
 from app.imports.service import EmptyUpload, create_import, enqueue_import
 from app.maintenance import TASKS
 from app.models import Upload, utcnow
-from app.storage import COPY_CHUNK, StorageUnavailable, UploadTooLarge
+from app.storage import COPY_CHUNK, StorageFull, StorageUnavailable, UploadTooLarge, is_no_space
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ CHECKSUM_ALGORITHMS: dict[str, Callable[[], Any]] = {
 CHUNK_TYPE = "application/offset+octet-stream"
 CHECKSUM_MISMATCH = 460
 LOCKED = 423
+INSUFFICIENT_STORAGE = 507
 # Upload ids are generated here (uuid4 hex); anything else is unknown, and never reaches a path.
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 _TRUE = ("1", "true", "yes", "on")
@@ -259,7 +260,8 @@ def _receive(upload: Upload, stream: BinaryIO, checksum: tuple[str, bytes] | Non
     start = upload.offset
     upload_dir().mkdir(parents=True, exist_ok=True)
     fd = os.open(partial_path(upload.id), os.O_RDWR | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "r+b") as partial:
+    # Unbuffered, so a write the full disk refuses leaves no buffer behind to fail again on close.
+    with os.fdopen(fd, "r+b", buffering=0) as partial, _no_space_keeps(partial, start):
         on_disk = partial.seek(0, os.SEEK_END)
         if on_disk < start:
             # Bytes acknowledged before a crash never reached the disk: resume from what did.
@@ -283,7 +285,7 @@ def _receive(upload: Upload, stream: BinaryIO, checksum: tuple[str, bytes] | Non
             if start + received + len(chunk) > upload.length:
                 partial.truncate(start)
                 raise TusError(413, f"The data runs past the upload's length of {upload.length:,} bytes")
-            partial.write(chunk)
+            _write_all(partial, chunk)
             if digest:
                 digest.update(chunk)
             received += len(chunk)
@@ -299,6 +301,30 @@ def _receive(upload: Upload, stream: BinaryIO, checksum: tuple[str, bytes] | Non
     db.session.commit()
     if cut_short:
         raise TusError(400, f"The request ended early; the upload is at offset {upload.offset}")
+
+
+def _write_all(out: BinaryIO, chunk: bytes) -> None:
+    """Write every byte to an unbuffered file, whose write may take only part of them."""
+    view = memoryview(chunk)
+    while view:
+        view = view[out.write(view) :]
+
+
+@contextmanager
+def _no_space_keeps(partial: BinaryIO, start: int) -> Iterator[None]:
+    """A full disk while a chunk is written: the chunk is dropped and the upload stays at ``start``."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_no_space(exc):
+            raise
+        partial.truncate(start)
+        log.warning("tus chunk refused, the storage disk is full: %s", exc)
+        raise TusError(
+            INSUFFICIENT_STORAGE,
+            f"Storage is full, so this chunk was not kept; the upload stays at offset {start}. "
+            "Resume it once space is freed (ask whoever runs DataFlow).",
+        ) from None
 
 
 def _start_import(upload: Upload) -> None:
@@ -323,6 +349,14 @@ def _start_import(upload: Upload) -> None:
     except (UploadTooLarge, EmptyUpload) as exc:
         db.session.rollback()
         raise TusError(413 if isinstance(exc, UploadTooLarge) else 400, str(exc)) from None
+    except StorageFull:
+        db.session.rollback()
+        # Every byte is kept in the upload; a HEAD or PATCH starts the import once there is room.
+        raise TusError(
+            INSUFFICIENT_STORAGE,
+            "The file arrived, but storage is full so its import could not start. The upload is "
+            "kept: once space is freed, ask for its offset (HEAD) and the import starts.",
+        ) from None
     except Exception:
         db.session.rollback()
         if stored_key:

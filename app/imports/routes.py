@@ -45,7 +45,7 @@ from app.imports.service import (
     retry_import,
 )
 from app.models import IMPORT_STATUSES, IdempotencyKey, Import, RowError
-from app.storage import StorageUnavailable, UploadTooLarge, copy_limited
+from app.storage import StorageFull, StorageUnavailable, UploadTooLarge, copy_limited
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,8 @@ def start(asked: ImportRequest, key: str | None = None) -> Response:
         return error_response(413, str(exc))
     except EmptyUpload as exc:
         return error_response(400, str(exc))
+    except StorageFull as exc:
+        return error_response(507, str(exc))  # no Retry-After: space must be freed first
     except StorageUnavailable as exc:
         return storage_unavailable(exc)
     if key is not None:
@@ -553,6 +555,9 @@ def new() -> Response | tuple[str, int]:
             )
         except (UploadTooLarge, EmptyUpload) as exc:
             form.file.errors.append(str(exc))
+        except StorageFull as exc:
+            form.file.errors.append(str(exc))
+            return render_template("imports/new.html", form=form), 507
         except StorageUnavailable as exc:
             log.warning("upload refused, storage is unavailable: %s", exc)
             form.file.errors.append("The file could not be stored, so nothing was imported. Try again later.")
