@@ -185,8 +185,10 @@ def test_the_web_process_killed_mid_upload(make_app, web_server, worker_process,
     quarter = len(tus_body) // 4
     _request(base, "PATCH", upload, tus | chunk | {"Upload-Offset": "0"}, tus_body[:quarter])
 
+    # The stream's request carries an idempotency key, which its killed process held.
+    stream_headers = {"X-Source": "stream", "Content-Type": "text/csv", "Idempotency-Key": "stream-1"}
     cut = [
-        _half_sent(base, "POST", "/import", {"X-Source": "stream", "Content-Type": "text/csv"}, stream_body),
+        _half_sent(base, "POST", "/import", stream_headers, stream_body),
         _half_sent(base, "POST", "/import", {"Content-Type": form_type}, form),
         _half_sent(base, "PATCH", upload, tus | chunk | {"Upload-Offset": str(quarter)}, tus_body[quarter:]),
     ]
@@ -214,9 +216,8 @@ def test_the_web_process_killed_mid_upload(make_app, web_server, worker_process,
     assert status_code == 204
     ids = {"tus": answer["X-Import-Id"]}
     json_api = {"Accept": "application/json"}
-    _, _, body = _request(
-        base, "POST", "/import", json_api | {"X-Source": "stream", "Content-Type": "text/csv"}, stream_body
-    )
+    # The same key again, at once: the killed request's hold on it died with its process.
+    _, _, body = _request(base, "POST", "/import", json_api | stream_headers, stream_body)
     ids["stream"] = json.loads(body)["jobId"]
     _, _, body = _request(base, "POST", "/import", json_api | {"Content-Type": form_type}, form)
     ids["multipart"] = json.loads(body)["jobId"]

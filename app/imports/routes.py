@@ -154,16 +154,27 @@ def post_import() -> Response:
     problem = idempotency.key_problem(key)
     if problem:
         return error_response(400, problem)
-    held = _hold(key)
-    if held is not None:
-        return _answer_again(held)
-    try:
-        response = _post_import(key)
-    except BaseException:
-        _let_go(key)
-        raise
-    if response.status_code != 202:
-        _let_go(key)
+    with idempotency.key_lock(key) as free:
+        if not free:
+            return _in_progress()
+        held = _hold(key)
+        if held is not None:
+            return _answer_again(held)
+        try:
+            response = _post_import(key)
+        except BaseException:
+            _let_go(key)
+            raise
+        if response.status_code != 202:
+            _let_go(key)
+        return response
+
+
+def _in_progress() -> Response:
+    response = error_response(
+        409, f"A request with this {idempotency.HEADER} is still in progress; retry it in a moment"
+    )
+    response.headers["Retry-After"] = "1"
     return response
 
 
@@ -199,11 +210,7 @@ def _let_go(key: str) -> None:
 def _answer_again(held: IdempotencyKey) -> Response:
     """The first answer for the same request; 409 while it runs; 422 for a different request."""
     if held.status != "done":
-        response = error_response(
-            409, f"A request with this {idempotency.HEADER} is still in progress; retry it in a moment"
-        )
-        response.headers["Retry-After"] = "1"
-        return response
+        return _in_progress()
     different = error_response(
         422,
         f"This {idempotency.HEADER} was already used with a different request "
