@@ -10,10 +10,12 @@ import signal
 from types import FrameType
 from typing import Any
 
+from flask import has_app_context
 from rq import Worker
 from rq.worker_pool import WorkerPool
 
 from app import recovery  # noqa: F401  (registers its maintenance task)
+from app.extensions import settings
 from app.imports import idempotency, pipeline  # noqa: F401  (idempotency registers a task)
 from app.maintenance import Ticker
 
@@ -32,6 +34,31 @@ class ImportWorker(Worker):
     deploy allows. The worker passes the request on to its work horse as SIGTERM; the horse
     commits its batch, puts the import back to queued and asks RQ to requeue the job.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if has_app_context():
+            # How often maintain_heartbeats runs while a horse works: at least once per heartbeat timeout.
+            timeout = int(settings().job_heartbeat_timeout)
+            self.job_monitoring_interval = max(1, min(self.job_monitoring_interval, timeout))
+
+    def maintain_heartbeats(self, job: Any, execution: Any) -> None:
+        """RQ's heartbeats while the horse works, then a look at PostgreSQL: a horse whose import a
+        newer run has taken over is stuck past its own heartbeat thread's reach (stopped, or
+        holding the GIL), and is killed."""
+        super().maintain_heartbeats(job, execution)
+        horse = self.horse_pid
+        try:
+            taken = bool(horse) and pipeline.taken_over(job.id, pipeline.run_by(horse))
+        except Exception as exc:  # the database is away: look again at the next beat
+            log.warning("could not check the import's owner: %s", exc, extra={"import_id": job.id})
+            return
+        if taken:
+            log.error(
+                "a newer run took the import over from a stuck work horse: killing it",
+                extra={"import_id": job.id},
+            )
+            self.kill_horse()
 
     def handle_warm_shutdown_request(self) -> None:
         """Ask the work horse, if one is busy, to hand its import back."""

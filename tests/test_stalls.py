@@ -5,12 +5,21 @@ the stored file is a FIFO that nobody writes to until the new run waits on it.""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 from app.extensions import db
 from app.models import Import
 from tests.conftest import stored_files, wait_for
-from tests.test_recovery import FAST, assert_stored_exactly_once, contact_file, post_file, status
+from tests.test_recovery import (
+    FAST,
+    ROWS,
+    assert_stored_exactly_once,
+    contact_file,
+    post_file,
+    progress,
+    status,
+)
 
 STALLS = {**FAST, "STALL_TIMEOUT": "4", "JOB_HEARTBEAT_TIMEOUT": "4"}
 
@@ -83,3 +92,22 @@ def test_a_live_run_that_moves_is_not_taken_over(app, client):
     imp = db.session.get(Import, job_id, populate_existing=True)
     assert imp.status == "queued"
     assert imp.error == "Resumed after it made no progress for 5 minutes"
+
+
+def test_a_frozen_work_horse_is_killed_by_its_worker_once_a_new_run_took_over(
+    client, worker_process, tmp_path
+):
+    """A horse stopped whole (SIGSTOP: no thread of it runs, as when one holds the GIL) cannot
+    kill itself; its heartbeat stops, a new run takes over, and its own worker kills it."""
+    file = contact_file(tmp_path, rows=ROWS)
+    job_id = post_file(client, file)
+    worker = worker_process("--concurrency", "2", **FAST)
+    wait_for(lambda: progress(job_id, 2_000), timeout=60, interval=0.05)
+    frozen = int(status(job_id).run_by.rsplit(":", 1)[1])
+    os.kill(frozen, signal.SIGSTOP)
+
+    wait_for(lambda: status(job_id).attempts == 2, timeout=60)
+    wait_for(lambda: not _alive(frozen), timeout=30)
+    wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=120, interval=0.2)
+    assert assert_stored_exactly_once(job_id, file).attempts == 2
+    assert "took the import over from a stuck work horse" in worker.log_path.read_text()

@@ -17,11 +17,11 @@ from types import TracebackType
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Engine, and_, or_, text, update
+from sqlalchemy import Engine, and_, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from app.contacts import ContactBatch, SeenEmails, store_contacts, store_row_errors
-from app.extensions import db, settings, storage
+from app.extensions import autocommit_engine, db, settings, storage
 from app.imports.cleanup import discard_file
 from app.models import Import, utcnow
 from app.readers import BrokenRow, Table, UnusableFile, cell_text, read_rows
@@ -454,6 +454,13 @@ def retry_delay(retries: int) -> float | None:
     """Seconds before the next retry after ``retries`` transient failures; None when none is left."""
     backoff = settings().retry_backoff
     return backoff[retries] if retries < len(backoff) else None
+
+
+def taken_over(import_id: str, horse: str) -> bool:
+    """Whether another run now runs the import that ``horse`` (a ``run_by``) was started for."""
+    with autocommit_engine().connect() as connection:
+        row = connection.execute(select(Import.status, Import.run_by).where(Import.id == import_id)).first()
+    return row is not None and row.status == "running" and row.run_by not in (None, horse)
 
 
 def abandon(import_id: str, horse: str) -> None:
