@@ -44,20 +44,20 @@ class ImportWorker(Worker):
 
     def maintain_heartbeats(self, job: Any, execution: Any) -> None:
         """RQ's heartbeats while the horse works, then a look at PostgreSQL: a horse whose import a
-        newer run has taken over is stuck past its own heartbeat thread's reach (stopped, or
-        holding the GIL), and is killed."""
+        newer run took over, or whose own heartbeat stopped, is stuck past its heartbeat thread's
+        reach (stopped whole, or holding the GIL), and is killed. Its connection goes with it, so
+        row locks it held no longer keep the reconciler from the import."""
         super().maintain_heartbeats(job, execution)
         horse = self.horse_pid
+        if not horse:
+            return
         try:
-            taken = bool(horse) and pipeline.taken_over(job.id, pipeline.run_by(horse))
+            why = pipeline.lost_by(job.id, pipeline.run_by(horse))
         except Exception as exc:  # the database is away: look again at the next beat
             log.warning("could not check the import's owner: %s", exc, extra={"import_id": job.id})
             return
-        if taken:
-            log.error(
-                "a newer run took the import over from a stuck work horse: killing it",
-                extra={"import_id": job.id},
-            )
+        if why:
+            log.error("killing a stuck work horse: %s", why, extra={"import_id": job.id})
             self.kill_horse()
 
     def handle_warm_shutdown_request(self) -> None:

@@ -207,7 +207,10 @@ def worker_process(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[...
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            process.kill()
+            # Its whole tree: a worker left behind waits for its horse and keeps its row locks.
+            from tests.servers import kill_process_tree
+
+            kill_process_tree(process.pid)
             process.wait()
 
 

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
 from itertools import dropwhile
 from types import TracebackType
 from typing import Any
@@ -456,11 +456,25 @@ def retry_delay(retries: int) -> float | None:
     return backoff[retries] if retries < len(backoff) else None
 
 
-def taken_over(import_id: str, horse: str) -> bool:
-    """Whether another run now runs the import that ``horse`` (a ``run_by``) was started for."""
+def lost_by(import_id: str, horse: str) -> str | None:
+    """Why ``horse`` (a ``run_by``) no longer runs its import: a newer run took it over, or its own
+    heartbeat stopped twice over (the whole process is frozen). None while all is well."""
     with autocommit_engine().connect() as connection:
-        row = connection.execute(select(Import.status, Import.run_by).where(Import.id == import_id)).first()
-    return row is not None and row.status == "running" and row.run_by not in (None, horse)
+        row = connection.execute(
+            select(Import.status, Import.run_by, Import.heartbeat_at).where(Import.id == import_id)
+        ).first()
+    if row is None or row.run_by is None:  # between a takeover and the next claim
+        return None
+    if row.run_by != horse:  # whether that run still works on it or has finished it
+        return "a newer run took the import over"
+    if row.status != "running":
+        return None
+    silent = utcnow() - timedelta(seconds=2 * settings().job_heartbeat_timeout)
+    beat = row.heartbeat_at
+    if beat is not None and (beat if beat.tzinfo else beat.replace(tzinfo=UTC)) < silent:
+        # Frozen, perhaps inside a transaction whose row locks keep the reconciler away.
+        return "its heartbeat stopped while the process lives"
+    return None
 
 
 def abandon(import_id: str, horse: str) -> None:
