@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test bench setup setup-test services browser promtool lint
+.PHONY: run test bench soak setup setup-test services browser promtool lint
 
 $(BIN)/flask: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ bench: setup-test services
 	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 \
 	  || echo "wrk is not available: a Python client loads the API instead"
 	$(BIN)/python -m bench $(ARGS)
+
+## soak: about 200 imports while a chaos loop kills workers and web processes, restarts Redis and
+##       drops database connections; bounded to 15 minutes (ARGS="--minutes 5" for a shorter run)
+soak: setup-test services
+	$(BIN)/python -m bench.soak $(ARGS)
 
 lint: setup-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

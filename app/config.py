@@ -144,6 +144,7 @@ class Settings:
     upload_expiry: float
     reconcile_interval: float
     job_heartbeat_timeout: float
+    stall_timeout: float
     retry_backoff: tuple[int, ...]
     # The address clients reach DataFlow at (https://dataflow.example.com): absolute URLs start with it.
     public_url: str | None = None
@@ -389,6 +390,8 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
         job_heartbeat_timeout=_int(
             "JOB_HEARTBEAT_TIMEOUT", env.get("JOB_HEARTBEAT_TIMEOUT", "60"), errors, minimum=2
         ),
+        # How long a running import's rows and stage may stand still before a new run takes it over.
+        stall_timeout=_duration("STALL_TIMEOUT", env.get("STALL_TIMEOUT", "5m"), errors),
         retry_backoff=_backoff("RETRY_BACKOFF", env.get("RETRY_BACKOFF", "5,30,120,600,1800"), errors),
         supabase_url=supabase_url.rstrip("/") if supabase_url else None,
         supabase_service_role_key=supabase_key,

@@ -54,6 +54,13 @@ def _handle_storage_unavailable(exc: Exception) -> Response | tuple[str, int]:
     )
 
 
+def _handle_storage_full(exc: Exception) -> Response | tuple[str, int]:
+    log.warning("storage full: %s", exc)
+    if wants_json():
+        return error_response(507, str(exc))
+    return render_template("errors/error.html", code=507, title="Insufficient Storage", message=str(exc)), 507
+
+
 def http_error(exc: HTTPException) -> Response:
     """The answer an HTTP error gets: JSON for API clients, a page for browsers."""
     return make_response(_handle_http(exc))
@@ -66,8 +73,9 @@ def _handle_unexpected(exc: Exception) -> Response | tuple[str, int]:
 
 def init_app(app: Flask) -> None:
     """Register the handlers."""
-    from app.storage import StorageUnavailable
+    from app.storage import StorageFull, StorageUnavailable
 
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(StorageUnavailable, _handle_storage_unavailable)
+    app.register_error_handler(StorageFull, _handle_storage_full)
     app.register_error_handler(Exception, _handle_unexpected)

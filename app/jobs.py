@@ -10,7 +10,7 @@ import psycopg
 import redis.exceptions
 import sqlalchemy.exc
 from flask import has_app_context
-from rq import Retry, get_current_job
+from rq import Retry
 
 from app.logs import import_context
 
@@ -58,7 +58,8 @@ def _rollback() -> None:
 
 
 def run_import(import_id: str) -> Retry | None:
-    """Import one file. Transient failures raise so RQ retries; the last one fails the import.
+    """Import one file. A transient failure puts the import back to wait for its retry, whose due
+    time PostgreSQL holds (the reconciler queues it then); the last one fails the import.
 
     On worker shutdown the import goes back to queued and the job asks RQ to requeue it now.
     """
@@ -70,10 +71,11 @@ def run_import(import_id: str) -> Retry | None:
         try:
             imp = pipeline.claim(import_id)
             if imp is None:
-                log.info("import is no longer waiting to run, or another run is alive on it")
+                log.info("import is not due to run, or another run is alive on it")
                 return None
-            attempt = imp.attempts
+            attempt, retries = imp.attempts, imp.retries
         except Exception:
+            # The import is still queued in PostgreSQL: the reconciler queues it again.
             _rollback()
             db.session.remove()
             raise
@@ -85,19 +87,20 @@ def run_import(import_id: str) -> Retry | None:
             return Retry(max=HANDBACKS)
         except (*TRANSIENT, StorageUnavailable) as exc:
             _rollback()
-            job = get_current_job()
+            delay = pipeline.retry_delay(retries)
             try:
-                if job is not None and job.retries_left:
-                    log.warning("import hit a transient error, will retry: %s", exc)
-                    pipeline.release(import_id, attempt, type(exc).__name__)
-                else:
-                    pipeline.fail(
-                        import_id,
-                        attempt,
-                        "The import could not finish because a service it needs kept failing "
-                        f"({type(exc).__name__}). Retry it once the service is back.",
-                    )
+                if delay is not None:
+                    pipeline.release(import_id, attempt, type(exc).__name__, retry_in=delay)
+                    log.warning("import hit a transient error, will retry in %ss: %s", delay, exc)
+                    return None
+                pipeline.fail(
+                    import_id,
+                    attempt,
+                    "The import could not finish because a service it needs kept failing "
+                    f"({type(exc).__name__}). Retry it once the service is back.",
+                )
             except TRANSIENT:
+                # Still running in PostgreSQL, with a heartbeat that stops now: the reconciler resumes it.
                 log.warning("could not record the failure; the reconciler will find the import")
             raise
         except Exception:

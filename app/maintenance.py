@@ -14,13 +14,13 @@ Task = Callable[[], None]
 
 # Each task takes no arguments and runs inside an app context; other modules append theirs.
 TASKS: list[Task] = []
-# Tasks with a pace of their own: the name of the setting that holds their seconds between runs.
+# Tasks with a pace of their own: seconds between runs, or the name of the setting that holds them.
 # The others run every MAINTENANCE_INTERVAL.
-PACES: dict[Task, str] = {}
+PACES: dict[Task, str | float] = {}
 
 
-def every(setting: str) -> Callable[[Task], Task]:
-    """Register a task that runs every ``setting`` seconds (a field of the settings)."""
+def every(setting: str | float) -> Callable[[Task], Task]:
+    """Register a task that runs every ``setting`` seconds (a number, or a field of the settings)."""
 
     def register(task: Task) -> Task:
         TASKS.append(task)
@@ -60,7 +60,9 @@ class Ticker:
 
     def _interval(self, task: Task) -> float:
         setting = PACES.get(task)
-        return self.interval if setting is None else getattr(self.app.config["SETTINGS"], setting)
+        if setting is None:
+            return self.interval
+        return setting if isinstance(setting, int | float) else getattr(self.app.config["SETTINGS"], setting)
 
     def tick(self) -> None:
         """Run the tasks whose interval has passed since their last run."""

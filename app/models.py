@@ -85,6 +85,7 @@ class Import(db.Model):
         Index("imports_created_at_idx", "created_at"),
         Index("imports_status_idx", "status"),
         Index("imports_source_sha256_idx", "source", "sha256"),
+        Index("imports_status_retry_at_idx", "status", "retry_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
@@ -126,6 +127,13 @@ class Import(db.Model):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The principal that started it (app.principals): "user:<email>", "token:<fingerprint>", or None.
     created_by: Mapped[str | None] = mapped_column(String(320))
+    # When a queued import waiting after a transient failure may run again; its transient retries.
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    # When the rows or the stage last moved: a run alive but stuck is taken over after STALL_TIMEOUT.
+    progress_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # "host:pid" of the work horse that claimed the import.
+    run_by: Mapped[str | None] = mapped_column(String(255))
 
     @property
     def is_final(self) -> bool:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 
 from rq import Queue
 from rq.exceptions import NoSuchJobError
@@ -23,8 +24,18 @@ log = logging.getLogger(__name__)
 PER_RUN = 500
 
 
-def _waiting_in_redis(jobs: Queue, import_ids: list[str]) -> set[str]:
-    """The ids whose job Redis holds: queued, scheduled for a retry, or started by a live worker."""
+# Imports seen queued in PostgreSQL while RQ had them only as taken by a worker: the monotonic
+# time each was first seen so. A live worker claims a job it takes within moments.
+_taken: dict[str, float] = {}
+
+
+def _waiting_in_redis(jobs: Queue, import_ids: list[str], grace: float) -> set[str]:
+    """The ids whose job Redis holds: on the queue, or taken by a worker within ``grace`` seconds.
+
+    A job a worker took (the intermediate queue, the started registry) whose import is still
+    queued in PostgreSQL after ``grace`` belonged to a worker that died before its claim: RQ
+    would keep it there for minutes (until the started entry expires, or its maintenance runs).
+    """
     if not import_ids:
         return set()
     connection = jobs.connection
@@ -36,13 +47,23 @@ def _waiting_in_redis(jobs: Queue, import_ids: list[str]) -> set[str]:
         for import_id in import_ids:
             pipe.lpos(jobs.key, import_id)
             pipe.lpos(jobs.intermediate_queue_key, import_id)
-            pipe.zscore(jobs.scheduled_job_registry.key, import_id)
         started, *answers = pipe.execute()
-    found = {member.decode().split(":", 1)[0] for member in started}
+    taken = {member.decode().split(":", 1)[0] for member in started}
+    found = set()
+    seen_at = time.monotonic()
     for index, import_id in enumerate(import_ids):
-        if any(answer is not None for answer in answers[index * 3 : index * 3 + 3]):
+        on_queue, in_transit = answers[index * 2], answers[index * 2 + 1]
+        if on_queue is not None:
             found.add(import_id)
-    return found & set(import_ids)
+            _taken.pop(import_id, None)
+        elif in_transit is not None or import_id in taken:
+            if seen_at - _taken.setdefault(import_id, seen_at) < grace:
+                found.add(import_id)
+        else:
+            _taken.pop(import_id, None)
+    for import_id in set(_taken) - set(import_ids):  # claimed or ended since
+        del _taken[import_id]
+    return found
 
 
 def forget_job(jobs: Queue, job_id: str) -> None:
@@ -82,42 +103,53 @@ def _requeue(import_id: str, why: str) -> None:
 
 @every("reconcile_interval")
 def reconcile() -> None:
-    """Re-queue imports whose worker died and queued imports that Redis has lost.
+    """Re-queue imports whose worker died or is stuck, and queued imports that Redis has lost.
 
     Rows are taken with ``FOR UPDATE SKIP LOCKED``, so workers running this at the same
     time each take different imports. The resumed job continues from the checkpoint.
     """
     config = settings()
     now = utcnow()
-    stale = now - timedelta(seconds=config.job_heartbeat_timeout)
-    dead = db.session.scalars(
-        select(Import.id)
+    silent = now - timedelta(seconds=config.job_heartbeat_timeout)
+    stalled = now - timedelta(seconds=config.stall_timeout)
+    lost = db.session.execute(
+        select(Import.id, Import.heartbeat_at)
         .where(
             Import.status == "running",
-            or_(Import.heartbeat_at.is_(None), Import.heartbeat_at < stale),
+            or_(Import.heartbeat_at.is_(None), Import.heartbeat_at < silent, Import.progress_at < stalled),
         )
         .limit(PER_RUN)
         .with_for_update(skip_locked=True)
     ).all()
-    for import_id in dead:
+    for import_id, heartbeat_at in lost:
+        if heartbeat_at is None or _aware(heartbeat_at) < silent:
+            why, shown = "its worker stopped sending heartbeats", "Resumed after its worker stopped answering"
+        else:
+            # Alive but stuck: back to queued fences the old run off; its heartbeat then kills it.
+            minutes = config.stall_timeout / 60
+            why = f"it made no progress for {config.stall_timeout:g}s"
+            shown = f"Resumed after it made no progress for {minutes:g} minutes"
         # Back to queued in the same commit: the new job's claim then needs no stale heartbeat.
         db.session.execute(
-            update(Import)
-            .where(Import.id == import_id)
-            .values(status="queued", error="Resumed after its worker stopped answering")
+            update(Import).where(Import.id == import_id).values(status="queued", error=shown, run_by=None)
         )
-        _requeue(import_id, "its worker stopped sending heartbeats")
+        _requeue(import_id, why)
     db.session.commit()
 
     # A moment's grace: the request that committed an import may still be queueing it.
     settled = now - timedelta(seconds=config.reconcile_interval)
     queued = db.session.scalars(
         select(Import.id)
-        .where(Import.status == "queued", Import.created_at < settled)
+        .where(
+            Import.status == "queued",
+            Import.created_at < settled,
+            Import.retry_at.is_(None),  # a retry is queued by queue_due_retries once due
+        )
         .limit(PER_RUN)
         .with_for_update(skip_locked=True)
     ).all()
-    waiting = _waiting_in_redis(queue(), list(queued))
+    grace = max(config.job_heartbeat_timeout, config.reconcile_interval)
+    waiting = _waiting_in_redis(queue(), list(queued), grace)
     for import_id in queued:
         if import_id not in waiting:
             _requeue(import_id, "Redis had no job for it")
@@ -128,3 +160,28 @@ def reconcile() -> None:
 def reconcile_webhooks() -> None:
     """Queue a delivery job when a webhook message is due (a retry, or a job Redis lost)."""
     enqueue_due()
+
+
+@every(1)
+def queue_due_retries() -> None:
+    """Queue the imports whose retry after a transient failure is due.
+
+    PostgreSQL holds when each retry is due, so a retry never waits on RQ's scheduler (which a
+    killed worker tree can leave without an owner for many minutes). Clearing ``retry_at`` in
+    the same commit marks the wake-up sent; if Redis loses it, ``reconcile`` queues it again.
+    """
+    due = db.session.scalars(
+        select(Import.id)
+        .where(Import.status == "queued", Import.retry_at <= utcnow())
+        .order_by(Import.retry_at)
+        .limit(PER_RUN)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for import_id in due:
+        db.session.execute(update(Import).where(Import.id == import_id).values(retry_at=None))
+        _requeue(import_id, "its retry is due")
+    db.session.commit()
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite gives naive datetimes

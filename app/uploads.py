@@ -33,7 +33,15 @@ from app.maintenance import TASKS
 from app.models import Upload, utcnow
 from app.principals import current_principal
 from app.proxies import absolute_url
-from app.storage import COPY_CHUNK, YIELD_SECONDS, StorageRefused, StorageUnavailable, UploadTooLarge
+from app.storage import (
+    COPY_CHUNK,
+    YIELD_SECONDS,
+    StorageFull,
+    StorageRefused,
+    StorageUnavailable,
+    UploadTooLarge,
+    is_no_space,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,7 @@ CHECKSUM_ALGORITHMS: dict[str, Callable[[], Any]] = {
 CHUNK_TYPE = "application/offset+octet-stream"
 CHECKSUM_MISMATCH = 460
 LOCKED = 423
+INSUFFICIENT_STORAGE = 507
 # Upload ids are generated here (uuid4 hex); anything else is unknown, and never reaches a path.
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 _TRUE = ("1", "true", "yes", "on")
@@ -298,7 +307,8 @@ def _receive(upload: Upload, stream: BinaryIO, checksum: tuple[str, bytes] | Non
     db.session.commit()
     upload_dir().mkdir(parents=True, exist_ok=True)
     fd = os.open(partial_path(upload_id), os.O_RDWR | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "r+b") as partial:
+    # Unbuffered, so a write the full disk refuses leaves no buffer behind to fail again on close.
+    with os.fdopen(fd, "r+b", buffering=0) as partial, _no_space_keeps(partial, start):
         on_disk = partial.seek(0, os.SEEK_END)
         if on_disk < start:
             # Bytes acknowledged before a crash never reached the disk: resume from what did.
@@ -322,7 +332,7 @@ def _receive(upload: Upload, stream: BinaryIO, checksum: tuple[str, bytes] | Non
             if start + received + len(chunk) > length:
                 partial.truncate(start)
                 raise TusError(413, f"The data runs past the upload's length of {length:,} bytes")
-            partial.write(chunk)
+            _write_all(partial, chunk)
             if digest:
                 digest.update(chunk)
             received += len(chunk)
@@ -339,6 +349,30 @@ def _receive(upload: Upload, stream: BinaryIO, checksum: tuple[str, bytes] | Non
     db.session.commit()
     if cut_short:
         raise TusError(400, f"The request ended early; the upload is at offset {upload.offset}")
+
+
+def _write_all(out: BinaryIO, chunk: bytes) -> None:
+    """Write every byte to an unbuffered file, whose write may take only part of them."""
+    view = memoryview(chunk)
+    while view:
+        view = view[out.write(view) :]
+
+
+@contextmanager
+def _no_space_keeps(partial: BinaryIO, start: int) -> Iterator[None]:
+    """A full disk while a chunk is written: the chunk is dropped and the upload stays at ``start``."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_no_space(exc):
+            raise
+        partial.truncate(start)
+        log.warning("tus chunk refused, the storage disk is full: %s", exc)
+        raise TusError(
+            INSUFFICIENT_STORAGE,
+            f"Storage is full, so this chunk was not kept; the upload stays at offset {start}. "
+            "Resume it once space is freed (ask whoever runs DataFlow).",
+        ) from None
 
 
 def _start_import(upload: Upload) -> None:
@@ -382,6 +416,14 @@ def _start_import(upload: Upload) -> None:
         _drop(upload)
         log.info("upload %s is complete but storage refuses it: %s", upload.id, exc)
         raise TusError(exc.status, str(exc)) from None
+    except StorageFull:
+        db.session.rollback()
+        # Every byte is kept in the upload; a HEAD or PATCH starts the import once there is room.
+        raise TusError(
+            INSUFFICIENT_STORAGE,
+            "The file arrived, but storage is full so its import could not start. The upload is "
+            "kept: once space is freed, ask for its offset (HEAD) and the import starts.",
+        ) from None
     except Exception:
         db.session.rollback()
         if stored_key:

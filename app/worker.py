@@ -10,10 +10,12 @@ import signal
 from types import FrameType
 from typing import Any
 
+from flask import has_app_context
 from rq import Worker
 from rq.worker_pool import WorkerPool
 
 from app import recovery  # noqa: F401  (registers its maintenance task)
+from app.extensions import settings
 from app.imports import idempotency, pipeline  # noqa: F401  (idempotency registers a task)
 from app.maintenance import Ticker
 
@@ -32,6 +34,31 @@ class ImportWorker(Worker):
     deploy allows. The worker passes the request on to its work horse as SIGTERM; the horse
     commits its batch, puts the import back to queued and asks RQ to requeue the job.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if has_app_context():
+            # How often maintain_heartbeats runs while a horse works: at least once per heartbeat timeout.
+            timeout = int(settings().job_heartbeat_timeout)
+            self.job_monitoring_interval = max(1, min(self.job_monitoring_interval, timeout))
+
+    def maintain_heartbeats(self, job: Any, execution: Any) -> None:
+        """RQ's heartbeats while the horse works, then a look at PostgreSQL: a horse whose import a
+        newer run took over, or whose own heartbeat stopped, is stuck past its heartbeat thread's
+        reach (stopped whole, or holding the GIL), and is killed. Its connection goes with it, so
+        row locks it held no longer keep the reconciler from the import."""
+        super().maintain_heartbeats(job, execution)
+        horse = self.horse_pid
+        if not horse:
+            return
+        try:
+            why = pipeline.lost_by(job.id, pipeline.run_by(horse))
+        except Exception as exc:  # the database is away: look again at the next beat
+            log.warning("could not check the import's owner: %s", exc, extra={"import_id": job.id})
+            return
+        if why:
+            log.error("killing a stuck work horse: %s", why, extra={"import_id": job.id})
+            self.kill_horse()
 
     def handle_warm_shutdown_request(self) -> None:
         """Ask the work horse, if one is busy, to hand its import back."""
@@ -58,12 +85,13 @@ class ImportWorker(Worker):
         """In the horse, SIGTERM (from this worker or from the platform) means: hand back."""
         super().setup_work_horse_signals()
         signal.signal(signal.SIGTERM, _hand_back)
+        pipeline.in_work_horse.set()
 
     def handle_work_horse_killed(self, job: Any, retpid: int, ret_val: int, rusage: Any) -> None:
-        """The horse died mid-import: its heartbeat is over, so the job's retry may claim it now."""
+        """The horse died mid-import: its heartbeat is over, so the reconciler may resume it now."""
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         try:
-            pipeline.abandon(job.id)
+            pipeline.abandon(job.id, pipeline.run_by(retpid))
         except Exception as exc:  # the reconciler finds the import once its heartbeat is stale
             log.warning("could not mark the import abandoned: %s", exc, extra={"import_id": job.id})
 

@@ -31,6 +31,7 @@ from app.extensions import QUEUE_NAME, db
 from app.models import User
 
 if TYPE_CHECKING:
+    from tests.servers import PostgresCluster, RedisServer
     from tests.supabase_fake import FakeSupabase
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,7 +211,10 @@ def worker_process(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[...
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            process.kill()
+            # Its whole tree: a worker left behind waits for its horse and keeps its row locks.
+            from tests.servers import kill_process_tree
+
+            kill_process_tree(process.pid)
             process.wait()
 
 
@@ -221,6 +225,51 @@ def fake_supabase() -> Iterator[FakeSupabase]:
 
     with FakeSupabase(six_mib_chunks=True) as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def throwaway_redis() -> Iterator[RedisServer]:
+    """A redis-server of the run's own (own port, no persistence) that tests may kill and restart.
+
+    Shared by the tests that use it; each leaves it running, possibly emptied.
+    """
+    from tests.servers import RedisServer
+
+    server = RedisServer()
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def throwaway_postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster of the run's own (initdb, own port and data directory) that tests may
+    stop and restart; its database ``dataflow`` is migrated. Each test leaves it running."""
+    from tests.servers import PostgresCluster
+
+    try:
+        cluster = PostgresCluster()
+        cluster.start()
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"no throwaway PostgreSQL cluster: {exc}")
+    url = cluster.create_database("dataflow")
+    instance = Path(cluster.dir) / "migrate"
+    app = create_app(_env(url, REDIS_URL, instance))
+    upgrade_database(app)
+    with app.app_context():
+        db.engine.dispose()
+    cluster.database_url = url
+    yield cluster
+    cluster.close()
+
+
+class ServerURL(str):
+    """A server's base URL that also knows its process."""
+
+    process: subprocess.Popen
 
 
 def free_port() -> int:
@@ -250,7 +299,8 @@ def web_server(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., st
                 stderr=subprocess.STDOUT,
             )
         started.append((process, log_path))
-        base = f"http://127.0.0.1:{port}"
+        base = ServerURL(f"http://127.0.0.1:{port}")
+        base.process = process
 
         def answers() -> bool:
             if process.poll() is not None:
@@ -266,6 +316,8 @@ def web_server(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., st
 
     yield start
     for process, log_path in started:
+        if process.poll() == -signal.SIGKILL:  # killed on purpose by the test
+            continue
         process.send_signal(signal.SIGTERM)
         try:
             code = process.wait(timeout=60)

@@ -6,11 +6,13 @@ import pytest
 import sqlalchemy.exc
 from rq import SimpleWorker
 from rq.job import Job
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from app.extensions import QUEUE_NAME, db, queue, redis
+from app.extensions import QUEUE_NAME, db, queue, redis, settings
 from app.imports import pipeline
-from app.models import Contact
+from app.maintenance import run_task
+from app.models import Contact, Import, utcnow
+from app.recovery import queue_due_retries
 from tests.test_pipeline import post_file
 
 CSV = ("Name,Email\n" + "".join(f"Person {i},p{i}@example.com\n" for i in range(1, 8))).encode()
@@ -50,10 +52,16 @@ def test_a_transient_failure_waits_for_a_retry_that_continues_from_the_checkpoin
         assert status["status"] == "queued"
         assert status["error"] == "Waiting to retry after a temporary failure: OperationalError"
         assert (status["processedRows"], status["insertedRows"]) == (3, 3)
-        registry = queue().scheduled_job_registry
-        assert job_id in registry.get_job_ids()  # RQ holds it for its backoff
+        # PostgreSQL holds when the retry is due; Redis holds nothing until then.
+        imp = db.session.get(Import, job_id)
+        assert imp.retry_at is not None and imp.retries == 1
+        assert queue().count == 0 and queue().scheduled_job_registry.count == 0
 
-        registry.requeue(job_id)  # the backoff has passed
+        db.session.execute(
+            update(Import).where(Import.id == job_id).values(retry_at=utcnow())
+        )  # backoff over
+        db.session.commit()
+        run_task(app, queue_due_retries)
         work()
         status = client.get(f"/imports/{job_id}").get_json()
         assert (status["status"], status["error"], status["attempts"]) == ("completed", None, 2)
@@ -63,9 +71,9 @@ def test_a_transient_failure_waits_for_a_retry_that_continues_from_the_checkpoin
 
 def test_when_the_retries_run_out_the_import_fails_and_says_why(client, work, database_drops_once):
     job_id = post_file(client, CSV * 200)  # several batches of the suite's BATCH_SIZE
-    job = Job.fetch(job_id, connection=redis())
-    job.retries_left = 0
-    job.save()
+    retries = len(settings().retry_backoff)  # every retry used
+    db.session.execute(update(Import).where(Import.id == job_id).values(retries=retries))
+    db.session.commit()
     work()
     status = client.get(f"/imports/{job_id}").get_json()
     assert status["status"] == "failed"

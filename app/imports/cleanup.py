@@ -61,4 +61,12 @@ def sweep_stored_files() -> None:
         log.info("deleted %d stored files left behind by ended imports", deleted)
 
 
+def sweep_partial_saves() -> None:
+    """Delete what saves cut short by a killed process left in storage (backends that leave any)."""
+    discard = getattr(storage(), "discard_partial_saves", None)
+    if discard is not None and (deleted := discard()):
+        log.info("deleted %d partial files of uploads cut short", deleted)
+
+
 TASKS.append(sweep_stored_files)
+TASKS.append(sweep_partial_saves)

@@ -9,10 +9,14 @@ user): one client's key never answers another's request. Routes commit.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
-from sqlalchemy import and_, delete, insert, or_, update
+from flask import current_app
+from sqlalchemy import Engine, and_, create_engine, delete, insert, or_, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from app.extensions import db
 from app.maintenance import every
@@ -21,7 +25,8 @@ from app.models import IdempotencyKey, Import, utcnow
 HEADER = "Idempotency-Key"
 KEY_MAX = 255
 KEPT = timedelta(hours=24)
-# A first request that has not finished after this long died with its process: the key is free.
+# Without shared locks (SQLite), a first request that has not finished after this long died with
+# its process: the key is free. On PostgreSQL a dead first request frees its key at once.
 IN_FLIGHT_LIMIT = timedelta(hours=1)
 
 
@@ -72,9 +77,48 @@ def _same(principal: str, key: str) -> tuple[object, object]:
     return IdempotencyKey.principal == principal, IdempotencyKey.key == key
 
 
+@contextmanager
+def key_lock(principal: str, key: str) -> Iterator[bool]:
+    """Lock the principal's key for a whole request, across every web process; yield whether it was taken.
+
+    PostgreSQL: a session advisory lock on a connection of its own, taken before the key's row
+    is written and released by a process that dies, so an in-flight row found while holding it
+    belongs to a request whose process was killed. SQLite (one machine): always taken, and an
+    in-flight row waits for IN_FLIGHT_LIMIT.
+    """
+    if db.engine.dialect.name != "postgresql":
+        yield True
+        return
+    digest = hashlib.sha256(f"idempotency:{principal}:{key}".encode()).digest()
+    lock = int.from_bytes(digest[:8], "big", signed=True)
+    with _lock_engine().connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        taken = bool(connection.scalar(text("SELECT pg_try_advisory_lock(:lock)"), {"lock": lock}))
+        try:
+            yield taken
+        finally:
+            if taken:
+                connection.scalar(text("SELECT pg_advisory_unlock(:lock)"), {"lock": lock})
+
+
+def _lock_engine() -> Engine:
+    """An engine without a pool for the key locks: a request holds its lock and a pooled connection
+    at once, so locks taken from the pool could leave none for the requests holding them."""
+    state = current_app.extensions["dataflow"]
+    if "lock_engine" not in state:
+        state["lock_engine"] = create_engine(db.engine.url, poolclass=NullPool)
+    return state["lock_engine"]
+
+
 def hold(session: Session, principal: str, key: str) -> None:
-    """Insert the row that holds the key for this request; IntegrityError if another holds it."""
-    session.execute(delete(IdempotencyKey).where(*_same(principal, key), _expired()))
+    """Insert the row that holds the key for this request; IntegrityError if another holds it.
+
+    Called with the key's lock: on PostgreSQL an in-flight row is then a killed request's.
+    """
+    expired = _expired()
+    if session.get_bind().dialect.name == "postgresql":
+        expired = or_(expired, IdempotencyKey.status == "in_flight")
+    session.execute(delete(IdempotencyKey).where(*_same(principal, key), expired))
     session.execute(
         insert(IdempotencyKey).values(principal=principal, key=key, status="in_flight", created_at=utcnow())
     )

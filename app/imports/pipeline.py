@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
 from itertools import dropwhile
 from types import TracebackType
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Engine, and_, or_, text, update
+from sqlalchemy import Engine, and_, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from app.contacts import ContactBatch, SeenEmails, WideContactBatch, store_contacts, store_row_errors
 from app.dashboard.rollups import record_batch
-from app.extensions import db, settings, storage
+from app.extensions import autocommit_engine, db, settings, storage
 from app.fields import Columns, MappingError, find_columns
 from app.imports.cleanup import discard_file
 from app.mapping import choose_columns, columns_for
@@ -40,6 +43,8 @@ READERS_KEPT = 1024
 
 # Set in a worker that is shutting down: the running import stops after its current batch.
 handback_requested = threading.Event()
+# Set in a work horse: a run that lost its import and does not stop by itself is killed.
+in_work_horse = threading.Event()
 
 
 class ImportStopped(Exception):
@@ -72,24 +77,35 @@ def _ours(import_id: str, attempt: int) -> tuple:
     return (Import.id == import_id, Import.status == "running", Import.attempts == attempt)
 
 
+def run_by(pid: int | None = None) -> str:
+    """Who runs an import: this machine and the work horse's process id."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}"[:255]
+
+
 def claim(import_id: str) -> Import | None:
     """Mark the import running for this run, committed before any work.
 
-    A queued import is claimed; so is a running one whose heartbeat stopped (its worker died).
-    None when the import has ended or another run is alive on it.
+    A queued import is claimed once any retry it waits for is due; so is a running one whose
+    heartbeat stopped (its worker died). None when the import has ended, waits for a later
+    retry, or another run is alive on it.
     """
-    stale = utcnow() - timedelta(seconds=settings().job_heartbeat_timeout)
+    now = utcnow()
+    stale = now - timedelta(seconds=settings().job_heartbeat_timeout)
+    waiting = and_(Import.status == "queued", or_(Import.retry_at.is_(None), Import.retry_at <= now))
     abandoned = and_(
         Import.status == "running", or_(Import.heartbeat_at.is_(None), Import.heartbeat_at < stale)
     )
     claimed = db.session.execute(
         update(Import)
-        .where(Import.id == import_id, or_(Import.status == "queued", abandoned))
+        .where(Import.id == import_id, or_(waiting, abandoned))
         .values(
             status="running",
             attempts=Import.attempts + 1,
-            started_at=db.func.coalesce(Import.started_at, utcnow()),
-            heartbeat_at=utcnow(),
+            started_at=db.func.coalesce(Import.started_at, now),
+            heartbeat_at=now,
+            progress_at=now,
+            retry_at=None,
+            run_by=run_by(),
             error=None,
         )
     )
@@ -102,7 +118,10 @@ def claim(import_id: str) -> Import | None:
 class Heartbeat:
     """Beats on the import's row from a thread, so a long batch or a slow file open still shows life.
 
-    The reconciler takes back an import whose beats stop for JOB_HEARTBEAT_TIMEOUT seconds.
+    The reconciler takes back an import whose beats stop for JOB_HEARTBEAT_TIMEOUT seconds, or
+    whose progress stops for STALL_TIMEOUT. A beat that finds the import no longer this run's
+    gives the run one more beat's time to notice; in a work horse, a run still going then is
+    stuck (a read that never returns, a lock wait) and its process is killed.
     """
 
     def __init__(self, engine: Engine, import_id: str, attempt: int, every: float) -> None:
@@ -136,6 +155,13 @@ class Heartbeat:
                 log.warning("heartbeat failed: %s", exc, extra={"import_id": self.import_id})
                 continue
             if beat.rowcount == 0:  # the import ended or a newer run owns it; its next commit stops
+                if not self.stopped.wait(self.every) and in_work_horse.is_set():
+                    log.error(
+                        "the import was taken from this run, which did not stop: killing its process",
+                        extra={"import_id": self.import_id},
+                    )
+                    logging.shutdown()
+                    os.kill(os.getpid(), signal.SIGKILL)
                 return
 
 
@@ -171,6 +197,7 @@ def _commit_batch(
             warning_rows=Import.warning_rows + batch.warning_rows,
             checkpoint=batch.last_row,
             heartbeat_at=utcnow(),
+            progress_at=utcnow(),
         )
     )
     if result.rowcount == 0:
@@ -354,6 +381,7 @@ def run(imp: Import) -> None:
                     **({"skipped_rows": table.skipped_rows} if not checkpoint else {}),
                     mapping=fixed.to_dict() if fixed is not None else imp.mapping,
                     mapping_from=mapping_from or imp.mapping_from or "detected",
+                    progress_at=utcnow(),
                 )
             )
             db.session.commit()
@@ -489,27 +517,61 @@ def _reject_or_keep(
         batch.rejected_rows += 1
 
 
-def release(import_id: str, attempt: int, reason: str | None = None) -> None:
-    """Put the import this run claimed back to queued, for its job's retry or another worker.
+def release(import_id: str, attempt: int, reason: str | None = None, retry_in: float | None = None) -> None:
+    """Put the import this run claimed back to queued, for another run.
 
-    With a reason, the import shows that it waits after a temporary failure.
+    With a reason, the import shows that it waits after a temporary failure, and ``retry_in``
+    seconds from now is when its retry is due: PostgreSQL holds it, and the reconciler queues
+    the retry then.
     """
     db.session.rollback()
-    error = reason and f"Waiting to retry after a temporary failure: {reason}"
-    db.session.execute(
-        update(Import)
-        .where(*_ours(import_id, attempt))
-        .values(status="queued", heartbeat_at=None, error=error)
-    )
+    values: dict[str, Any] = {"status": "queued", "heartbeat_at": None, "run_by": None}
+    if reason:
+        values["error"] = f"Waiting to retry after a temporary failure: {reason}"
+        values["retry_at"] = utcnow() + timedelta(seconds=retry_in or 0)
+        values["retries"] = Import.retries + 1
+    else:
+        values["error"] = None
+    db.session.execute(update(Import).where(*_ours(import_id, attempt)).values(values))
     db.session.commit()
 
 
-def abandon(import_id: str) -> None:
-    """Mark a running import's heartbeat as stopped, because the process running it died.
+def retry_delay(retries: int) -> float | None:
+    """Seconds before the next retry after ``retries`` transient failures; None when none is left."""
+    backoff = settings().retry_backoff
+    return backoff[retries] if retries < len(backoff) else None
 
-    Its job's retry may then claim it at once instead of waiting for JOB_HEARTBEAT_TIMEOUT.
+
+def lost_by(import_id: str, horse: str) -> str | None:
+    """Why ``horse`` (a ``run_by``) no longer runs its import: a newer run took it over, or its own
+    heartbeat stopped twice over (the whole process is frozen). None while all is well."""
+    with autocommit_engine().connect() as connection:
+        row = connection.execute(
+            select(Import.status, Import.run_by, Import.heartbeat_at).where(Import.id == import_id)
+        ).first()
+    if row is None or row.run_by is None:  # between a takeover and the next claim
+        return None
+    if row.run_by != horse:  # whether that run still works on it or has finished it
+        return "a newer run took the import over"
+    if row.status != "running":
+        return None
+    silent = utcnow() - timedelta(seconds=2 * settings().job_heartbeat_timeout)
+    beat = row.heartbeat_at
+    if beat is not None and (beat if beat.tzinfo else beat.replace(tzinfo=UTC)) < silent:
+        # Frozen, perhaps inside a transaction whose row locks keep the reconciler away.
+        return "its heartbeat stopped while the process lives"
+    return None
+
+
+def abandon(import_id: str, horse: str) -> None:
+    """Mark the import's heartbeat stopped, because ``horse`` (its ``run_by``) died running it.
+
+    A new run may then claim it at once instead of waiting for JOB_HEARTBEAT_TIMEOUT. A newer
+    run that already took it over is left alone.
     """
     db.session.execute(
-        update(Import).where(Import.id == import_id, Import.status == "running").values(heartbeat_at=None)
+        update(Import)
+        .where(Import.id == import_id, Import.status == "running", Import.run_by == horse)
+        .values(heartbeat_at=None)
     )
     db.session.commit()

@@ -59,7 +59,7 @@ from app.imports.service import (
 )
 from app.models import IMPORT_STATUSES, IdempotencyKey, Import, RowError
 from app.principals import current_principal
-from app.storage import StorageRefused, StorageUnavailable, UploadTooLarge, copy_limited
+from app.storage import StorageFull, StorageRefused, StorageUnavailable, UploadTooLarge, copy_limited
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,8 @@ def start(asked: ImportRequest, key: str | None = None) -> Response:
         return error_response(400, str(exc))
     except StorageRefused as exc:  # the store's own rule: the same file would be refused again
         return error_response(exc.status, str(exc))
+    except StorageFull as exc:
+        return error_response(507, str(exc))  # no Retry-After: space must be freed first
     except StorageUnavailable as exc:
         return storage_unavailable(exc)
     except OptionRefused as exc:
@@ -190,16 +192,27 @@ def post_import() -> Response:
     problem = idempotency.key_problem(key)
     if problem:
         return error_response(400, problem)
-    held = _hold(key)
-    if held is not None:
-        return _answer_again(held)
-    try:
-        response = _post_import(key)
-    except BaseException:
-        _let_go(key)
-        raise
-    if response.status_code != 202:
-        _let_go(key)
+    with idempotency.key_lock(key) as free:
+        if not free:
+            return _in_progress()
+        held = _hold(key)
+        if held is not None:
+            return _answer_again(held)
+        try:
+            response = _post_import(key)
+        except BaseException:
+            _let_go(key)
+            raise
+        if response.status_code != 202:
+            _let_go(key)
+        return response
+
+
+def _in_progress() -> Response:
+    response = error_response(
+        409, f"A request with this {idempotency.HEADER} is still in progress; retry it in a moment"
+    )
+    response.headers["Retry-After"] = "1"
     return response
 
 
@@ -236,11 +249,7 @@ def _let_go(key: str) -> None:
 def _answer_again(held: IdempotencyKey) -> Response:
     """The first answer for the same request; 409 while it runs; 422 for a different request."""
     if held.status != "done":
-        response = error_response(
-            409, f"A request with this {idempotency.HEADER} is still in progress; retry it in a moment"
-        )
-        response.headers["Retry-After"] = "1"
-        return response
+        return _in_progress()
     different = error_response(
         422,
         f"This {idempotency.HEADER} was already used with a different request "
@@ -688,6 +697,9 @@ def new() -> Response | tuple[str, int]:
         except StorageRefused as exc:
             form.file.errors.append(str(exc))
             return render_template("imports/new.html", form=form), exc.status
+        except StorageFull as exc:
+            form.file.errors.append(str(exc))
+            return render_template("imports/new.html", form=form), 507
         except StorageUnavailable as exc:
             log.warning("upload refused, storage is unavailable: %s", exc)
             form.file.errors.append("The file could not be stored, so nothing was imported. Try again later.")

@@ -6,7 +6,6 @@ import logging
 from typing import BinaryIO
 
 import redis.exceptions
-from rq import Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import bindparam, select, update
@@ -14,7 +13,6 @@ from sqlalchemy import bindparam, select, update
 from app.extensions import autocommit_engine, db, queue, settings, storage
 from app.filenames import clean_filename
 from app.models import IMPORT_JSON_COLUMNS, Import, import_json, utcnow
-from app.storage import StorageUnavailable
 from app.webhooks import record_event
 
 log = logging.getLogger(__name__)
@@ -85,15 +83,14 @@ def enqueue_import(import_id: str) -> bool:
     """Put the committed import's job on the queue; False if Redis cannot take it now.
 
     The import is safe either way: the reconciler queues a committed import that Redis lacks.
+    Retries are not RQ's: PostgreSQL holds when each is due (``Import.retry_at``).
     """
-    backoff = list(settings().retry_backoff)
     try:
         queue().enqueue_call(
             "app.jobs.run_import",
             args=(import_id,),
             job_id=import_id,
             timeout=JOB_TIMEOUT,
-            retry=Retry(max=len(backoff), interval=backoff),
             result_ttl=3600,
             failure_ttl=7 * 24 * 3600,
             description=f"import {import_id}",
@@ -120,14 +117,12 @@ def retry_import(imp: Import) -> None:
         raise ActionRefused(f"Only a failed import can be retried; this one is {imp.status}.")
     if not imp.storage_key:
         raise ActionRefused("The file of this import is no longer stored. Upload it again.")
-    job = _job(imp.id)
-    if job is not None and job.get_status(refresh=False) == JobStatus.STARTED:
-        # Its last run is still winding down; a second run must not start beside it.
-        raise ActionRefused("This import is still stopping. Try again in a moment.")
+    # No look at RQ's view of the last run: a job whose worker was killed stays "started" there
+    # for minutes. A run still winding down is harmless, since the new run's claim fences it off.
     result = db.session.execute(
         update(Import)
         .where(Import.id == imp.id, Import.status == "failed")
-        .values(status="queued", error=None, finished_at=None)
+        .values(status="queued", error=None, finished_at=None, retries=0, retry_at=None)
     )
     if result.rowcount == 0:
         raise ActionRefused("This import changed in the meantime. Reload the page and try again.")
@@ -146,11 +141,11 @@ def cancel_import(imp: Import) -> bool:
 
     A running import stops at its next batch (the pipeline commits a batch only while the import
     is running); a queued one is never claimed, and ``discard_queued_import`` drops its job and file.
+    The key stays set until the file is deleted, so the periodic sweep deletes a file that a
+    process killed in between left behind.
     """
     for was in ("review", "queued", "running"):
-        values: dict[str, object] = {"status": "cancelled", "finished_at": utcnow()}
-        if was != "running":
-            values["storage_key"] = None
+        values: dict[str, object] = {"status": "cancelled", "finished_at": utcnow(), "retry_at": None}
         result = db.session.execute(
             update(Import).where(Import.id == imp.id, Import.status == was).values(values)
         )
@@ -164,6 +159,7 @@ def cancel_import(imp: Import) -> bool:
 
 def discard_queued_import(import_id: str, storage_key: str | None) -> None:
     """After a queued import's cancel is committed: drop its waiting job and its stored file."""
+    from app.imports.cleanup import discard_file
     from app.recovery import forget_job  # the reconciler's module imports this one
 
     job = _job(import_id)
@@ -173,8 +169,5 @@ def discard_queued_import(import_id: str, storage_key: str | None) -> None:
         JobStatus.DEFERRED,
     ):
         forget_job(queue(), import_id)
-    if storage_key:
-        try:
-            storage().delete(storage_key)
-        except (OSError, StorageUnavailable):  # cancelled either way; the file is only left behind
-            log.exception("could not delete the file of a cancelled import", extra={"import_id": import_id})
+    # Cancelled either way; a file that cannot be deleted now is deleted by the periodic sweep.
+    discard_file(import_id, storage_key)

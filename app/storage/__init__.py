@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import time
@@ -23,6 +24,25 @@ class UploadTooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(f"The file is larger than the limit of {limit:,} bytes")
         self.limit = limit
+
+
+class StorageFull(Exception):
+    """Storage has no room for the file (its disk or quota is full); nothing of it was kept."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Storage is full, so the file could not be stored and nothing was imported. "
+            "Free some space (or ask whoever runs DataFlow to), then upload the file again."
+        )
+
+
+# What a write answers when the disk, or the quota on it, is full.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether an error says the disk (or quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in NO_SPACE
 
 
 class StorageUnavailable(Exception):

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from app.config import Settings
-from app.storage import StorageUnavailable, StoredFile, StoredFileMissing, copy_limited, new_key
+from app.storage import (
+    StorageFull,
+    StorageUnavailable,
+    StoredFile,
+    StoredFileMissing,
+    copy_limited,
+    is_no_space,
+    new_key,
+)
+
+log = logging.getLogger(__name__)
+
+# A partial file younger than this may belong to a save that has not taken its lock yet.
+PARTIAL_GRACE = 5.0
 
 
 class LocalStorage:
@@ -32,22 +48,48 @@ class LocalStorage:
     def save(
         self, stream: BinaryIO, limit: int, use_resumable: bool = False, filename: str | None = None
     ) -> StoredFile:
-        """Stream into a new file; nothing is left behind if the stream fails or is too large."""
+        """Stream into a new file; nothing is left behind if the stream fails or is too large.
+
+        The partial file is locked while it grows: one whose process was killed is unlocked, and
+        ``discard_partial_saves`` deletes it. A full disk raises StorageFull.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         key = new_key()
         final = self.path(key)
         partial = final.with_suffix(".part")
         try:
             with open(partial, "wb") as out:
+                fcntl.flock(out, fcntl.LOCK_EX)
                 size, sha256 = copy_limited(stream, out.write, limit)
-            os.replace(partial, final)
-        except BaseException:
+                out.flush()
+                os.replace(partial, final)  # still locked: the sweep never sees it unlocked half-written
+        except BaseException as exc:
             partial.unlink(missing_ok=True)
+            if is_no_space(exc):
+                log.warning("storage directory %s is full: %s", self.root, exc)
+                raise StorageFull() from exc
             raise
         return StoredFile(key, size, sha256)
 
     def check_size(self, size: int) -> None:
         """A folder has no limit of its own beyond MAX_UPLOAD_SIZE, which the callers enforce."""
+
+    def discard_partial_saves(self) -> int:
+        """Delete the partial files of saves whose process died (unlocked, and not brand new)."""
+        if not self.root.exists():
+            return 0
+        deleted = 0
+        for partial in self.root.glob("*.part"):
+            try:
+                if time.time() - partial.stat().st_mtime < PARTIAL_GRACE:
+                    continue
+                with open(partial, "rb") as f:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    partial.unlink()
+            except (BlockingIOError, FileNotFoundError):  # a save is writing it, or just finished
+                continue
+            deleted += 1
+        return deleted
 
     @contextmanager
     def open(self, key: str) -> Iterator[BinaryIO]:

@@ -1,7 +1,7 @@
 """sessions that sign-out ends, and who owns each upload, import and idempotency key
 
 Revision ID: 0009_sessions_owners
-Revises: 0007_webhooks
+Revises: 0008_retry_due
 Create Date: 2026-12-01
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_sessions_owners"
-down_revision = "0007_webhooks"
+down_revision = "0008_retry_due"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,114 @@
+"""Stuck, not dead: a run whose rows and stage stand still for STALL_TIMEOUT is taken over, and
+its work horse, alive but stuck, is killed. The storage read that never returns is a real one:
+the stored file is a FIFO that nobody writes to until the new run waits on it."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from app.extensions import db
+from app.models import Import
+from tests.conftest import stored_files, wait_for
+from tests.test_recovery import (
+    FAST,
+    ROWS,
+    assert_stored_exactly_once,
+    contact_file,
+    post_file,
+    progress,
+    status,
+)
+
+STALLS = {**FAST, "STALL_TIMEOUT": "4", "JOB_HEARTBEAT_TIMEOUT": "4"}
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie waiting for its parent does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_run_stuck_on_a_storage_read_is_taken_over_and_its_horse_killed(
+    client, app, worker_process, tmp_path
+):
+    file = contact_file(tmp_path, rows=3_000)
+    job_id = post_file(client, file)
+    (stored,) = stored_files(app)
+    content = stored.read_bytes()
+    stored.unlink()
+    os.mkfifo(stored)  # opening it for reading blocks until someone opens it for writing
+
+    worker = worker_process("--concurrency", "2", **STALLS)
+    wait_for(lambda: status(job_id).status == "running", timeout=60)
+    stuck_horse = int(status(job_id).run_by.rsplit(":", 1)[1])
+    assert _alive(stuck_horse)
+    assert status(job_id).heartbeat_at is not None  # alive: its heartbeat thread still beats
+
+    # Taken over: a second run claims the import, and the stuck horse is gone.
+    wait_for(lambda: status(job_id).attempts == 2 and status(job_id).status == "running", timeout=60)
+    wait_for(lambda: not _alive(stuck_horse), timeout=30)
+    assert worker.poll() is None  # the worker lives on; only its stuck horse was killed
+
+    # The new run waits on the same read: this time the file's bytes arrive.
+    with open(stored, "wb") as fifo:
+        fifo.write(content)
+    wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=60, interval=0.2)
+    imp = assert_stored_exactly_once(job_id, file)
+    assert imp.attempts == 2
+    log = worker.log_path.read_text()
+    assert "it made no progress for 4s" in log
+    assert "killing its process" in log
+
+
+def test_a_live_run_that_moves_is_not_taken_over(app, client):
+    """The reconciler leaves alone a run whose heartbeat beats and whose rows move."""
+    from sqlalchemy import text
+
+    from app.recovery import reconcile
+
+    job_id = client.post(
+        "/import", json={"source": "s", "data": [{"name": "A", "email": "a@example.com"}]}
+    ).get_json()["jobId"]
+    db.session.execute(
+        text(
+            "UPDATE imports SET status = 'running', heartbeat_at = now(), "
+            "progress_at = now() - interval '1 minute' WHERE id = :id"
+        ),
+        {"id": job_id},
+    )
+    db.session.commit()
+    reconcile()  # STALL_TIMEOUT is five minutes by default
+    assert status(job_id).status == "running"
+    db.session.execute(
+        text("UPDATE imports SET progress_at = now() - interval '6 minutes' WHERE id = :id"), {"id": job_id}
+    )
+    db.session.commit()
+    reconcile()
+    imp = db.session.get(Import, job_id, populate_existing=True)
+    assert imp.status == "queued"
+    assert imp.error == "Resumed after it made no progress for 5 minutes"
+
+
+def test_a_frozen_work_horse_is_killed_by_its_worker_and_the_import_taken_over(
+    client, worker_process, tmp_path
+):
+    """A horse stopped whole (SIGSTOP: no thread of it runs, as when one holds the GIL) cannot
+    kill itself; its heartbeat stops, its worker kills it (releasing any row lock it held mid-batch),
+    and a new run takes over."""
+    file = contact_file(tmp_path, rows=ROWS)
+    job_id = post_file(client, file)
+    worker = worker_process("--concurrency", "2", **FAST)
+    wait_for(lambda: progress(job_id, 2_000), timeout=60, interval=0.05)
+    frozen = int(status(job_id).run_by.rsplit(":", 1)[1])
+    os.kill(frozen, signal.SIGSTOP)
+
+    wait_for(lambda: status(job_id).attempts == 2, timeout=60)
+    wait_for(lambda: not _alive(frozen), timeout=30)
+    wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=120, interval=0.2)
+    assert assert_stored_exactly_once(job_id, file).attempts == 2
+    assert "killing a stuck work horse" in worker.log_path.read_text()
