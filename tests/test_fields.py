@@ -213,3 +213,12 @@ def test_names_join_in_order_and_cjk_family_name_first():
     assert join_name({"first": "芳", "last": "王"}) == "王芳"
     assert join_name({"first": "민수", "last": "김"}) == "김민수"
     assert join_name({"last": "Lovelace"}) == "Lovelace"
+
+
+def test_a_mapping_that_misses_names_every_column_of_the_file():
+    headers = [f"Column {n}" for n in range(1, 41)]
+    with pytest.raises(MappingError) as refused:
+        Columns.from_dict({"name": "Column 1", "email": "E-mail 1 - Value"}, headers)
+    message = str(refused.value)
+    assert "no column 'E-mail 1 - Value'" in message
+    assert message.endswith("Column 39, Column 40.") and "…" not in message
