@@ -14,6 +14,7 @@ from tusclient.client import TusClient
 from tusclient.exceptions import TusCommunicationError
 
 from app.extensions import db, queue
+from app.filenames import clean_filename
 from app.maintenance import run_once
 from app.models import Contact, Import, Upload
 from app.storage.supabase import SupabaseStorage
@@ -451,9 +452,10 @@ def test_unsafe_filenames_never_reach_object_keys(sb_client, fake_supabase, serv
     for answer in answers:
         assert answer.status_code == 202, answer.get_json()
     db.session.expire_all()
+    assert clean_filename(UNSAFE_NAME) == 'Zoë\'s #1 "list" %2F.csv'
     for job_id, name in zip(ids, [FORM_NAME, UNSAFE_NAME, UNSAFE_NAME], strict=True):
         imp = db.session.get(Import, job_id)
-        assert imp.filename == name  # shown as the user named it
+        assert imp.filename == clean_filename(name)  # shown as the user named it, control characters aside
         assert KEY.match(imp.storage_key), imp.storage_key
     assert len(fake_supabase.objects["imports"]) == 3  # the fake refuses unsafe names (InvalidKey)
 

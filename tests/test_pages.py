@@ -471,7 +471,7 @@ def test_a_huge_rejected_row_is_kept_cut_and_the_pages_never_load_it(client, wor
     assert rows[1][1:] == [
         "not-an-email",
         "n",
-        "Name is longer than 255 characters; Not a valid email address",
+        "Name is longer than 255 characters; Not a valid email address: it has no @",
     ]
 
     statements: list[str] = []
