@@ -27,8 +27,8 @@ from app.extensions import db
 # Python's None is SQL NULL in them, not JSON's null.
 JSON_DOCUMENT = JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 MERGE_MODES = ("skip", "fill", "update")
-IMPORT_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
-FINAL_STATUSES = ("completed", "failed", "cancelled")
+IMPORT_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "undoing", "undone")
+FINAL_STATUSES = ("completed", "failed", "cancelled", "undone")
 
 
 def utcnow() -> datetime:
@@ -117,6 +117,13 @@ class Import(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Undo (app.undo): contacts removed or restored, contacts kept because a later import changed
+    # them, and the undo's checkpoint {"from": status before, "phase", "after", "keptBy": {id: n}}.
+    undone_rows: Mapped[int] = mapped_column(Integer, default=0)
+    kept_rows: Mapped[int] = mapped_column(Integer, default=0)
+    undo_state: Mapped[dict | None] = mapped_column(JSON)
+    undo_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     @property
     def is_final(self) -> bool:
@@ -157,12 +164,15 @@ _JSON_NAMES = {
     "mode": "mode",
     "mapping": "mapping",
     "attempts": "attempts",
+    "undone_rows": "undoneRows",
+    "kept_rows": "keptRows",
     "error": "error",
     "created_at": "createdAt",
     "started_at": "startedAt",
     "finished_at": "finishedAt",
+    "undone_at": "undoneAt",
 }
-_JSON_TIMES = frozenset({"created_at", "started_at", "finished_at"})
+_JSON_TIMES = frozenset({"created_at", "started_at", "finished_at", "undone_at"})
 IMPORT_JSON_COLUMNS = tuple(Import.__table__.c[column] for column in _JSON_NAMES)
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 
 from app.extensions import db, queue, settings
+from app.imports.pipeline import UNDO_JOB_PREFIX
 from app.imports.service import enqueue_import
 from app.maintenance import every
 from app.models import Import, utcnow
@@ -81,7 +82,7 @@ def _requeue(import_id: str, why: str) -> None:
 
 @every("reconcile_interval")
 def reconcile() -> None:
-    """Re-queue imports whose worker died and queued imports that Redis has lost.
+    """Re-queue imports (and undos) whose worker died and queued ones that Redis has lost.
 
     Rows are taken with ``FOR UPDATE SKIP LOCKED``, so workers running this at the same
     time each take different imports. The resumed job continues from the checkpoint.
@@ -120,4 +121,29 @@ def reconcile() -> None:
     for import_id in queued:
         if import_id not in waiting:
             _requeue(import_id, "Redis had no job for it")
+    db.session.commit()
+    _reconcile_undos(stale, settled)
+
+
+def _reconcile_undos(stale: datetime, settled: datetime) -> None:
+    """Re-queue undos whose worker died, and waiting undos that Redis has lost."""
+    from app.undo import enqueue_undo  # it imports this module
+
+    rows = db.session.execute(
+        select(Import.id, Import.heartbeat_at)
+        .where(
+            Import.status == "undoing",
+            or_(
+                and_(Import.heartbeat_at.is_(None), Import.undo_requested_at < settled),
+                Import.heartbeat_at < stale,
+            ),
+        )
+        .limit(PER_RUN)
+        .with_for_update(skip_locked=True)
+    ).all()
+    waiting = _waiting_in_redis(queue(), [UNDO_JOB_PREFIX + import_id for import_id, _ in rows])
+    for import_id, heartbeat_at in rows:
+        lost = heartbeat_at is not None or UNDO_JOB_PREFIX + import_id not in waiting
+        if lost and enqueue_undo(import_id):
+            log.warning("undo re-queued", extra={"import_id": import_id})
     db.session.commit()

@@ -35,6 +35,9 @@ COMMITTER_SWITCH_INTERVAL = 0.0002
 # Readers kept for the key sets of JSON items and vCards (most files have a handful).
 READERS_KEPT = 1024
 
+# The RQ job id of an import's undo is this and the import's id (the import's own job has its id).
+UNDO_JOB_PREFIX = "undo-"
+
 # Set in a worker that is shutting down: the running import stops after its current batch.
 handback_requested = threading.Event()
 
@@ -63,26 +66,29 @@ class Batch:
         return len(self.contacts) + self.rejected_rows
 
 
-def _ours(import_id: str, attempt: int) -> tuple:
-    """The row as this run claimed it: a newer claim (a higher attempt) fences this run off."""
-    return (Import.id == import_id, Import.status == "running", Import.attempts == attempt)
+def _ours(import_id: str, attempt: int, status: str = "running") -> tuple:
+    """The row as this run claimed it: a newer claim (a higher attempt) fences this run off.
+
+    ``status`` is what the run's work is: "running" for an import, "undoing" for its undo.
+    """
+    return (Import.id == import_id, Import.status == status, Import.attempts == attempt)
 
 
-def claim(import_id: str) -> Import | None:
-    """Mark the import running for this run, committed before any work.
+def claim(import_id: str, status: str = "running", waiting: str | None = "queued") -> Import | None:
+    """Mark the import ``status`` for this run, committed before any work.
 
-    A queued import is claimed; so is a running one whose heartbeat stopped (its worker died).
-    None when the import has ended or another run is alive on it.
+    An import ``waiting`` is claimed; so is one in ``status`` whose heartbeat stopped (its worker
+    died, or, for an undo, which waits with no heartbeat, none has started). None when the import
+    has ended or another run is alive on it.
     """
     stale = utcnow() - timedelta(seconds=settings().job_heartbeat_timeout)
-    abandoned = and_(
-        Import.status == "running", or_(Import.heartbeat_at.is_(None), Import.heartbeat_at < stale)
-    )
+    abandoned = and_(Import.status == status, or_(Import.heartbeat_at.is_(None), Import.heartbeat_at < stale))
+    claimable = abandoned if waiting is None else or_(Import.status == waiting, abandoned)
     claimed = db.session.execute(
         update(Import)
-        .where(Import.id == import_id, or_(Import.status == "queued", abandoned))
+        .where(Import.id == import_id, claimable)
         .values(
-            status="running",
+            status=status,
             attempts=Import.attempts + 1,
             started_at=db.func.coalesce(Import.started_at, utcnow()),
             heartbeat_at=utcnow(),
@@ -101,11 +107,14 @@ class Heartbeat:
     The reconciler takes back an import whose beats stop for JOB_HEARTBEAT_TIMEOUT seconds.
     """
 
-    def __init__(self, engine: Engine, import_id: str, attempt: int, every: float) -> None:
+    def __init__(
+        self, engine: Engine, import_id: str, attempt: int, every: float, status: str = "running"
+    ) -> None:
         self.engine = engine
         self.import_id = import_id
         self.attempt = attempt
         self.every = every
+        self.status = status
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._beat, name=f"heartbeat {import_id}", daemon=True)
 
@@ -125,7 +134,7 @@ class Heartbeat:
                 with self.engine.begin() as connection:
                     beat = connection.execute(
                         update(Import)
-                        .where(*_ours(self.import_id, self.attempt))
+                        .where(*_ours(self.import_id, self.attempt, self.status))
                         .values(heartbeat_at=utcnow())
                     )
             except Exception as exc:  # the batch loop meets the same failure and retries the job
@@ -456,27 +465,31 @@ def _reject_or_keep(
         batch.rejected_rows += 1
 
 
-def release(import_id: str, attempt: int, reason: str | None = None) -> None:
-    """Put the import this run claimed back to queued, for its job's retry or another worker.
+def release(import_id: str, attempt: int, reason: str | None = None, status: str = "running") -> None:
+    """Put the import this run claimed back to waiting, for its job's retry or another worker.
 
+    An import waits queued; an undo (``status`` "undoing") waits undoing with no heartbeat.
     With a reason, the import shows that it waits after a temporary failure.
     """
     db.session.rollback()
     error = reason and f"Waiting to retry after a temporary failure: {reason}"
     db.session.execute(
         update(Import)
-        .where(*_ours(import_id, attempt))
-        .values(status="queued", heartbeat_at=None, error=error)
+        .where(*_ours(import_id, attempt, status))
+        .values(status="queued" if status == "running" else status, heartbeat_at=None, error=error)
     )
     db.session.commit()
 
 
-def abandon(import_id: str) -> None:
-    """Mark a running import's heartbeat as stopped, because the process running it died.
+def abandon(job_id: str) -> None:
+    """Mark a running import's (or undo's) heartbeat as stopped, because the process running it died.
 
     Its job's retry may then claim it at once instead of waiting for JOB_HEARTBEAT_TIMEOUT.
     """
+    import_id = job_id.removeprefix(UNDO_JOB_PREFIX)
     db.session.execute(
-        update(Import).where(Import.id == import_id, Import.status == "running").values(heartbeat_at=None)
+        update(Import)
+        .where(Import.id == import_id, Import.status.in_(("running", "undoing")))
+        .values(heartbeat_at=None)
     )
     db.session.commit()
