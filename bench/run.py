@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import data
 from bench.stack import AUTHORIZATION, MemoryWatch, Stack, database_url
+from bench.undo import undo_run
 
 HERE = Path(__file__).resolve().parent
 MB = 1024 * 1024
@@ -580,6 +581,7 @@ def main(argv: list[str] | None = None) -> None:
         ("wide", lambda: wide_ingest(stack, results, workdir, rows, repeats)),
         ("memory", lambda: memory(stack, results, (little, small), (big, rows))),
         ("parallel", lambda: parallel_parts(stack, results, workdir, rows)),
+        ("undo", lambda: undo_run(stack, results, big, rows, pipeline_import, verdict)),
     ]
     steps += [
         ("spreadsheets", lambda: spreadsheets(stack, results, workdir, sheet, repeats)),

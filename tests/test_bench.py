@@ -32,7 +32,16 @@ def test_quick_benchmark_prints_one_table_and_writes_results(tmp_path: Path) -> 
     table = [line for line in run.stdout.splitlines() if line.startswith("|")]
     assert table[0].startswith("| measure") and "baseline (same run)" in table[0]
     measures = " ".join(table)
-    for measure in ("psql \\copy", "worker peak RSS", "XLSX", "ODS", "stream POST", "cp ", "queue latency"):
+    for measure in (
+        "psql \\copy",
+        "worker peak RSS",
+        "XLSX",
+        "ODS",
+        "stream POST",
+        "cp ",
+        "queue latency",
+        "Undo of",
+    ):
         assert measure in measures
 
     results = json.loads(output.read_text())
@@ -42,3 +51,4 @@ def test_quick_benchmark_prints_one_table_and_writes_results(tmp_path: Path) -> 
     assert ingest["insertedRows"] + ingest["duplicateRows"] + ingest["rejectedRows"] == 2000
     assert ingest["rejectedRows"] > 0 and ingest["duplicateRows"] > 0
     assert results["api_load"]["status"]["errors"] == 0
+    assert results["undo_2000"]["undo"]["undoneRows"] == ingest["insertedRows"]
