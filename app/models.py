@@ -124,6 +124,8 @@ class Import(db.Model):
     undo_state: Mapped[dict | None] = mapped_column(JSON)
     undo_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A follow-up import of an import's fixed rejected rows (app.fixes) names the import it fixes.
+    fixes_of: Mapped[str | None] = mapped_column(String(36), index=True)
 
     @property
     def is_final(self) -> bool:
@@ -171,6 +173,7 @@ _JSON_NAMES = {
     "started_at": "startedAt",
     "finished_at": "finishedAt",
     "undone_at": "undoneAt",
+    "fixes_of": "fixes",
 }
 _JSON_TIMES = frozenset({"created_at", "started_at", "finished_at", "undone_at"})
 IMPORT_JSON_COLUMNS = tuple(Import.__table__.c[column] for column in _JSON_NAMES)

@@ -7,4 +7,4 @@ from app.imports import display
 bp = Blueprint("imports", __name__)
 display.register(bp)
 
-from app.imports import cleanup, routes, undo_routes  # noqa: E402,F401  (routes register on bp)
+from app.imports import cleanup, fixes_routes, routes, undo_routes  # noqa: E402,F401  (they register on bp)

@@ -26,6 +26,7 @@ from flask import (
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.exc import IntegrityError
 
+from app import fixes
 from app.errors import error_response, wants_json
 from app.extensions import csrf, db, settings
 from app.fields import describe_mapping
@@ -469,9 +470,14 @@ def detail(job_id: str) -> Response | str | dict:
             abort(404, description="Import not found")
         return status
     imp = _import_or_404(job_id)
+    fix_list = None
+    if imp.rejected_rows and imp.is_final:
+        after = max(0, request.args.get("after", 0, type=int) or 0)
+        fix_list = fixes.list_context(imp, request.args.get("problem") or None, after)
     return render_template(
         "imports/detail.html",
         imp=imp,
+        fix_list=fix_list,
         pace=pace_of(imp),
         errors=_errors_page(imp, _page()),
         warnings=_errors_page(imp, _page("warnings_page"), "warning"),

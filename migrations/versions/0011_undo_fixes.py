@@ -1,4 +1,4 @@
-"""undo of an import: its counters and checkpoint
+"""undo of an import (its counters and checkpoint), and fixes of rejected rows
 
 Revision ID: 0011_undo_fixes
 Revises: 0005_contact_fields
@@ -7,25 +7,48 @@ Create Date: 2026-12-01
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = "0011_undo_fixes"
 down_revision = "0005_contact_fields"
 branch_labels = None
 depends_on = None
 
+_JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
 
 def upgrade() -> None:
-    """Add the undo's counters, checkpoint and times to imports."""
+    """Add the undo's counters, checkpoint and times to imports; the fixes of rejected rows."""
     with op.batch_alter_table("imports") as table:
+        table.add_column(sa.Column("fixes_of", sa.String(36)))
         for column in ("undone_rows", "kept_rows"):
             table.add_column(sa.Column(column, sa.Integer(), nullable=False, server_default="0"))
         table.add_column(sa.Column("undo_state", sa.JSON()))
         table.add_column(sa.Column("undo_requested_at", sa.DateTime(timezone=True)))
         table.add_column(sa.Column("undone_at", sa.DateTime(timezone=True)))
+    op.create_index("ix_imports_fixes_of", "imports", ["fixes_of"])
+    op.create_table(
+        "row_fixes",
+        sa.Column(
+            "import_id",
+            sa.String(36),
+            sa.ForeignKey("imports.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("row", sa.Integer(), primary_key=True),
+        sa.Column("cells", _JSON),
+        sa.Column("problem", sa.Text()),
+        sa.Column("dismissed", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("fixed_in", sa.String(36)),
+    )
+    op.create_index("ix_row_fixes_fixed_in", "row_fixes", ["fixed_in"])
 
 
 def downgrade() -> None:
     """Drop what upgrade added."""
+    op.drop_index("ix_row_fixes_fixed_in", "row_fixes")
+    op.drop_table("row_fixes")
+    op.drop_index("ix_imports_fixes_of", "imports")
     with op.batch_alter_table("imports") as table:
-        for column in ("undone_at", "undo_requested_at", "undo_state", "kept_rows", "undone_rows"):
+        for column in ("fixes_of", "undone_at", "undo_requested_at", "undo_state", "kept_rows", "undone_rows"):
             table.drop_column(column)
