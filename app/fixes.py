@@ -210,18 +210,23 @@ def summary(imp: Import) -> FixSummary:
     return FixSummary([(str(i), n) for i, n in fixed], dismissed, max(0, imp.rejected_rows - done))
 
 
+def problem_kind(message: str) -> str:
+    """The kind of a problem, its message before the specifics: "Not a valid email address"."""
+    return message.split(": ", 1)[0].split(". Did you mean", 1)[0].rstrip(".")
+
+
 def problems(imp: Import) -> list[tuple[str, int]]:
-    """The kinds of problem of the rejected rows, with how many rows each: for the filter."""
-    return [
-        (message, count)
-        for message, count in db.session.execute(
-            select(RowError.message, func.count(func.distinct(RowError.row)))
-            .where(RowError.import_id == imp.id, RowError.level == "error")
-            .group_by(RowError.message)
-            .order_by(func.count(func.distinct(RowError.row)).desc(), RowError.message)
-            .limit(100)
-        )
-    ]
+    """The kinds of problem of the rejected rows, with how many rows each, most first: for the filter."""
+    counts: dict[str, int] = {}
+    for message, count in db.session.execute(
+        select(RowError.message, func.count(func.distinct(RowError.row)))
+        .where(RowError.import_id == imp.id, RowError.level == "error")
+        .group_by(RowError.message)
+        .limit(1000)
+    ):
+        kind = problem_kind(message)
+        counts[kind] = counts.get(kind, 0) + count
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 @dataclass
@@ -242,7 +247,7 @@ def page_of_rows(imp: Import, problem: str | None, after: int) -> tuple[list[Sho
         RowError.import_id == imp.id, RowError.level == "error", RowError.row > after
     )
     if problem:
-        query = query.where(RowError.message == problem)
+        query = query.where(RowError.message.startswith(problem, autoescape=True))
     numbers = db.session.scalars(query.distinct().order_by(RowError.row).limit(ROWS_PER_PAGE + 1)).all()
     more = len(numbers) > ROWS_PER_PAGE
     numbers = numbers[:ROWS_PER_PAGE]
