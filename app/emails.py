@@ -10,18 +10,21 @@ from typing import Any, NamedTuple
 import idna
 
 from app.readers import cell_text
+from app.typos import suggest_domain
 
 EMAIL_MAX = 254
 LOCAL_MAX = 64
 LABEL_MAX = 63
+# Room for a long display name around an address; a longer cell is not worth taking apart.
+CELL_MAX = 2000
 
 MISSING = "Email is missing"
 INVALID = "Not a valid email address"
 
 # Plain ASCII local@domain.tld, already lower-cased: no leading or trailing dot (doubled dots are
 # looked for apart, faster than a lookahead), labels of letters, digits and inner hyphens, a
-# top-level domain of letters. Most addresses are this; an
-# address that is not (xn-- labels, Unicode, anything to unwrap or explain) takes the careful path.
+# top-level domain of letters. Most addresses are this; the rest (Unicode, anything to unwrap or
+# explain) take the careful path, and a domain seen for the first time is judged once.
 _PLAIN = re.compile(
     r"(?!\.)[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}(?<!\.)"
     r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
@@ -35,55 +38,8 @@ _QUOTES = "\"'“”‘’«»"
 _IDEOGRAPHIC_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 _CODEPOINT = re.compile(r"U\+([0-9A-F]{4,6})")
 _SEPARATORS = re.compile(r":::|[;,\n]")
-
-# Domains people really use: never corrected, and the targets of a suggestion.
-WELL_KNOWN_DOMAINS = frozenset(
-    str.split(
-        """
-    gmail.com googlemail.com yahoo.com ymail.com rocketmail.com hotmail.com outlook.com live.com msn.com
-    aol.com aim.com icloud.com me.com mac.com protonmail.com proton.me pm.me mail.com email.com gmx.com
-    gmx.de gmx.net gmx.at gmx.ch web.de t-online.de freenet.de posteo.de mailbox.org zoho.com
-    fastmail.com hey.com tutanota.com tuta.io yandex.com yandex.ru mail.ru rambler.ru qq.com 163.com
-    126.com sina.com naver.com daum.net hanmail.net comcast.net verizon.net att.net sbcglobal.net
-    bellsouth.net charter.net cox.net earthlink.net btinternet.com sky.com virginmedia.com talktalk.net
-    orange.fr free.fr laposte.net wanadoo.fr sfr.fr libero.it virgilio.it tiscali.it alice.it
-    bigpond.com optusnet.com.au shaw.ca rogers.com sympatico.ca uol.com.br bol.com.br terra.com.br
-    hotmail.co.uk hotmail.fr hotmail.de hotmail.it hotmail.es live.co.uk live.fr live.de outlook.fr
-    outlook.de outlook.es yahoo.co.uk yahoo.fr yahoo.de yahoo.es yahoo.it yahoo.ca yahoo.com.au
-    yahoo.co.jp yahoo.co.in rediffmail.com example.com example.org example.net
-    """
-    )
-)
-# Misspellings seen often enough to name outright; the edit check below finds the rest.
-TYPO_DOMAINS = {
-    "gmial.com": "gmail.com",
-    "gmai.com": "gmail.com",
-    "gamil.com": "gmail.com",
-    "gmaill.com": "gmail.com",
-    "gnail.com": "gmail.com",
-    "gmal.com": "gmail.com",
-    "gmail.con": "gmail.com",
-    "hotmial.com": "hotmail.com",
-    "hotmal.com": "hotmail.com",
-    "hotmai.com": "hotmail.com",
-    "hotmail.con": "hotmail.com",
-    "yaho.com": "yahoo.com",
-    "yahooo.com": "yahoo.com",
-    "yahoo.con": "yahoo.com",
-    "outlok.com": "outlook.com",
-    "outloo.com": "outlook.com",
-    "iclod.com": "icloud.com",
-    "icoud.com": "icloud.com",
-}
-# Slips of the finger on ".com" after the name of a well-known mail provider.
-_COM_TYPOS = frozenset(str.split("con cmo cpm vom xom ocm comm om cm co c0m coom comn cim clm"))
-_KNOWN_BY_SUFFIX: dict[str, tuple[str, ...]] = {}
-for _domain in sorted(WELL_KNOWN_DOMAINS):
-    _name, _, _suffix = _domain.partition(".")
-    _KNOWN_BY_SUFFIX[_suffix] = (*_KNOWN_BY_SUFFIX.get(_suffix, ()), _name)
-_COM_NAMES = frozenset(_KNOWN_BY_SUFFIX["com"])
-# Shorter names sit one keystroke from too many real domains (aol.com, aim.com) to guess at.
-_EDIT_MIN = 5
+_AROUND_PUNCTUATION = re.compile(r"\s*([@.])\s*")
+_SPELLED_OUT = re.compile(r"\s*[(\[{<]\s*(at|dot)\s*[)\]}>]\s*|\s+(at|dot)\s+")
 
 
 class EmailCheck(NamedTuple):
@@ -109,6 +65,16 @@ def check_email(value: Any) -> EmailCheck:
             return _new_check(EmailCheck, (email, None, None, None))
         return _with_domain(text, email, domain, verdict)
     return _careful(text)
+
+
+def plain_email(value: str) -> str | None:
+    """The stored form of a plain, valid ASCII address with nothing to say about it, else None.
+
+    The row loop's shortcut: a None sends the value to ``check_email``, which explains or suggests.
+    """
+    email = value.strip().lower()
+    plain = email.isascii() and len(email) <= EMAIL_MAX and ".." not in email and _PLAIN.fullmatch(email)
+    return email if plain and _plain_domains.get(email.rpartition("@")[2], _UNSEEN) is None else None
 
 
 class _Verdict(NamedTuple):
@@ -142,13 +108,24 @@ def _with_domain(text: str, email: str, domain: str, verdict: _Verdict | None) -
     return _new_check(EmailCheck, (f"{local}@{verdict.stored}", None, suggestion, None))
 
 
+def typo_warning(check: EmailCheck) -> str | None:
+    """The warning for an address stored as written with a likely typo, or None."""
+    if check.email is None or check.suggestion is None:
+        return None
+    return f"Email may have a typo: did you mean {check.suggestion}?"
+
+
 def split_addresses(value: Any) -> list[str]:
     """The addresses in one cell: ``a ::: b`` (Google), ``a; b``, ``a, b``; a name's comma splits nothing."""
     text = (value if type(value) is str else cell_text(value)).strip()
     if not text:
         return []
-    if not _SEPARATORS.search(text):
+    if len(text) > CELL_MAX * 10:
         return [text]
+    if not _SEPARATORS.search(text):
+        words = text.split()
+        # "a@x.example b@y.example": addresses side by side; a name among them keeps the cell whole.
+        return words if len(words) > 1 and all("@" in word for word in words) else [text]
     pieces: list[str] = []
     separators: list[str] = []
     start = 0
@@ -187,58 +164,10 @@ def split_addresses(value: Any) -> list[str]:
     return [a for a in addresses if a]
 
 
-def suggest_domain(domain: str) -> str | None:
-    """The well-known domain that ``domain`` is a likely misspelling of, or None."""
-    return None if domain in WELL_KNOWN_DOMAINS else _suggestion(domain)
-
-
-@lru_cache(maxsize=8192)
-def _suggestion(domain: str) -> str | None:
-    if domain in TYPO_DOMAINS:
-        return TYPO_DOMAINS[domain]
-    name, dot, suffix = domain.partition(".")
-    if not dot:
-        # "gmailcom", "gmail": the dot (or the whole ".com") left out.
-        bare = domain.removesuffix("com")
-        return f"{bare}.com" if bare in _COM_NAMES else None
-    if suffix in _COM_TYPOS and "." not in suffix:
-        fixed = _close_name(name, "com") or (name if name in _COM_NAMES else None)
-        return f"{fixed}.com" if fixed else None
-    fixed = _close_name(name, suffix)
-    return f"{fixed}.{suffix}" if fixed else None
-
-
-def _close_name(name: str, suffix: str) -> str | None:
-    """The one well-known name under ``suffix`` that ``name`` is a single slip away from."""
-    if len(name) < _EDIT_MIN - 1:
-        return None
-    found = [k for k in _KNOWN_BY_SUFFIX.get(suffix, ()) if len(k) >= _EDIT_MIN and _one_edit(name, k)]
-    return found[0] if len(found) == 1 else None
-
-
-def _one_edit(a: str, b: str) -> bool:
-    """Whether one letter added, dropped, changed, or two neighbours swapped, turns ``a`` into ``b``."""
-    if a == b or abs(len(a) - len(b)) > 1:
-        return False
-    if len(a) == len(b):
-        diffs = [i for i in range(len(a)) if a[i] != b[i]]
-        if len(diffs) == 1:
-            return True
-        return (
-            len(diffs) == 2
-            and diffs[1] == diffs[0] + 1
-            and a[diffs[0]] == b[diffs[1]]
-            and a[diffs[1]] == b[diffs[0]]
-        )
-    short, long = (a, b) if len(a) < len(b) else (b, a)
-    i = 0
-    while i < len(short) and short[i] == long[i]:
-        i += 1
-    return short[i:] == long[i + 1 :]
-
-
 def _careful(text: str) -> EmailCheck:
     """Unwrap what exports put around an address, then check it part by part."""
+    if len(text) > CELL_MAX:
+        return EmailCheck(None, f"{INVALID}: it is longer than {EMAIL_MAX} characters", None, None)
     address, display_name = unwrap(text)
     if not address:
         return EmailCheck(None, MISSING, None, display_name)
@@ -285,13 +214,13 @@ def _problem(email: str) -> tuple[str | None, str | None]:
     if len(split_addresses(email)) > 1:
         return "the cell holds more than one address; give one per column", None
     if any(ch.isspace() for ch in email):
-        return "it has a space inside", None
+        return "it has a space inside", _spelled_out(email) or _squeezed(email)
     count = email.count("@")
     if count == 0:
         if "\uff20" in email:
             fixed = email.replace("\uff20", "@")
             return "it has a full-width ＠ where an @ belongs", fixed if _problem(fixed)[0] is None else None
-        return "it has no @", None
+        return "it has no @", _spelled_out(email)
     if count > 1:
         return "it has more than one @", None
     local, _, domain = email.partition("@")
@@ -325,11 +254,25 @@ def _problem(email: str) -> tuple[str | None, str | None]:
     if top.isascii() and not top.startswith("xn--") and (not top.isalpha() or len(top) < 2):
         return f"the domain ends in “.{top}”, which is not a top-level domain", None
     ace = _ace(domain)
-    if isinstance(ace, str) and ace.startswith("!"):
+    if ace.startswith("!"):
         return ace[1:], None
     if len(local.encode()) + 1 + len(ace) > EMAIL_MAX:
         return f"it is longer than {EMAIL_MAX} characters", None
     return None, None
+
+
+def _spelled_out(email: str) -> str | None:
+    """``ada (at) example (dot) com``, as web pages hide addresses, if it reads as a valid one."""
+    if "at" not in email:
+        return None
+    fixed = _SPELLED_OUT.sub(lambda m: "@" if (m.group(1) or m.group(2)) == "at" else ".", email)
+    return fixed if fixed != email and _problem(fixed)[0] is None else None
+
+
+def _squeezed(email: str) -> str | None:
+    """``ada @ example. com`` without the spaces around its @ and dots, if that is a valid address."""
+    fixed = _AROUND_PUNCTUATION.sub(r"\1", email)
+    return fixed if fixed != email and _problem(fixed)[0] is None else None
 
 
 def _unicode_letter_ok(ch: str) -> bool:

@@ -54,6 +54,9 @@ def _normalise(text: str, region: str | None) -> tuple[str | None, str | None]:
     shown = text if len(text) <= 40 else text[:40] + "…"
     if len(text) > MAX_LENGTH:
         return None, f"Not a phone number: “{shown}” is too long to be one"
+    if region is None and text.startswith("00"):
+        # 00 is the international prefix nearly everywhere (and no national number starts so).
+        text = "+" + text[2:]
     try:
         number = phonenumbers.parse(text, region)
     except NumberParseException as exc:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from app.emails import check_email, split_addresses
+from app.emails import check_email, split_addresses, typo_warning
 from app.fields import Columns, join_name
 from app.phones import normalise_phone
 from app.readers import cell_text
@@ -126,14 +126,9 @@ class ContactReader:
                     others.append(address)
                     continue
                 email, display_name = check.email, check.display_name
-                if check.suggestion:
-                    warnings.append(
-                        Problem(
-                            "email",
-                            f"Did you mean {check.suggestion}? The address was stored as written.",
-                            check.email,
-                        )
-                    )
+                warning = typo_warning(check)
+                if warning:  # stored as written: DataFlow never changes an address by itself
+                    warnings.append(Problem("email", warning, check.email))
                 else:
                     learn_domain(check.email)
         if email is None:

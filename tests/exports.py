@@ -360,8 +360,11 @@ def google_contacts_csv(rows: Iterable[Person] | None = None, *, line_end: str =
     return _csv_bytes(_GOOGLE_HEADER, out, line_end=line_end)
 
 
-def google_contacts_legacy_csv(rows: Iterable[Person] | None = None) -> bytes:
-    """The older Google CSV layout (``Name,Given Name,...,Group Membership,E-mail 1 - Type,...``)."""
+def google_contacts_legacy_csv(rows: Iterable[Person] | None = None, *, encoding: str = "utf-8") -> bytes:
+    """The older Google CSV layout (``Name,Given Name,...,Group Membership,E-mail 1 - Type,...``).
+
+    The old Gmail export wrote it in UTF-16 with a BOM: ``encoding="utf-16"``.
+    """
     out = []
     for p in _people(rows):
         groups = " ::: ".join(["* myContacts", *p.get("tags", [])])
@@ -399,7 +402,7 @@ def google_contacts_legacy_csv(rows: Iterable[Person] | None = None) -> bytes:
             parts = (_get(p, "street"), _get(p, "city"), _get(p, "country"))
             cells["Address 1 - Formatted"] = "\n".join(x for x in parts if x)
         out.append([cells.get(h, "") for h in _GOOGLE_LEGACY_HEADER])
-    return _csv_bytes(_GOOGLE_LEGACY_HEADER, out)
+    return _csv_bytes(_GOOGLE_LEGACY_HEADER, out, encoding=encoding)
 
 
 def outlook_com_csv(rows: Iterable[Person] | None = None, *, bom: bool = True) -> bytes:
@@ -736,6 +739,11 @@ def google_vcard(rows: Iterable[Person] | None = None) -> bytes:
     return "".join(out).encode()
 
 
+def _escape_21(text: str) -> str:
+    """A value escaped as Android's 2.1 writer escapes it: backslashes and semicolons."""
+    return text.replace("\\", "\\\\").replace(";", "\\;")
+
+
 def _qp(text: str, charset: str) -> str:
     """A value in QUOTED-PRINTABLE as vCard 2.1 writers put it, with ``=`` soft line breaks."""
     out, line = [], ""
@@ -756,8 +764,8 @@ def android_vcard(
     for p in _people(rows):
         lines = ["BEGIN:VCARD", "VERSION:2.1"]
         for prop, value in (
-            ("N", ";".join(_get(p, k) for k in ("last", "first", "middle", "prefix", "suffix"))),
-            ("FN", _full_name(p)),
+            ("N", ";".join(_escape_21(_get(p, k)) for k in ("last", "first", "middle", "prefix", "suffix"))),
+            ("FN", _escape_21(_full_name(p))),
         ):
             if value.isascii() and "\n" not in value:
                 lines.append(f"{prop}:{value}")
@@ -777,7 +785,7 @@ def android_vcard(
                     )
         for prop, key in (("ORG", "company"), ("TITLE", "title"), ("NOTE", "notes")):
             if p.get(key):
-                value = _get(p, key)
+                value = _escape_21(_get(p, key))
                 if value.isascii() and "\n" not in value:
                     lines.append(f"{prop}:{value}")
                 else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from app.fields import Columns, find_columns
@@ -80,9 +80,7 @@ def test_an_address_on_a_typo_domain_is_stored_as_written_with_a_suggestion():
     contact = read(["Name", "Email"], ["Linus", "linus@gmial.com"])
     assert isinstance(contact, Contact) and contact.email == "linus@gmial.com"
     assert contact.warnings == (
-        Problem(
-            "email", "Did you mean linus@gmail.com? The address was stored as written.", "linus@gmial.com"
-        ),
+        Problem("email", "Email may have a typo: did you mean linus@gmail.com?", "linus@gmial.com"),
     )
 
 
@@ -193,7 +191,10 @@ def test_new_fields_round_trip_through_csv(rows: list):
 @given(rows=_rows)
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_new_fields_round_trip_through_xlsx(rows: list):
-    assert _read_back(xlsx_bytes([HEADERS, *_table_rows(rows)])) == _expected(rows)
+    table = _table_rows(rows)
+    # openpyxl writes a text starting with "=" as a formula, with no value for a reader to find
+    assume(not any(cell.startswith("=") for row in table for cell in row))
+    assert _read_back(xlsx_bytes([HEADERS, *table])) == _expected(rows)
 
 
 def test_a_mapping_given_as_json_reads_the_same_rows():

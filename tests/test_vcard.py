@@ -403,3 +403,80 @@ def test_any_text_survives_a_round_trip(name: str, note: str, title: str) -> Non
     ]
     rows = cards(card(*lines).encode())
     assert rows == [(1, {"Name": name, "NOTE": note, "Title": title})]
+
+
+def test_a_huge_value_on_one_line_is_refused_in_flat_memory(tmp_path: Path) -> None:
+    cards(card("FN:Warm-up").encode())
+    path = tmp_path / "note.vcf"
+    path.write_bytes((card("FN:Huge", "NOTE:" + "x" * 16_000_000) + card("FN:Small")).encode())
+    peak, rows = _peak_while_reading(path)
+    assert rows[0][1].message == "This card holds more than 1 MB besides its photos"
+    assert rows[1] == (2, {"Name": "Small"})
+    assert peak < 4_000_000, peak
+
+
+def test_a_vcf_import_end_to_end(client, work) -> None:
+    from tests.test_pipeline import contacts, post_file
+
+    one_address = [p for p in PEOPLE if not p.get("email2")]
+    broken = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Cut Short\r\n"
+    data = iphone_vcard(one_address[:2], photo_size=300_000) + broken.encode() + iphone_vcard(one_address[2:])
+    job_id = post_file(client, data, source="phone", filename="contacts.vcf")
+    work()
+    status = client.get(f"/imports/{job_id}").get_json()
+    assert (status["status"], status["format"]) == ("completed", "vcard")
+    assert (status["insertedRows"], status["rejectedRows"]) == (len(one_address), 1)
+    errors = client.get(f"/imports/{job_id}/errors").get_json()["items"]
+    assert [(e["row"], e["message"]) for e in errors] == [
+        (3, "This card has no END:VCARD: the next card begins before it ends")
+    ]
+    assert ("王芳", "wang.fang@example.cn") in contacts("phone")
+
+
+def test_a_quoted_parameter_may_hold_a_colon() -> None:
+    data = card("FN:Ada", 'ADR;LABEL="1 Main St\\nBath: UK";TYPE=home:;;1 Main St;Bath;;;UK', version="4.0")
+    assert cards(data.encode())[0][1]["ADR"] == "1 Main St, Bath, UK"
+
+
+_FIELD = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters=":"),
+    min_size=1,
+    max_size=40,
+).filter(lambda t: t.strip() == t)
+_PEOPLE = st.lists(
+    st.fixed_dictionaries(
+        {
+            "first": _FIELD,
+            "last": _FIELD,
+            "email": st.from_regex(r"[a-z0-9._%+-]{1,12}@[a-z0-9]{1,10}\.[a-z]{2,6}", fullmatch=True),
+            "company": _FIELD,
+            "title": _FIELD,
+        },
+        optional={"notes": st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=120)},
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@pytest.mark.parametrize("export", [iphone_vcard, google_vcard, android_vcard])
+@given(people=_PEOPLE)
+def test_every_exporter_round_trips(export, people: list[dict]) -> None:
+    rows = cards(export(people))
+    assert [n for n, _ in rows] == list(range(1, len(people) + 1))
+    for person, (_, row) in zip(people, rows, strict=True):
+        assert (row["First Name"], row["Last Name"]) == (person["first"], person["last"])
+        assert row["E-mail"] == person["email"]
+        assert (row["Company"], row["Title"]) == (person["company"], person["title"])
+        if person.get("notes", "").strip():
+            assert row["NOTE"] == person["notes"].strip()
+
+
+def test_old_mac_line_ends() -> None:
+    data = card("FN:Zoë", "EMAIL:zoe@example.ie", "NOTE:a long", "  note").replace("\r\n", "\r").encode()
+    assert cards(data) == [(1, {"Name": "Zoë", "E-mail": "zoe@example.ie", "NOTE": "a long note"})]
+
+
+def test_a_windows_1252_card_without_a_charset() -> None:
+    data = card("FN:Jürgen Groß", "EMAIL:j@example.de", version="2.1").encode("cp1252")
+    assert cards(data) == [(1, {"Name": "Jürgen Groß", "E-mail": "j@example.de"})]

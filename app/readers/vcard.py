@@ -37,7 +37,9 @@ _END = re.compile(rb"[ \t]*END[ \t]*:[ \t]*VCARD[ \t]*", re.IGNORECASE)
 _APPLE_LABEL = re.compile(r"_\$!<(.*)>!\$_")
 _ESCAPES = re.compile(r"\\(.)", re.DOTALL)
 _ESCAPED = {"n": "\n", "N": "\n", ",": ",", ";": ";", "\\": "\\", ":": ":"}
-_STRUCTURED_SPLIT = re.compile(r"(?<!\\);")
+# 2.1 writers escape the separators of a compound value and the backslash itself, nothing else:
+# "C:\new" in a 2.1 note is a path, not a line break.
+_ESCAPED_21 = {";": ";", ",": ",", "\\": "\\"}
 
 
 def sniff(head: bytes) -> str | None:
@@ -51,7 +53,9 @@ def sniff(head: bytes) -> str | None:
 def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
     """The cards of a .vcf file, as records numbered by their position in the file."""
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        stream = _Utf8(stream)
+        stream = _Recoded(stream, "utf-16", "utf-8")
+    elif b"\r" in head and b"\n" not in head:
+        stream = _Recoded(stream, "latin-1", "latin-1")
     cards = len(re.findall(rb"(?im)^[ \t]*BEGIN[ \t]*:[ \t]*VCARD", head)) or 1
     total = None
     if size and head:
@@ -150,7 +154,8 @@ def _logical_lines(stream: BinaryIO) -> Iterator[tuple[bytes, bool]]:
     """
     current: list[bytes] = []
     size = 0
-    skipping = False
+    skipping = False  # a photo or other binary value: read past, never kept
+    overflow = False  # a value larger than a card may be: its start is kept, the rest read past
     quoted_printable = False
     keep_space = False  # 2.1
     line_open = False  # the last piece read did not end its physical line
@@ -162,21 +167,22 @@ def _logical_lines(stream: BinaryIO) -> Iterator[tuple[bytes, bool]]:
         ends = piece.endswith(b"\n")
         text = piece.rstrip(b"\r\n") if ends else piece
         if line_open:
-            if not skipping:
+            if not (skipping or overflow):
                 current.append(text)
                 size += len(text)
         elif text[:1] in (b" ", b"\t") and (current or skipping):
-            if not skipping:
+            if not (skipping or overflow):
                 current.append(text if keep_space else text[1:])
                 size += len(text)
         elif quoted_printable and current and current[-1].endswith(b"="):
-            current[-1] = current[-1][:-1]  # a soft line break
-            current.append(text)
-            size += len(text)
+            if not overflow:
+                current[-1] = current[-1][:-1]  # a soft line break
+                current.append(text)
+                size += len(text)
         else:
             if current or skipping:
                 yield b"".join(current), skipping
-            current, size = [text], len(text)
+            current, size, overflow = [text], len(text), False
             before = text.split(b":", 1)[0].upper()
             name = before.split(b";", 1)[0].rsplit(b".", 1)[-1].strip()
             skipping = name.decode("ascii", errors="replace") in SKIPPED or _binary(before)
@@ -187,9 +193,9 @@ def _logical_lines(stream: BinaryIO) -> Iterator[tuple[bytes, bool]]:
                 keep_space = False
             if skipping:
                 current, size = [text[:200]], 0
-        if size > CARD_LIMIT and not skipping:
-            # One value larger than a whole card may be: keep its start, so the card is refused whole.
-            current, size = [b"".join(current)[: CARD_LIMIT + 1]], CARD_LIMIT + 1
+        if size > CARD_LIMIT and not (skipping or overflow):
+            # Keep enough to refuse the card whole (its size is what is wrong), no more.
+            current, overflow = [b"".join(current)[: CARD_LIMIT + 1]], True
         line_open = not ends
     if current or skipping:
         yield b"".join(current), skipping
@@ -223,6 +229,9 @@ def _parse(line: bytes) -> _Property | None:
 
 def _value_start(line: bytes) -> int:
     """Where the value starts: after the first colon that is not inside a quoted parameter."""
+    colon = line.find(b":")
+    if colon < 0 or b'"' not in line[:colon]:
+        return colon
     quoted = False
     for i, byte in enumerate(line):
         if byte == 0x22:
@@ -271,17 +280,26 @@ def _decoded(prop: _Property) -> str:
 
 
 def _unescape(text: str, version: str) -> str:
-    """Backslash escapes undone (newline, comma, semicolon, backslash, Google's colon); 2.1 has only ``;``."""
+    """Backslash escapes undone (newline, comma, semicolon, backslash, Google's colon; 2.1 fewer)."""
     if "\\" not in text:
         return text
-    if version == "2.1":
-        return text.replace("\\;", ";")
-    return _ESCAPES.sub(lambda m: _ESCAPED.get(m.group(1), m.group(0)), text)
+    table = _ESCAPED_21 if version == "2.1" else _ESCAPED
+    return _ESCAPES.sub(lambda m: table.get(m.group(1), m.group(0)), text)
 
 
 def _components(text: str, version: str) -> list[str]:
     """A structured value (N, ADR, ORG) split at its unescaped semicolons."""
-    return [_unescape(part, version).strip() for part in _STRUCTURED_SPLIT.split(text)]
+    parts, start, i = [], 0, 0
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2  # the escaped character, whatever it is, is no separator
+            continue
+        if text[i] == ";":
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
+    return [_unescape(part, version).strip() for part in parts]
 
 
 def _preference(prop: _Property, index: int) -> tuple[int, int]:
@@ -371,11 +389,16 @@ def _put(record: Record, key: str, value: str, prop: _Property, owners: dict[str
         owners.setdefault(prop.group, final)
 
 
-class _Utf8(io.RawIOBase):
-    """A UTF-16 file (with its BOM) read as UTF-8 bytes, a line at a time."""
+class _Recoded(io.RawIOBase):
+    """A file read a line at a time as bytes in another encoding, with universal line ends.
 
-    def __init__(self, stream: BinaryIO) -> None:
-        self._text = io.TextIOWrapper(stream, encoding="utf-16", errors="replace", newline="")
+    UTF-16 (with its BOM) is read as UTF-8; a file whose lines end in a lone CR (old Macs) is
+    read byte for byte (Latin-1 both ways) with LF line ends.
+    """
+
+    def __init__(self, stream: BinaryIO, encoding: str, into: str) -> None:
+        self._text = io.TextIOWrapper(stream, encoding=encoding, errors="replace", newline=None)
+        self._into = into
         self._pending = b""
 
     def readable(self) -> bool:
@@ -383,7 +406,7 @@ class _Utf8(io.RawIOBase):
 
     def readline(self, size: int | None = -1) -> bytes:  # type: ignore[override]
         if not self._pending:
-            self._pending = self._text.readline(CHUNK // 4).encode()
+            self._pending = self._text.readline(CHUNK // 4).encode(self._into)
         limit = len(self._pending) if size is None or size < 0 else size
         line, self._pending = self._pending[:limit], self._pending[limit:]
         return line
