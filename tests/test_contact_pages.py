@@ -97,3 +97,32 @@ def test_one_contact_the_export_and_the_sources(imports: Imports):
     assert f'href="/contacts?importId={done["jobId"]}" data-see-contacts>see them' in detail
     listed = imports.client.get(f"/contacts?importId={done['jobId']}", headers=HTML).get_data(as_text=True)
     assert listed.count("data-contact=") == 4
+
+
+def test_every_new_route_needs_a_token_when_authentication_is_on(make_app):
+    from tests.test_auth import TOKEN
+
+    secured = make_app(API_TOKENS=TOKEN, RATE_LIMITS_ENABLED="false")
+    client = secured.test_client()
+    json = {"Accept": "application/json"}
+    some = "00000000-0000-0000-0000-000000000000"
+    for method, path in (
+        ("GET", "/contacts"),
+        ("GET", "/contacts?q=ada&after="),
+        ("GET", f"/contacts/{some}"),
+        ("GET", "/contacts.csv"),
+        ("GET", "/sources"),
+        ("GET", f"/imports/{some}/undo"),
+        ("POST", f"/imports/{some}/undo"),
+        ("POST", f"/imports/{some}/undo/cancel"),
+        ("GET", f"/imports/{some}/fixes"),
+        ("POST", f"/imports/{some}/fixes"),
+        ("POST", f"/imports/{some}/fixes/3"),
+    ):
+        answer = client.open(path, method=method, headers=json)
+        assert answer.status_code == 401, path
+        assert b"ada" not in answer.get_data()
+    allowed = {**json, "Authorization": f"Bearer {TOKEN}"}
+    assert client.get("/contacts", headers=allowed).status_code == 200
+    assert client.get("/sources", headers=allowed).get_json() == {"items": []}
+    assert client.post(f"/imports/{some}/undo", headers=allowed).status_code == 404
