@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import data
+from bench.search import search_run
 from bench.stack import AUTHORIZATION, MemoryWatch, Stack, database_url
 from bench.undo import undo_run
 
@@ -582,6 +583,7 @@ def main(argv: list[str] | None = None) -> None:
         ("memory", lambda: memory(stack, results, (little, small), (big, rows))),
         ("parallel", lambda: parallel_parts(stack, results, workdir, rows)),
         ("undo", lambda: undo_run(stack, results, big, rows, pipeline_import, verdict)),
+        ("search", lambda: search_run(stack, results, rows)),
     ]
     steps += [
         ("spreadsheets", lambda: spreadsheets(stack, results, workdir, sheet, repeats)),

@@ -41,6 +41,7 @@ def test_quick_benchmark_prints_one_table_and_writes_results(tmp_path: Path) -> 
         "cp ",
         "queue latency",
         "Undo of",
+        "Contacts search",
     ):
         assert measure in measures
 
