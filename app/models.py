@@ -40,14 +40,18 @@ class Contact(db.Model):
     """One person; an email is stored once per source."""
 
     __tablename__ = "contacts"
-    __table_args__ = (UniqueConstraint("source", "email", name="contacts_source_email_key"),)
+    __table_args__ = (
+        UniqueConstraint("source", "email", name="contacts_source_email_key"),
+        # An import's contacts in id order: the undo's batches and the contacts page of an import.
+        Index("ix_contacts_import_id", "import_id", "id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(255))
     email: Mapped[str] = mapped_column(String(254))
     source: Mapped[str] = mapped_column(String(100))
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    import_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    import_id: Mapped[str | None] = mapped_column(String(36))
     phone: Mapped[str | None] = mapped_column(String(64))
     company: Mapped[str | None] = mapped_column(Text)
     title: Mapped[str | None] = mapped_column(Text)

@@ -19,7 +19,8 @@ def test_edit_two_cells_dismiss_one_row_import_the_fixed_rows_and_see_the_counts
     page = new_page()
     page.goto(f"{server.url}/imports/{job_id}")
     page.locator('[data-status="completed"]').wait_for()
-    page.reload()
+    # The rows to fix appear as the import ends, without a reload.
+    page.locator("#fixes .fix-row").first.wait_for()
     rows = page.locator("#fixes .fix-row")
     assert rows.count() == 3
     third = rows.nth(2)

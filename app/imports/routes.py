@@ -497,6 +497,7 @@ def progress(job_id: str) -> str:
         pace=pace_of(imp),
         oob_errors=_errors_page(imp, 1) if ended_now else None,
         oob_warnings=_errors_page(imp, 1, "warning") if ended_now else None,
+        oob_fixes=fixes.list_context(imp, None, 0) if ended_now and imp.rejected_rows else None,
         mapping=describe_mapping(imp.mapping),
     )
 
