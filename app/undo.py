@@ -148,26 +148,26 @@ def _changers(contact_ids: list[uuid.UUID]) -> dict[str, int]:
     return counts
 
 
-def _restore_batch(import_id: str, after: int, size: int) -> tuple[int | None, int, list[uuid.UUID]]:
+def _restore_batch(import_id: str, after: str | None, size: int) -> tuple[str | None, int, list[uuid.UUID]]:
     """Restore the previous values of a batch of the contacts the import updated.
 
-    Returns the last change done (None when none was left), the contacts restored and those kept.
+    Returns the last contact looked at (None when none was left), the contacts restored and those kept.
     """
+    query = select(ContactChange.contact_id, ContactChange.previous, ContactChange.changed_at).where(
+        ContactChange.import_id == import_id
+    )
+    if after is not None:
+        query = query.where(ContactChange.contact_id > uuid.UUID(after))
+    # Ordered as the (import_id, contact_id) key is, so each batch is a short range of that index.
     changes = db.session.execute(
-        select(ContactChange.id, ContactChange.contact_id, ContactChange.previous, ContactChange.changed_at)
-        .where(
-            ContactChange.import_id == import_id,
-            ContactChange.previous.is_not(None),
-            ContactChange.id > after,
-        )
-        .order_by(ContactChange.id)
-        .limit(size)
+        query.order_by(ContactChange.import_id, ContactChange.contact_id).limit(size)
     ).all()
     if not changes:
         return None, 0, []
     restored, kept = 0, []
-    # In contact order, as a merging import locks them, so the two never wait on each other in a circle.
-    for change in sorted(changes, key=lambda c: str(c.contact_id)):
+    for change in changes:
+        if change.previous is None:  # the import met the contact and changed nothing
+            continue
         previous: dict[str, Any] = change.previous
         values = {column: previous.get(column) for column in MERGED}
         values["updated_at"] = _as_time(previous.get("updated_at"))
@@ -180,7 +180,7 @@ def _restore_batch(import_id: str, after: int, size: int) -> tuple[int | None, i
             restored += 1
         else:
             kept.append(change.contact_id)
-    return changes[-1].id, restored, kept
+    return str(changes[-1].contact_id), restored, kept
 
 
 def _remove_batch(import_id: str, after: str | None, size: int) -> tuple[str | None, int, list[uuid.UUID]]:
@@ -191,7 +191,8 @@ def _remove_batch(import_id: str, after: str | None, size: int) -> tuple[str | N
     query = select(Contact.id).where(Contact.import_id == import_id)
     if after is not None:
         query = query.where(Contact.id > uuid.UUID(after))
-    ids = db.session.scalars(query.order_by(Contact.id).limit(size)).all()
+    # Ordered as the (import_id, id) index is, so each batch is a short range of it.
+    ids = db.session.scalars(query.order_by(Contact.import_id, Contact.id).limit(size)).all()
     if not ids:
         return None, 0, []
     removed = set(
@@ -221,7 +222,7 @@ def run(imp: Import) -> None:
                 if handback_requested.is_set():
                     raise ImportHandedBack(import_id)
                 if state["phase"] == "restore":
-                    last, undone, kept = _restore_batch(import_id, state.get("after") or 0, config.batch_size)
+                    last, undone, kept = _restore_batch(import_id, state.get("after"), config.batch_size)
                     state.update(phase="remove", after=None) if last is None else state.update(after=last)
                 else:
                     last, undone, kept = _remove_batch(import_id, state.get("after"), config.batch_size)
