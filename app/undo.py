@@ -20,7 +20,7 @@ from typing import Any
 
 import redis.exceptions
 from rq import Retry
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 
 from app.extensions import db, queue, settings
 from app.imports.pipeline import (
@@ -183,11 +183,30 @@ def _restore_batch(import_id: str, after: str | None, size: int) -> tuple[str | 
     return str(changes[-1].contact_id), restored, kept
 
 
+# One round trip on PostgreSQL: the batch's range of the (import_id, id) index, the delete of those
+# nothing changed since (rechecked on the newest row version if a concurrent import touches one), and
+# what the undo needs back: the last id looked at, how many went, and the ids of those kept.
+_REMOVE = text(
+    "WITH batch AS (SELECT id FROM contacts WHERE import_id = :import_id AND id > :after "
+    "ORDER BY import_id, id LIMIT :size), "
+    "gone AS (DELETE FROM contacts c USING batch b WHERE c.id = b.id AND c.updated_at IS NULL "
+    "RETURNING c.id) "
+    "SELECT (SELECT id FROM batch ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM gone), "
+    "(SELECT array_agg(id) FROM batch WHERE id NOT IN (SELECT id FROM gone))"
+)
+
+
 def _remove_batch(import_id: str, after: str | None, size: int) -> tuple[str | None, int, list[uuid.UUID]]:
     """Remove a batch of the contacts the import inserted that nothing changed since.
 
     Returns the last contact looked at (None when none was left), the contacts removed and those kept.
     """
+    if db.session.get_bind().dialect.name == "postgresql":
+        last, removed, kept = db.session.execute(
+            _REMOVE,
+            {"import_id": import_id, "after": uuid.UUID(after) if after else uuid.UUID(int=0), "size": size},
+        ).one()
+        return (None if last is None else str(last)), removed, list(kept or [])
     query = select(Contact.id).where(Contact.import_id == import_id)
     if after is not None:
         query = query.where(Contact.id > uuid.UUID(after))
@@ -248,6 +267,10 @@ def run(imp: Import) -> None:
 
 def _commit_batch(import_id: str, attempt: int, state: dict[str, Any], undone: int, kept: int) -> None:
     """Commit a batch's changes with the counters and checkpoint, or nothing if another run owns the undo."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        # As for an import's batches: the changes, counters and checkpoint are lost together or kept
+        # together in a database crash, and a rerun redoes the batch from the older checkpoint.
+        db.session.execute(text("SET LOCAL synchronous_commit = off"))
     result = db.session.execute(
         update(Import)
         .where(*_ours(import_id, attempt, UNDOING))
