@@ -94,7 +94,7 @@ def test_one_contact_the_export_and_the_sources(imports: Imports):
         }
     ]
     detail = imports.client.get(f"/imports/{done['jobId']}", headers=HTML).get_data(as_text=True)
-    assert f'href="/contacts?importId={done["jobId"]}" data-see-contacts>see them' in detail
+    assert f'href="/contacts?importId={done["jobId"]}" data-see-contacts>4 inserted: see them' in detail
     listed = imports.client.get(f"/contacts?importId={done['jobId']}", headers=HTML).get_data(as_text=True)
     assert listed.count("data-contact=") == 4
 
