@@ -339,8 +339,8 @@ def test_rejected_rows_are_shown_and_downloaded(server, worker, new_page):
     rows = list(csv.reader(io.StringIO(Path(download.path()).read_text("utf-8-sig"))))
     assert rows == [
         ["Name", "Email", "Company", "error"],
-        ["Broken 0", "broken-0-at-example.com", "'=1+0", "Not a valid email address"],
-        ["Broken 1", "broken-1-at-example.com", "'=1+1", "Not a valid email address"],
+        ["Broken 0", "broken-0-at-example.com", "'=1+0", "Not a valid email address: it has no @"],
+        ["Broken 1", "broken-1-at-example.com", "'=1+1", "Not a valid email address: it has no @"],
     ]
 
 

@@ -148,3 +148,10 @@ def test_the_commands_and_gunicorn_stop_with_the_mistakes_and_no_traceback(
     assert "PORT must be a whole number, not 'eighty'" in result.stderr
     assert "ENABLE_METRICS must be true or false, not 'maybe'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_default_phone_region(tmp_path: Path):
+    assert settings(tmp_path).default_phone_region is None
+    assert settings(tmp_path, DEFAULT_PHONE_REGION=" gb ").default_phone_region == "GB"
+    with pytest.raises(ConfigError, match="DEFAULT_PHONE_REGION must be a two-letter country code.*'UK'"):
+        settings(tmp_path, DEFAULT_PHONE_REGION="UK")

@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 from flask import Flask
 from flask.testing import FlaskClient
+from rq import SimpleWorker
 from sqlalchemy import func, select
 
-from app.extensions import db
+from app.extensions import QUEUE_NAME, db, redis
 from app.models import Import
 from tests import exports
 from tests.test_pages import HTML, start
@@ -119,3 +120,16 @@ def test_suggestions_show_on_the_page_and_in_rejected_csv(app: Flask, client: Fl
     assert "Did you mean ada@gmail.com?" in rejected and "linus" not in rejected
     page = app.test_client().get(f"/imports/{job_id}", headers=HTML).get_data(as_text=True)
     assert "Email may have a typo: did you mean linus@gmail.com?" in page
+
+
+def test_national_numbers_take_the_default_phone_region(make_app: Callable[..., Flask]):
+    app = make_app(DEFAULT_PHONE_REGION="GB", WTF_CSRF_ENABLED="false")
+    with app.app_context():
+        client = app.test_client()
+        client.environ_base["HTTP_ACCEPT"] = "application/json"
+        start(client, "name,email,phone\nAda,ada@example.com,020 7946 0000\nBob,bob@example.com,555\n")
+        SimpleWorker([QUEUE_NAME], connection=redis()).work(burst=True, with_scheduler=False)
+        items = {c["email"]: c for c in client.get("/contacts").get_json()["items"]}
+        assert items["ada@example.com"]["phone"] == "+442079460000"
+        assert items["bob@example.com"]["phone"] is None
+        assert items["bob@example.com"]["attributes"] == {"phone": "555"}
