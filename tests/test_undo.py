@@ -111,3 +111,41 @@ def test_the_page_asks_before_undoing_and_works_as_a_plain_form(imports: Imports
     assert imports.contacts() == {}
     shown = imports.client.get(f"/imports/{done['jobId']}", headers=html).get_data(as_text=True)
     assert 'data-status="undone"' in shown and "Undo import" not in shown
+
+
+def test_a_cancelled_undo_is_consistent_and_a_second_undo_finishes_it(make_app, monkeypatch):
+    from app import undo as undo_module
+    from app.imports import pipeline
+    from app.jobs import run_undo
+
+    app = make_app(WTF_CSRF_ENABLED="false", BATCH_SIZE="2")
+    with app.app_context():
+        imports = Imports(app)
+        done = imports.run(csv_bytes([[f"P {n}", f"p{n}@example.com", "", "", "", ""] for n in range(5)]))
+        assert imports.client.post(f"/imports/{done['jobId']}/undo").status_code == 202
+        # The worker is asked to stop after the first batch of removals (the first commit ends the
+        # restore phase, which has nothing to do here): the undo waits again, two contacts removed.
+        batches, commits = undo_module._commit_batch, []
+
+        def one_batch_then_stop(*args: Any) -> None:
+            batches(*args)
+            commits.append(args)
+            if len(commits) == 2:
+                pipeline.handback_requested.set()
+
+        monkeypatch.setattr(undo_module, "_commit_batch", one_batch_then_stop)
+        try:
+            run_undo(done["jobId"])
+        finally:
+            pipeline.handback_requested.clear()
+        monkeypatch.undo()
+        halfway = imports.client.get(f"/imports/{done['jobId']}").get_json()
+        assert (halfway["status"], halfway["undoneRows"]) == ("undoing", 2)
+        cancelled = imports.client.post(f"/imports/{done['jobId']}/undo/cancel")
+        assert cancelled.status_code == 200 and cancelled.get_json()["status"] == "completed"
+        assert "Undo again to finish it" in cancelled.get_json()["error"]
+        assert len(imports.contacts()) == 3
+        assert imports.client.post(f"/imports/{done['jobId']}/retry").status_code == 409
+        finished = undo(imports, done["jobId"])
+        assert (finished["undoneRows"], finished["keptRows"]) == (5, 0)
+        assert imports.contacts() == {}
