@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.test_browser import contacts_csv, new_page, server, worker  # noqa: F401  (fixtures)
@@ -68,3 +70,25 @@ def test_undo_from_the_page_with_its_confirmation(server, worker, new_page):  # 
     page.locator('[data-status="undone"]').wait_for()
     assert page.locator("[data-undo-result] [data-undone]").inner_text() == "4"
     assert page.locator("[data-undo]").count() == 0
+
+
+def test_search_the_contacts_page_and_export_what_it_shows(server, worker, new_page):  # noqa: F811
+    job_id = server.start_import(contacts_csv(5) + b"Ada Lovelace,ada@engines.example,=2+2\n", "partners.csv")
+    page = new_page()
+    page.goto(f"{server.url}/imports/{job_id}")
+    page.locator('[data-status="completed"]').wait_for()
+    page.locator("[data-see-contacts]").click()
+    assert page.locator("[data-contact]").count() == 6
+    page.locator("[data-search]").fill("ENGINES")
+    page.get_by_role("button", name="Search").click()
+    rows = page.locator("[data-contact]")
+    assert rows.count() == 1 and "ada@engines.example" in rows.inner_text()
+    with page.expect_download() as info:
+        page.locator("[data-export]").click()
+    lines = Path(info.value.path()).read_text("utf-8-sig").splitlines()
+    assert len(lines) == 2 and lines[0].startswith("name,email,phone,company")
+    assert lines[1].startswith("Ada Lovelace,ada@engines.example,,'=2+2,")
+    page.locator("[data-contact] a").first.click()
+    assert "ada@engines.example" in page.locator("[data-contact-detail]").inner_text()
+    page.get_by_role("link", name="Sources").click()
+    assert page.locator('[data-source="crm"] [data-contacts-count]').inner_text() == "6"
