@@ -173,6 +173,9 @@ def import_fixes(imp: Import, rows: list[int]) -> Import | None:
         f.row: f
         for f in db.session.scalars(select(RowFix).where(RowFix.import_id == imp.id, RowFix.row.in_(chosen)))
     }
+    chosen = [row for row in chosen if not fixes[row].dismissed]  # a row both fixed and dismissed stays out
+    if not chosen:
+        return None
     headers = _mapped_headers(imp.mapping)
     for row in chosen:
         headers.extend(h for h in fixes[row].cells or {} if h not in headers)
