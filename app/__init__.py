@@ -19,6 +19,7 @@ def create_app(env: dict[str, str] | None = None) -> Flask:
         auth,
         cli,
         contact_list,
+        contact_pages,
         errors,
         extensions,
         logs,
@@ -70,6 +71,7 @@ def create_app(env: dict[str, str] | None = None) -> Flask:
     app.register_blueprint(uploads.bp)
     webhooks.init_app(app)
     app.register_blueprint(contact_list.bp)
+    app.register_blueprint(contact_pages.bp)
     cli.init_app(app)
     logs.init_app(app)
     proxies.init_app(app)  # outermost: the address and scheme every other part sees

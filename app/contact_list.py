@@ -9,12 +9,20 @@ from typing import Any
 from flask import Blueprint, request
 from sqlalchemy import func, select
 
-from app.errors import error_response
+from app.contact_search import BadFilter, ContactFilter, keyset_page
+from app.errors import error_response, wants_json
 from app.extensions import db
-from app.imports.body import has_control_characters
 from app.models import Contact
 
 bp = Blueprint("contacts", __name__)
+
+
+def contacts_page(wanted: ContactFilter) -> Any:
+    """The contacts page (app.contact_pages), imported here late: it imports this module."""
+    from app.contact_pages import contacts_page as page
+
+    return page(wanted)
+
 
 PER_PAGE = 50
 PER_PAGE_MAX = 500
@@ -49,19 +57,22 @@ def contact_json(contact: Contact) -> dict[str, Any]:
 
 @bp.get("/contacts")
 def index() -> Any:
-    """A page of contacts, oldest first, of one source or import if asked."""
-    source = request.args.get("source") or None
-    import_id = request.args.get("importId") or None
-    for name, value in (("source", source), ("importId", import_id)):
-        if value and has_control_characters(value):
-            return error_response(400, f"{name} must not contain control characters")
-    page = min(max(1, request.args.get("page", 1, type=int) or 1), PAGE_MAX)
+    """A page of contacts, oldest first, of one source or import if asked, matching ``q`` if given.
+
+    Browsers get the contacts page; ``after`` (an id) asks for keyset pages, which stay fast at any depth.
+    """
+    try:
+        wanted = ContactFilter.from_args(request.args)
+    except BadFilter as exc:
+        return error_response(400, str(exc))
+    if not wants_json():
+        return contacts_page(wanted)
     per_page = min(max(request.args.get("per_page", PER_PAGE, type=int) or 1, 1), PER_PAGE_MAX)
-    where = []
-    if source:
-        where.append(Contact.source == source)
-    if import_id:
-        where.append(Contact.import_id == import_id)
+    if "after" in request.args:
+        contacts, after = keyset_page(db.session, wanted, per_page)
+        return {"items": [contact_json(c) for c in contacts], "next": after}
+    page = min(max(1, request.args.get("page", 1, type=int) or 1), PAGE_MAX)
+    where = wanted.where()
     total = db.session.scalar(select(func.count()).select_from(Contact).where(*where))
     # Ids are time-ordered (see app.contacts.batch_id_head), so the primary key gives a stable order.
     contacts = db.session.scalars(

@@ -131,3 +131,53 @@ def deliver_webhooks() -> int:
             raise
         finally:
             db.session.remove()
+
+
+def run_undo(import_id: str) -> Retry | None:
+    """Undo one import. Transient failures put it back to wait; the retry or the reconciler resumes it.
+
+    On worker shutdown the undo waits again and the job asks RQ to requeue it now.
+    """
+    from app import undo
+    from app.extensions import db
+    from app.imports import pipeline
+
+    with _app_context(), import_context(import_id):
+        try:
+            imp = pipeline.claim(import_id, undo.UNDOING, waiting=None)
+            if imp is None:
+                log.info("undo is no longer waiting to run, or another run is alive on it")
+                return None
+            attempt = imp.attempts
+        except Exception:
+            _rollback()
+            db.session.remove()
+            raise
+        try:
+            undo.run(imp)
+        except pipeline.ImportHandedBack:
+            log.info("worker is stopping: undo handed back after its last committed batch")
+            pipeline.release(import_id, attempt, status=undo.UNDOING)
+            return Retry(max=HANDBACKS)
+        except TRANSIENT as exc:
+            _rollback()
+            log.warning("undo hit a transient error, will resume: %s", exc)
+            try:
+                # Never failed for a passing fault: the job's retry, or else the reconciler, resumes it.
+                pipeline.release(import_id, attempt, type(exc).__name__, status=undo.UNDOING)
+            except TRANSIENT:
+                log.warning("could not record the failure; the reconciler will find the undo")
+            raise
+        except Exception:
+            _rollback()
+            log.exception("undo stopped by an unexpected error")
+            undo.stop(
+                import_id,
+                attempt,
+                "The undo stopped because of an unexpected error on our side; what it undid so far stays "
+                "undone. It has been logged; undo the import again to finish it.",
+            )
+            raise
+        finally:
+            db.session.remove()
+    return None

@@ -28,8 +28,9 @@ from app.extensions import db
 JSON_DOCUMENT = JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 MERGE_MODES = ("skip", "fill", "update")
 # "review": the file is stored and waits for a person to check its mapping before it is queued.
-IMPORT_STATUSES = ("review", "queued", "running", "completed", "failed", "cancelled")
-FINAL_STATUSES = ("completed", "failed", "cancelled")
+# "undoing", "undone": app.undo takes back what a finished import stored.
+IMPORT_STATUSES = ("review", "queued", "running", "completed", "failed", "cancelled", "undoing", "undone")
+FINAL_STATUSES = ("completed", "failed", "cancelled", "undone")
 
 
 def utcnow() -> datetime:
@@ -41,14 +42,18 @@ class Contact(db.Model):
     """One person; an email is stored once per source."""
 
     __tablename__ = "contacts"
-    __table_args__ = (UniqueConstraint("source", "email", name="contacts_source_email_key"),)
+    __table_args__ = (
+        UniqueConstraint("source", "email", name="contacts_source_email_key"),
+        # An import's contacts in id order: the undo's batches and the contacts page of an import.
+        Index("ix_contacts_import_id", "import_id", "id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(255))
     email: Mapped[str] = mapped_column(String(254))
     source: Mapped[str] = mapped_column(String(100))
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    import_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    import_id: Mapped[str | None] = mapped_column(String(36))
     phone: Mapped[str | None] = mapped_column(String(64))
     company: Mapped[str | None] = mapped_column(Text)
     title: Mapped[str | None] = mapped_column(Text)
@@ -134,6 +139,15 @@ class Import(db.Model):
     progress_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # "host:pid" of the work horse that claimed the import.
     run_by: Mapped[str | None] = mapped_column(String(255))
+    # Undo (app.undo): contacts removed or restored, contacts kept because a later import changed
+    # them, and the undo's checkpoint {"from": status before, "phase", "after", "keptBy": {id: n}}.
+    undone_rows: Mapped[int] = mapped_column(Integer, default=0)
+    kept_rows: Mapped[int] = mapped_column(Integer, default=0)
+    undo_state: Mapped[dict | None] = mapped_column(JSON)
+    undo_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A follow-up import of an import's fixed rejected rows (app.fixes) names the import it fixes.
+    fixes_of: Mapped[str | None] = mapped_column(String(36), index=True)
 
     @property
     def is_final(self) -> bool:
@@ -178,13 +192,17 @@ _JSON_NAMES = {
     "header_row": "headerRow",
     "sheet": "sheet",
     "attempts": "attempts",
+    "undone_rows": "undoneRows",
+    "kept_rows": "keptRows",
     "error": "error",
     "created_by": "createdBy",
     "created_at": "createdAt",
     "started_at": "startedAt",
     "finished_at": "finishedAt",
+    "undone_at": "undoneAt",
+    "fixes_of": "fixes",
 }
-_JSON_TIMES = frozenset({"created_at", "started_at", "finished_at"})
+_JSON_TIMES = frozenset({"created_at", "started_at", "finished_at", "undone_at"})
 IMPORT_JSON_COLUMNS = tuple(Import.__table__.c[column] for column in _JSON_NAMES)
 
 

@@ -133,6 +133,10 @@ SCHEMAS: dict[str, Any] = {
             "createdAt": {"type": "string", "format": "date-time"},
             "startedAt": _nullable("string", format="date-time"),
             "finishedAt": _nullable("string", format="date-time"),
+            "undoneRows": {"type": "integer", "minimum": 0},
+            "keptRows": {"type": "integer", "minimum": 0},
+            "undoneAt": _nullable("string", format="date-time"),
+            "fixes": _nullable("string"),
         },
     },
     "ImportPage": {
@@ -209,6 +213,31 @@ SCHEMAS: dict[str, Any] = {
             "page": {"type": "integer", "minimum": 1},
             "pages": {"type": "integer", "minimum": 1},
             "total": {"type": "integer", "minimum": 0},
+        },
+    },
+    "ContactKeysetPage": {
+        "type": "object",
+        "required": ["items", "next"],
+        "properties": {
+            "items": {"type": "array", "items": _ref("Contact")},
+            "next": _nullable("string"),
+        },
+    },
+    "Fixes": {
+        "type": "object",
+        "properties": {
+            "rows": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["row"],
+                    "properties": {
+                        "row": {"type": "integer"},
+                        "values": {"type": "object", "additionalProperties": _nullable("string")},
+                    },
+                },
+            },
+            "dismiss": {"type": "array", "items": {"type": "integer"}},
         },
     },
     "Health": {
@@ -455,6 +484,8 @@ PATHS: dict[str, Any] = {
             "parameters": [
                 {"name": "source", "in": "query", "schema": {"type": "string"}},
                 {"name": "importId", "in": "query", "schema": {"type": "string"}},
+                {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 200}},
+                {"name": "after", "in": "query", "schema": {"type": "string", "format": "uuid"}},
                 _page_parameter(),
                 {
                     "name": "per_page",
@@ -462,7 +493,59 @@ PATHS: dict[str, Any] = {
                     "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
                 },
             ],
-            "responses": _responses({"200": _json(_ref("ContactPage"), "A page of contacts")}, "400"),
+            "responses": _responses(
+                {
+                    "200": _json(
+                        {"anyOf": [_ref("ContactPage"), _ref("ContactKeysetPage")]},
+                        "A page of contacts (a keyset page when after is given)",
+                    )
+                },
+                "400",
+            ),
+        }
+    },
+    "/imports/{jobId}/undo": {
+        "post": {
+            "operationId": "undoImport",
+            "summary": "Undo a finished import: remove what it inserted, restore what it updated",
+            "parameters": [_job_id()],
+            "responses": _responses(
+                {
+                    "202": _json(_ref("Import"), "The import, undoing"),
+                    "409": _error("Queued, running, undoing or undone; the error says which"),
+                },
+                "404",
+            ),
+        }
+    },
+    "/imports/{jobId}/fixes": {
+        "post": {
+            "operationId": "fixRejectedRows",
+            "summary": "Fix and dismiss rejected rows; import the fixed ones as a follow-up import",
+            "parameters": [_job_id()],
+            "requestBody": {"content": {JSON: {"schema": _ref("Fixes")}}},
+            "responses": _responses(
+                {
+                    "202": _json(_ref("Import"), "The follow-up import, queued"),
+                    "200": _json(
+                        {"type": "object", "properties": {"jobId": {"type": "null"}}},
+                        "Only rows dismissed: nothing to import",
+                    ),
+                    "409": _error("The import's rejected rows cannot be fixed now; the error says why"),
+                },
+                "400",
+                "404",
+            ),
+        }
+    },
+    "/contacts/{contactId}": {
+        "get": {
+            "operationId": "getContact",
+            "summary": "One contact",
+            "parameters": [
+                {"name": "contactId", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": _responses({"200": _json(_ref("Contact"), "The contact")}, "404"),
         }
     },
     "/health": {

@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 
 from app.extensions import db, queue, settings
+from app.imports.pipeline import UNDO_JOB_PREFIX
 from app.imports.service import enqueue_import
 from app.maintenance import every
 from app.models import Import, utcnow
@@ -103,7 +104,7 @@ def _requeue(import_id: str, why: str) -> None:
 
 @every("reconcile_interval")
 def reconcile() -> None:
-    """Re-queue imports whose worker died or is stuck, and queued imports that Redis has lost.
+    """Re-queue imports (and undos) whose worker died or is stuck, and queued ones that Redis has lost.
 
     Rows are taken with ``FOR UPDATE SKIP LOCKED``, so workers running this at the same
     time each take different imports. The resumed job continues from the checkpoint.
@@ -154,6 +155,7 @@ def reconcile() -> None:
         if import_id not in waiting:
             _requeue(import_id, "Redis had no job for it")
     db.session.commit()
+    _reconcile_undos(silent, settled, grace)
 
 
 @every("webhook_poll_interval")
@@ -185,3 +187,27 @@ def queue_due_retries() -> None:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite gives naive datetimes
+
+
+def _reconcile_undos(stale: datetime, settled: datetime, grace: float) -> None:
+    """Re-queue undos whose worker died, and waiting undos that Redis has lost."""
+    from app.undo import enqueue_undo  # it imports this module
+
+    rows = db.session.execute(
+        select(Import.id, Import.heartbeat_at)
+        .where(
+            Import.status == "undoing",
+            or_(
+                and_(Import.heartbeat_at.is_(None), Import.undo_requested_at < settled),
+                Import.heartbeat_at < stale,
+            ),
+        )
+        .limit(PER_RUN)
+        .with_for_update(skip_locked=True)
+    ).all()
+    waiting = _waiting_in_redis(queue(), [UNDO_JOB_PREFIX + import_id for import_id, _ in rows], grace)
+    for import_id, heartbeat_at in rows:
+        lost = heartbeat_at is not None or UNDO_JOB_PREFIX + import_id not in waiting
+        if lost and enqueue_undo(import_id):
+            log.warning("undo re-queued", extra={"import_id": import_id})
+    db.session.commit()

@@ -20,7 +20,9 @@ from typing import Any
 from bench import data
 from bench import preview as bench_preview
 from bench.ops import ops_page
+from bench.search import search_run
 from bench.stack import AUTHORIZATION, MemoryWatch, Stack, database_url
+from bench.undo import undo_run
 from bench.webhooks import webhooks
 
 HERE = Path(__file__).resolve().parent
@@ -589,6 +591,8 @@ def main(argv: list[str] | None = None) -> None:
         ("wide", lambda: wide_ingest(stack, results, workdir, rows, repeats)),
         ("memory", lambda: memory(stack, results, (little, small), (big, rows))),
         ("parallel", lambda: parallel_parts(stack, results, workdir, rows)),
+        ("undo", lambda: undo_run(stack, results, big, rows, pipeline_import, verdict)),
+        ("search", lambda: search_run(stack, results, rows)),
     ]
     steps += [
         ("spreadsheets", lambda: spreadsheets(stack, results, workdir, sheet, repeats)),

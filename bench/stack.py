@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DATABASE_NAME = os.environ.get("BENCH_DATABASE_NAME", "dataflow_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-FINAL = ("completed", "failed", "cancelled")
+FINAL = ("completed", "failed", "cancelled", "undone")
 # The stack runs as production should, with authentication on; every request carries the token.
 API_TOKEN = "bench-token-not-a-secret"
 AUTHORIZATION = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -255,7 +255,7 @@ class Stack:
     def wait_idle(self, timeout: float = 900) -> None:
         """Wait until no import is queued or running (the API load step leaves thousands queued)."""
         deadline = time.monotonic() + timeout
-        while self.sql("SELECT count(*) FROM imports WHERE status IN ('queued', 'running')")[0][0]:
+        while self.sql("SELECT count(*) FROM imports WHERE status IN ('queued', 'running', 'undoing')")[0][0]:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"imports still queued or running after {timeout}s")
             time.sleep(0.2)

@@ -43,6 +43,8 @@ def test_quick_benchmark_prints_one_table_and_writes_results(tmp_path: Path) -> 
         "webhooks",
         "GET /ops",
         "preview of a",
+        "Undo of",
+        "Contacts search",
     ):
         assert measure in measures
 
@@ -57,3 +59,4 @@ def test_quick_benchmark_prints_one_table_and_writes_results(tmp_path: Path) -> 
     ops = results["ops_page"]
     assert ops["rows"]["imports"] >= 500 and ops["rows"]["import_minutes"] > 0
     assert ops["/ops"]["n"] == 5 and ops["/health"]["n"] == 5
+    assert results["undo_2000"]["undo"]["undoneRows"] == ingest["insertedRows"]

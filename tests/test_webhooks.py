@@ -327,6 +327,19 @@ def test_an_import_held_for_review_sends_import_review_needed(api, receiver):
     assert payload["data"]["jobId"] == job_id and payload["data"]["status"] == "review"
 
 
+def test_an_undone_import_sends_import_undone(api, receiver):
+    endpoint = add_endpoint(api, receiver.url)
+    job_id = start_import(api)
+    deliver()
+    assert api.post(f"/imports/{job_id}/undo").status_code == 202
+    deliver()  # the undo runs, and its event's delivery is queued by its commit
+    deliver()
+    types = [r.verify(endpoint["secret"])["type"] for r in receiver.received]
+    assert types == ["import.completed", "import.undone"]
+    undone = receiver.received[-1].verify(endpoint["secret"])["data"]
+    assert undone["jobId"] == job_id and undone["status"] == "undone"
+
+
 def test_an_event_rolled_back_with_its_import_is_never_sent(api, receiver):
     add_endpoint(api, receiver.url)
     job_id = start_import(api)

@@ -7,4 +7,5 @@ from app.imports import display
 bp = Blueprint("imports", __name__)
 display.register(bp)
 
-from app.imports import cleanup, mappings, review, routes  # noqa: E402,F401  (routes register on bp; tasks)
+# noqa: E402,F401 below: the routes register on bp, and the modules' tasks register with the worker.
+from app.imports import cleanup, fixes_routes, mappings, review, routes, undo_routes  # noqa: E402,F401

@@ -41,6 +41,9 @@ COMMITTER_SWITCH_INTERVAL = 0.0002
 # Readers kept for the key sets of JSON items and vCards (most files have a handful).
 READERS_KEPT = 1024
 
+# The RQ job id of an import's undo is this and the import's id (the import's own job has its id).
+UNDO_JOB_PREFIX = "undo-"
+
 # Set in a worker that is shutting down: the running import stops after its current batch.
 handback_requested = threading.Event()
 # Set in a work horse: a run that lost its import and does not stop by itself is killed.
@@ -72,9 +75,12 @@ class Batch:
         return len(self.contacts) + self.rejected_rows
 
 
-def _ours(import_id: str, attempt: int) -> tuple:
-    """The row as this run claimed it: a newer claim (a higher attempt) fences this run off."""
-    return (Import.id == import_id, Import.status == "running", Import.attempts == attempt)
+def _ours(import_id: str, attempt: int, status: str = "running") -> tuple:
+    """The row as this run claimed it: a newer claim (a higher attempt) fences this run off.
+
+    ``status`` is what the run's work is: "running" for an import, "undoing" for its undo.
+    """
+    return (Import.id == import_id, Import.status == status, Import.attempts == attempt)
 
 
 def run_by(pid: int | None = None) -> str:
@@ -82,24 +88,26 @@ def run_by(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid or os.getpid()}"[:255]
 
 
-def claim(import_id: str) -> Import | None:
-    """Mark the import running for this run, committed before any work.
+def claim(import_id: str, status: str = "running", waiting: str | None = "queued") -> Import | None:
+    """Mark the import ``status`` for this run, committed before any work.
 
-    A queued import is claimed once any retry it waits for is due; so is a running one whose
-    heartbeat stopped (its worker died). None when the import has ended, waits for a later
-    retry, or another run is alive on it.
+    An import ``waiting`` is claimed once any retry it waits for is due; so is one in ``status``
+    whose heartbeat stopped (its worker died, or, for an undo, which waits with no heartbeat, none
+    has started). None when the import has ended, waits for a later retry, or another run is
+    alive on it.
     """
     now = utcnow()
     stale = now - timedelta(seconds=settings().job_heartbeat_timeout)
-    waiting = and_(Import.status == "queued", or_(Import.retry_at.is_(None), Import.retry_at <= now))
-    abandoned = and_(
-        Import.status == "running", or_(Import.heartbeat_at.is_(None), Import.heartbeat_at < stale)
-    )
+    abandoned = and_(Import.status == status, or_(Import.heartbeat_at.is_(None), Import.heartbeat_at < stale))
+    claimable = abandoned
+    if waiting is not None:
+        due = or_(Import.retry_at.is_(None), Import.retry_at <= now)
+        claimable = or_(and_(Import.status == waiting, due), abandoned)
     claimed = db.session.execute(
         update(Import)
-        .where(Import.id == import_id, or_(waiting, abandoned))
+        .where(Import.id == import_id, claimable)
         .values(
-            status="running",
+            status=status,
             attempts=Import.attempts + 1,
             started_at=db.func.coalesce(Import.started_at, now),
             heartbeat_at=now,
@@ -124,11 +132,14 @@ class Heartbeat:
     stuck (a read that never returns, a lock wait) and its process is killed.
     """
 
-    def __init__(self, engine: Engine, import_id: str, attempt: int, every: float) -> None:
+    def __init__(
+        self, engine: Engine, import_id: str, attempt: int, every: float, status: str = "running"
+    ) -> None:
         self.engine = engine
         self.import_id = import_id
         self.attempt = attempt
         self.every = every
+        self.status = status
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._beat, name=f"heartbeat {import_id}", daemon=True)
 
@@ -148,7 +159,7 @@ class Heartbeat:
                 with self.engine.begin() as connection:
                     beat = connection.execute(
                         update(Import)
-                        .where(*_ours(self.import_id, self.attempt))
+                        .where(*_ours(self.import_id, self.attempt, self.status))
                         .values(heartbeat_at=utcnow())
                     )
             except Exception as exc:  # the batch loop meets the same failure and retries the job
@@ -517,22 +528,32 @@ def _reject_or_keep(
         batch.rejected_rows += 1
 
 
-def release(import_id: str, attempt: int, reason: str | None = None, retry_in: float | None = None) -> None:
-    """Put the import this run claimed back to queued, for another run.
+def release(
+    import_id: str,
+    attempt: int,
+    reason: str | None = None,
+    retry_in: float | None = None,
+    status: str = "running",
+) -> None:
+    """Put the import this run claimed back to waiting, for another run.
 
-    With a reason, the import shows that it waits after a temporary failure, and ``retry_in``
-    seconds from now is when its retry is due: PostgreSQL holds it, and the reconciler queues
-    the retry then.
+    An import waits queued; an undo (``status`` "undoing") waits undoing with no heartbeat. With
+    a reason, the import shows that it waits after a temporary failure, and ``retry_in`` seconds
+    from now is when its retry is due: PostgreSQL holds it, and the reconciler queues the retry then.
     """
     db.session.rollback()
-    values: dict[str, Any] = {"status": "queued", "heartbeat_at": None, "run_by": None}
+    values: dict[str, Any] = {
+        "status": "queued" if status == "running" else status,
+        "heartbeat_at": None,
+        "run_by": None,
+    }
     if reason:
         values["error"] = f"Waiting to retry after a temporary failure: {reason}"
         values["retry_at"] = utcnow() + timedelta(seconds=retry_in or 0)
         values["retries"] = Import.retries + 1
     else:
         values["error"] = None
-    db.session.execute(update(Import).where(*_ours(import_id, attempt)).values(values))
+    db.session.execute(update(Import).where(*_ours(import_id, attempt, status)).values(values))
     db.session.commit()
 
 
@@ -553,7 +574,7 @@ def lost_by(import_id: str, horse: str) -> str | None:
         return None
     if row.run_by != horse:  # whether that run still works on it or has finished it
         return "a newer run took the import over"
-    if row.status != "running":
+    if row.status not in ("running", "undoing"):
         return None
     silent = utcnow() - timedelta(seconds=2 * settings().job_heartbeat_timeout)
     beat = row.heartbeat_at
@@ -563,15 +584,17 @@ def lost_by(import_id: str, horse: str) -> str | None:
     return None
 
 
-def abandon(import_id: str, horse: str) -> None:
-    """Mark the import's heartbeat stopped, because ``horse`` (its ``run_by``) died running it.
+def abandon(job_id: str, horse: str) -> None:
+    """Mark the import's (or its undo's) heartbeat stopped, because ``horse`` (its ``run_by``) died
+    running it.
 
     A new run may then claim it at once instead of waiting for JOB_HEARTBEAT_TIMEOUT. A newer
     run that already took it over is left alone.
     """
+    import_id = job_id.removeprefix(UNDO_JOB_PREFIX)
     db.session.execute(
         update(Import)
-        .where(Import.id == import_id, Import.status == "running", Import.run_by == horse)
+        .where(Import.id == import_id, Import.status.in_(("running", "undoing")), Import.run_by == horse)
         .values(heartbeat_at=None)
     )
     db.session.commit()

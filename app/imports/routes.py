@@ -27,6 +27,7 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
+from app import fixes
 from app.errors import error_response, wants_json
 from app.extensions import csrf, db, settings, storage
 from app.fields import describe_mapping
@@ -550,9 +551,14 @@ def detail(job_id: str) -> Response | str | dict:
     imp = _import_or_404(job_id)
     if imp.status == "review" and imp.storage_key:
         return render_template("imports/review.html", **review_context(imp))
+    fix_list = None
+    if imp.rejected_rows and imp.is_final:
+        after = max(0, request.args.get("after", 0, type=int) or 0)
+        fix_list = fixes.list_context(imp, request.args.get("problem") or None, after)
     return render_template(
         "imports/detail.html",
         imp=imp,
+        fix_list=fix_list,
         pace=pace_of(imp),
         errors=_errors_page(imp, _page()),
         warnings=_errors_page(imp, _page("warnings_page"), "warning"),
@@ -572,6 +578,7 @@ def progress(job_id: str) -> str:
         pace=pace_of(imp),
         oob_errors=_errors_page(imp, 1) if ended_now else None,
         oob_warnings=_errors_page(imp, 1, "warning") if ended_now else None,
+        oob_fixes=fixes.list_context(imp, None, 0) if ended_now and imp.rejected_rows else None,
         mapping=describe_mapping(imp.mapping),
     )
 

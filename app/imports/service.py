@@ -115,6 +115,11 @@ def retry_import(imp: Import) -> None:
     """
     if imp.status != "failed":
         raise ActionRefused(f"Only a failed import can be retried; this one is {imp.status}.")
+    if imp.undo_state:
+        raise ActionRefused(
+            "This import was partly undone, so it cannot be retried. Undo it again to finish, "
+            "then upload the file as a new import."
+        )
     if not imp.storage_key:
         raise ActionRefused("The file of this import is no longer stored. Upload it again.")
     # No look at RQ's view of the last run: a job whose worker was killed stays "started" there

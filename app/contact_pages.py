@@ -1,0 +1,101 @@
+"""The contacts as pages: the list with search and filters, one contact, the CSV export, the sources."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, Response, abort, render_template, request, stream_with_context
+from sqlalchemy import func, select
+
+from app.contact_list import contact_json
+from app.contact_search import BadFilter, ContactFilter, export_csv, keyset_page
+from app.errors import error_response, wants_json
+from app.extensions import db
+from app.models import Contact, Import
+
+bp = Blueprint("contact_pages", __name__)
+
+PER_PAGE = 50
+
+
+def contacts_page(wanted: ContactFilter) -> str:
+    """The contacts page: a keyset page of the filter, with the search, filters and export link."""
+    contacts, after = keyset_page(db.session, wanted, PER_PAGE)
+    sources = db.session.scalars(select(Contact.source).distinct().order_by(Contact.source).limit(500)).all()
+    return render_template(
+        "contacts/index.html",
+        contacts=contacts,
+        wanted=wanted,
+        next_after=after,
+        sources=sources,
+        imported_by=db.session.get(Import, wanted.import_id) if wanted.import_id else None,
+    )
+
+
+@bp.get("/contacts/<contact_id>")
+def detail(contact_id: str) -> Any:
+    """One contact: every field and attribute, its source and the import it came from."""
+    try:
+        contact = db.session.get(Contact, uuid.UUID(contact_id))
+    except ValueError:
+        contact = None
+    if contact is None:
+        abort(404, description="Contact not found")
+    if wants_json():
+        return contact_json(contact)
+    return render_template("contacts/detail.html", contact=contact)
+
+
+@bp.get("/contacts.csv")
+def export() -> Response:
+    """The contacts of the current filter as a CSV download, streamed however many there are."""
+    try:
+        wanted = ContactFilter.from_args({k: v for k, v in request.args.items() if k != "after"})
+    except BadFilter as exc:
+        return error_response(400, str(exc))
+    response = Response(
+        stream_with_context(export_csv(db.session, wanted)), mimetype="text/csv; charset=utf-8"
+    )
+    response.headers.set("Content-Disposition", "attachment", filename="contacts.csv")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/sources")
+def sources() -> Any:
+    """Each source with its contact count and its last import."""
+    counts = db.session.execute(
+        select(Contact.source, func.count()).group_by(Contact.source).order_by(Contact.source)
+    ).all()
+    last = _last_imports()
+    names = sorted({source for source, _ in counts} | set(last))
+    count_of = dict(counts)
+    items = [
+        {
+            "source": name,
+            "contacts": count_of.get(name, 0),
+            "lastImport": None
+            if name not in last
+            else {"jobId": last[name].id, "status": last[name].status, "filename": last[name].filename},
+        }
+        for name in names
+    ]
+    if wants_json():
+        return {"items": items}
+    return render_template("contacts/sources.html", items=items)
+
+
+def _last_imports() -> dict[str, Any]:
+    """Each source's newest import (no DISTINCT ON, so that SQLite answers it too)."""
+    newest = (
+        select(Import.source, func.max(Import.created_at).label("created_at"))
+        .group_by(Import.source)
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(Import.source, Import.id, Import.created_at, Import.status, Import.filename).join(
+            newest, (Import.source == newest.c.source) & (Import.created_at == newest.c.created_at)
+        )
+    )
+    return {row.source: row for row in rows}

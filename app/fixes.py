@@ -1,0 +1,308 @@
+"""Fixing rejected rows in place: edits checked at once, dismissals, a follow-up import of the fixed rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, func, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db, settings
+from app.fields import Columns, MappingError, find_columns
+from app.imports.service import ActionRefused, create_import
+from app.models import JSON_DOCUMENT, Import, RowError
+from app.principals import current_principal
+from app.rows import ContactReader
+from app.validation import Contact
+
+# An import whose rejected rows can be fixed: it has ended and was not undone.
+FIXABLE = ("completed", "failed", "cancelled")
+ROWS_PER_PAGE = 50
+
+
+class RowFix(db.Model):
+    """A rejected row as its owner edited it: ready or not, dismissed, or sent to a follow-up import."""
+
+    __tablename__ = "row_fixes"
+
+    import_id: Mapped[str] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True)
+    row: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The row's cells by header, with the edits made; None for a row only dismissed.
+    cells: Mapped[dict | None] = mapped_column(JSON_DOCUMENT)
+    # Why the edited row would still be rejected; None when it is ready to import.
+    problem: Mapped[str | None] = mapped_column(Text)
+    dismissed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The follow-up import the row went into.
+    fixed_in: Mapped[str | None] = mapped_column(String(36), index=True)
+
+
+class FixRefused(ValueError):
+    """A fix that names a row or a column the import does not have: a 400 saying which."""
+
+
+@dataclass(frozen=True)
+class FixSummary:
+    """What became of an import's rejected rows: "23 fixed in import X, 4 dismissed, 13 left"."""
+
+    fixed_in: list[tuple[str, int]]
+    dismissed: int
+    left: int
+
+
+def _raw_rows(import_id: str, rows: Iterable[int]) -> dict[int, dict[str, str] | None]:
+    """The rejected rows as they came, by row number (None for a line that could not be read)."""
+    found: dict[int, dict[str, str] | None] = {}
+    wanted = sorted(set(rows))
+    for start in range(0, len(wanted), 500):
+        for row, raw in db.session.execute(
+            select(RowError.row, RowError.raw)
+            .where(
+                RowError.import_id == import_id,
+                RowError.level == "error",
+                RowError.row.in_(wanted[start : start + 500]),
+            )
+            .order_by(RowError.row, RowError.id)
+        ):
+            found.setdefault(
+                row, None if raw is None else {str(k): "" if v is None else str(v) for k, v in raw.items()}
+            )
+    return found
+
+
+def _mapped_headers(mapping: Mapping[str, Any] | None) -> list[str]:
+    """Every header the import's mapping names, so a follow-up file has each of them."""
+    headers: list[str] = []
+    for value in (mapping or {}).values():
+        for header in [value] if isinstance(value, str) else value or []:
+            if isinstance(header, str) and header not in headers:
+                headers.append(header)
+    return headers
+
+
+def check_row(imp: Import, cells: Mapping[str, str]) -> str | None:
+    """Why the row would be rejected by the import's mapping, or None when it is ready."""
+    headers = list(dict.fromkeys([*_mapped_headers(imp.mapping), *cells]))
+    try:
+        columns = Columns.from_dict(imp.mapping, headers) if imp.mapping else find_columns(headers)
+    except MappingError as exc:
+        return str(exc)
+    if columns.email is None or not columns.has_name:
+        return "The row has no name or no email column."
+    outcome = ContactReader(columns, headers, settings().default_phone_region).read(
+        [cells.get(header, "") for header in headers]
+    )
+    if isinstance(outcome, Contact):
+        return None
+    return "; ".join(problem.message for problem in outcome) or "The row is blank."
+
+
+def _fix_of(imp: Import, row: int) -> RowFix | None:
+    return db.session.get(RowFix, (imp.id, row))
+
+
+def _check_fixable(imp: Import) -> None:
+    if imp.status not in FIXABLE:
+        raise ActionRefused(f"The rejected rows of an import that is {imp.status} cannot be fixed.")
+
+
+def edit_row(imp: Import, row: int, values: Mapping[str, Any]) -> RowFix:
+    """Apply edits to one rejected row and check it; the caller commits.
+
+    Raises FixRefused for a row that is not a rejected row of the import, a column it lacks, a
+    value that is not text, or a row already sent to a follow-up import.
+    """
+    _check_fixable(imp)
+    raw = _raw_rows(imp.id, [row])
+    if row not in raw:
+        raise FixRefused(f"Row {row} is not a rejected row of this import.")
+    fix = _fix_of(imp, row) or RowFix(import_id=imp.id, row=row, dismissed=False)
+    if fix.fixed_in:
+        raise FixRefused(f"Row {row} was already imported again, in import {fix.fixed_in}.")
+    cells = dict(fix.cells or raw[row] or {})
+    if not cells:
+        raise FixRefused(
+            f"Row {row} could not be read as cells; dismiss it, or fix the file and upload it again."
+        )
+    for header, value in values.items():
+        if header not in cells:
+            shown = ", ".join(cells)
+            raise FixRefused(f"Row {row} has no column {header!r}. Its columns are: {shown}.")
+        if value is not None and not isinstance(value, str):
+            raise FixRefused(f"The value of {header!r} in row {row} must be text.")
+        cells[header] = value or ""
+    fix.cells, fix.problem, fix.dismissed = cells, check_row(imp, cells), False
+    db.session.add(fix)
+    return fix
+
+
+def dismiss_row(imp: Import, row: int) -> RowFix:
+    """Set a rejected row aside: it is not imported, and no longer counted as left; the caller commits."""
+    _check_fixable(imp)
+    if row not in _raw_rows(imp.id, [row]):
+        raise FixRefused(f"Row {row} is not a rejected row of this import.")
+    fix = _fix_of(imp, row) or RowFix(import_id=imp.id, row=row)
+    if fix.fixed_in:
+        raise FixRefused(f"Row {row} was already imported again, in import {fix.fixed_in}.")
+    fix.dismissed = True
+    db.session.add(fix)
+    return fix
+
+
+def import_fixes(imp: Import, rows: list[int]) -> Import | None:
+    """Start the follow-up import of the given rows and of every other ready row; the caller commits
+    and queues it. None when no row is ready."""
+    _check_fixable(imp)
+    ready = set(
+        db.session.scalars(
+            select(RowFix.row).where(
+                RowFix.import_id == imp.id,
+                RowFix.problem.is_(None),
+                RowFix.dismissed.is_(False),
+                RowFix.fixed_in.is_(None),
+                RowFix.cells.is_not(None),
+            )
+        )
+    )
+    chosen = sorted(ready | set(rows))
+    if not chosen:
+        return None
+    fixes = {
+        f.row: f
+        for f in db.session.scalars(select(RowFix).where(RowFix.import_id == imp.id, RowFix.row.in_(chosen)))
+    }
+    chosen = [row for row in chosen if not fixes[row].dismissed]  # a row both fixed and dismissed stays out
+    if not chosen:
+        return None
+    headers = _mapped_headers(imp.mapping)
+    for row in chosen:
+        headers.extend(h for h in fixes[row].cells or {} if h not in headers)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(headers)
+    for row in chosen:
+        cells = fixes[row].cells or {}
+        writer.writerow([cells.get(header, "") for header in headers])
+    stem = (imp.filename or "import").rsplit(".", 1)[0]
+    follow_up = create_import(
+        io.BytesIO(out.getvalue().encode()),
+        source=imp.source,
+        filename=f"{stem}-fixes.csv",
+        mode=imp.mode,
+        created_by=current_principal().id or None,  # who fixed the rows, which may not be who imported them
+    )
+    follow_up.mapping = imp.mapping
+    follow_up.fixes_of = imp.id
+    db.session.flush()
+    for row in chosen:
+        fixes[row].fixed_in = follow_up.id
+    return follow_up
+
+
+def summary(imp: Import) -> FixSummary:
+    """How many of the import's rejected rows were fixed (by follow-up import), dismissed, and are left."""
+    fixed = db.session.execute(
+        select(RowFix.fixed_in, func.count())
+        .where(RowFix.import_id == imp.id, RowFix.fixed_in.is_not(None))
+        .group_by(RowFix.fixed_in)
+    ).all()
+    dismissed = db.session.scalar(
+        select(func.count()).where(
+            RowFix.import_id == imp.id, RowFix.dismissed.is_(True), RowFix.fixed_in.is_(None)
+        )
+    )
+    done = sum(count for _, count in fixed) + dismissed
+    return FixSummary([(str(i), n) for i, n in fixed], dismissed, max(0, imp.rejected_rows - done))
+
+
+def problem_kind(message: str) -> str:
+    """The kind of a problem, its message before the specifics: "Not a valid email address"."""
+    return message.split(": ", 1)[0].split(". Did you mean", 1)[0].rstrip(".")
+
+
+def problems(imp: Import) -> list[tuple[str, int]]:
+    """The kinds of problem of the rejected rows, with how many rows each, most first: for the filter."""
+    counts: dict[str, int] = {}
+    for message, count in db.session.execute(
+        select(RowError.message, func.count(func.distinct(RowError.row)))
+        .where(RowError.import_id == imp.id, RowError.level == "error")
+        .group_by(RowError.message)
+        .limit(1000)
+    ):
+        kind = problem_kind(message)
+        counts[kind] = counts.get(kind, 0) + count
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+@dataclass
+class ShownRow:
+    """A rejected row as the page shows it: its cells (edited), its problem now, its state."""
+
+    row: int
+    cells: dict[str, str] | None
+    problem: str | None
+    dismissed: bool
+    fixed_in: str | None
+    edited: bool
+
+
+def page_of_rows(imp: Import, problem: str | None, after: int) -> tuple[list[ShownRow], int | None]:
+    """A page of rejected rows after row ``after`` (keyset), of one problem if asked; the next ``after``."""
+    query = select(RowError.row).where(
+        RowError.import_id == imp.id, RowError.level == "error", RowError.row > after
+    )
+    if problem:
+        query = query.where(RowError.message.startswith(problem, autoescape=True))
+    numbers = db.session.scalars(query.distinct().order_by(RowError.row).limit(ROWS_PER_PAGE + 1)).all()
+    more = len(numbers) > ROWS_PER_PAGE
+    numbers = numbers[:ROWS_PER_PAGE]
+    raw = _raw_rows(imp.id, numbers)
+    messages: dict[int, list[str]] = {}
+    for row, message in db.session.execute(
+        select(RowError.row, RowError.message)
+        .where(RowError.import_id == imp.id, RowError.level == "error", RowError.row.in_(numbers))
+        .order_by(RowError.row, RowError.id)
+    ):
+        messages.setdefault(row, []).append(message)
+    fixes = {
+        f.row: f
+        for f in db.session.scalars(select(RowFix).where(RowFix.import_id == imp.id, RowFix.row.in_(numbers)))
+    }
+    shown = []
+    for row in numbers:
+        fix = fixes.get(row)
+        edited = fix is not None and fix.cells is not None
+        shown.append(
+            ShownRow(
+                row=row,
+                cells=fix.cells if edited else raw.get(row),
+                problem=fix.problem if edited else "; ".join(messages.get(row, [])),
+                dismissed=bool(fix and fix.dismissed),
+                fixed_in=fix.fixed_in if fix else None,
+                edited=edited,
+            )
+        )
+    return shown, numbers[-1] if more else None
+
+
+def shown_row(imp: Import, fix: RowFix) -> ShownRow:
+    """One row as the page shows it after an edit or a dismissal."""
+    page, _ = page_of_rows(imp, None, fix.row - 1)
+    return page[0]
+
+
+def list_context(imp: Import, problem: str | None, after: int) -> dict[str, Any]:
+    """What the list of rows to fix shows: a page of rows, the filter, the summary."""
+    rows, next_after = page_of_rows(imp, problem, after)
+    return {
+        "imp": imp,
+        "rows": rows,
+        "next_after": next_after,
+        "problem": problem,
+        "problems": problems(imp),
+        "summary": summary(imp),
+        "fixable": imp.status in FIXABLE,
+    }

@@ -1,0 +1,128 @@
+"""The contacts page, one contact, the CSV export and the sources, through the API and as pages."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from app.extensions import db
+from tests import test_merge
+from tests.test_merge import Imports, csv_bytes
+
+# The merge tests' app, on PostgreSQL and on SQLite.
+imports = test_merge.imports
+
+PEOPLE = [
+    ["Ada Lovelace", "ada@example.com", "+44 20 7946 0001", "Engines", "Countess", "London"],
+    ["Grace Hopper", "grace@navy.example", "", "US Navy", "", ""],
+    ["Adam Smith", "wealth@example.com", "", "=HYPERLINK(1)", "", ""],
+    ["Zoë Ångström", "zoe@example.se", "", "", "", "Uppsala"],
+]
+HTML = {"Accept": "text/html"}
+
+
+def test_search_by_prefix_and_substring_of_email_or_name_in_either_case(imports: Imports):
+    done = imports.run(csv_bytes(PEOPLE))
+    imports.run(csv_bytes([["Other Ada", "ada@example.com", "", "", "", ""]]), source="shop")
+
+    def emails(**args: str) -> list[tuple[str, str]]:
+        items = imports.client.get("/contacts", query_string={**args, "after": ""}).get_json()["items"]
+        return sorted((c["email"], c["source"]) for c in items)
+
+    # "ada" is in two emails and in Adam's name.
+    assert emails(q="ada") == [
+        ("ada@example.com", "crm"),
+        ("ada@example.com", "shop"),
+        ("wealth@example.com", "crm"),
+    ]
+    assert emails(q="ADA@", source="crm") == [("ada@example.com", "crm")]
+    assert emails(q="navy") == [("grace@navy.example", "crm")]  # a substring of the email
+    assert emails(q="Ångs") == [("zoe@example.se", "crm")]  # of the name, not ASCII
+    if db.engine.dialect.name == "postgresql":  # SQLite folds the case of ASCII letters only
+        assert emails(q="ångs") == [("zoe@example.se", "crm")]
+    assert emails(q="100%") == []  # wildcards are searched as themselves
+    assert emails(importId=done["jobId"], q="example.com") == [
+        ("ada@example.com", "crm"),
+        ("wealth@example.com", "crm"),
+    ]
+    paged = imports.client.get("/contacts", query_string={"source": "crm", "q": "a", "page": 1}).get_json()
+    assert paged["total"] == 4 and paged["pages"] == 1  # the page-numbered shape stays as it was
+    assert imports.client.get("/contacts?after=nope").status_code == 400
+
+
+def test_keyset_pages_cover_every_contact_once(imports: Imports):
+    imports.run(csv_bytes([[f"P {n}", f"p{n}@example.com", "", "", "", ""] for n in range(7)]))
+    seen, after = [], ""
+    while after is not None:
+        page = imports.client.get("/contacts", query_string={"after": after, "per_page": 3}).get_json()
+        seen += [c["email"] for c in page["items"]]
+        after = page["next"]
+    assert sorted(seen) == sorted(f"p{n}@example.com" for n in range(7))
+    html = imports.client.get("/contacts", headers=HTML).get_data(as_text=True)
+    assert 'data-contact="p0@example.com"' in html and "data-next" not in html
+
+
+def test_one_contact_the_export_and_the_sources(imports: Imports):
+    done = imports.run(csv_bytes(PEOPLE))
+    ada = imports.client.get("/contacts", query_string={"q": "ada@", "after": ""}).get_json()["items"][0]
+    one = imports.client.get(f"/contacts/{ada['id']}").get_json()
+    assert one == ada and one["attributes"] == {"City": "London"}
+    page = imports.client.get(f"/contacts/{ada['id']}", headers=HTML).get_data(as_text=True)
+    assert "Countess" in page and "London" in page
+    assert imports.client.get("/contacts/not-an-id").status_code == 404
+
+    export = imports.client.get("/contacts.csv", query_string={"source": "crm", "q": "a"})
+    assert export.headers["Content-Disposition"] == "attachment; filename=contacts.csv"
+    data = export.get_data()
+    assert data.startswith("\ufeff".encode())
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    assert sorted(r["email"] for r in rows) == [
+        "ada@example.com",
+        "grace@navy.example",
+        "wealth@example.com",
+        "zoe@example.se",
+    ]
+    adam = next(r for r in rows if r["email"] == "wealth@example.com")
+    assert adam["company"].startswith("'=")  # a spreadsheet shows the formula as text, never runs it
+
+    sources = imports.client.get("/sources").get_json()["items"]
+    assert sources == [
+        {
+            "source": "crm",
+            "contacts": 4,
+            "lastImport": {"jobId": done["jobId"], "status": "completed", "filename": None},
+        }
+    ]
+    detail = imports.client.get(f"/imports/{done['jobId']}", headers=HTML).get_data(as_text=True)
+    assert f'href="/contacts?importId={done["jobId"]}" data-see-contacts>4 inserted: see them' in detail
+    listed = imports.client.get(f"/contacts?importId={done['jobId']}", headers=HTML).get_data(as_text=True)
+    assert listed.count("data-contact=") == 4
+
+
+def test_every_new_route_needs_a_token_when_authentication_is_on(make_app):
+    from tests.test_auth import TOKEN
+
+    secured = make_app(API_TOKENS=TOKEN, RATE_LIMITS_ENABLED="false")
+    client = secured.test_client()
+    json = {"Accept": "application/json"}
+    some = "00000000-0000-0000-0000-000000000000"
+    for method, path in (
+        ("GET", "/contacts"),
+        ("GET", "/contacts?q=ada&after="),
+        ("GET", f"/contacts/{some}"),
+        ("GET", "/contacts.csv"),
+        ("GET", "/sources"),
+        ("GET", f"/imports/{some}/undo"),
+        ("POST", f"/imports/{some}/undo"),
+        ("POST", f"/imports/{some}/undo/cancel"),
+        ("GET", f"/imports/{some}/fixes"),
+        ("POST", f"/imports/{some}/fixes"),
+        ("POST", f"/imports/{some}/fixes/3"),
+    ):
+        answer = client.open(path, method=method, headers=json)
+        assert answer.status_code == 401, path
+        assert b"ada" not in answer.get_data()
+    allowed = {**json, "Authorization": f"Bearer {TOKEN}"}
+    assert client.get("/contacts", headers=allowed).status_code == 200
+    assert client.get("/sources", headers=allowed).get_json() == {"items": []}
+    assert client.post(f"/imports/{some}/undo", headers=allowed).status_code == 404

@@ -1,0 +1,141 @@
+"""Fixing rejected rows through the API: edits, dismissals, the follow-up import and its counts."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rq import SimpleWorker
+
+from app.extensions import QUEUE_NAME, db, redis
+from tests import test_merge
+from tests.test_merge import HEADERS, Imports, csv_bytes
+
+# The merge tests' app, on PostgreSQL and on SQLite.
+imports = test_merge.imports
+
+ROWS = [
+    ["Ada Lovelace", "ada@example.com", "", "", "", ""],
+    ["Grace Hopper", "grace-at-example.com", "", "US Navy", "", ""],
+    ["Alan Turing", "", "", "", "", "Wilmslow"],
+    ["Edsger Dijkstra", "edsger@@example.nl", "", "", "", ""],
+    ["Barbara Liskov", "barbara example.com", "", "", "", ""],
+]
+
+
+def rejected_rows(imports: Imports, job_id: str) -> dict[int, str]:
+    """The import's rejected rows: row number -> problem."""
+    items = imports.client.get(f"/imports/{job_id}/errors?level=error").get_json()["items"]
+    return {item["row"]: item["message"] for item in items}
+
+
+def run_jobs() -> None:
+    SimpleWorker([QUEUE_NAME], connection=redis()).work(burst=True, with_scheduler=False)
+    db.session.remove()
+
+
+def post_fixes(imports: Imports, job_id: str, body: dict[str, Any]) -> Any:
+    return imports.client.post(f"/imports/{job_id}/fixes", json=body)
+
+
+def test_fixed_rows_go_into_a_follow_up_import_of_the_same_source_mapping_and_mode(imports: Imports):
+    original = imports.run(csv_bytes(ROWS), mode="update")
+    rejected = rejected_rows(imports, original["jobId"])
+    assert len(rejected) == 4
+    grace, alan, edsger, barbara = sorted(rejected)
+    answer = post_fixes(
+        imports,
+        original["jobId"],
+        {
+            "rows": [
+                {"row": grace, "values": {"Email": "grace@example.com"}},
+                {"row": alan, "values": {"Email": "alan@example.com"}},
+                {"row": edsger, "values": {"Email": "still broken"}},
+            ],
+            "dismiss": [barbara],
+        },
+    )
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    follow_id = answer.get_json()["jobId"]
+    assert follow_id != original["jobId"]
+    run_jobs()
+    follow = imports.client.get(f"/imports/{follow_id}").get_json()
+    assert follow["status"] == "completed"
+    assert (follow["fixes"], follow["source"], follow["mode"]) == (original["jobId"], "crm", "update")
+    assert follow["mapping"] == original["mapping"]
+    assert (follow["insertedRows"], follow["rejectedRows"]) == (2, 1)
+    assert "Not a valid email address" in next(iter(rejected_rows(imports, follow_id).values()))
+    contacts = imports.contacts()
+    assert contacts["grace@example.com"][2] == "US Navy"
+    assert contacts["alan@example.com"][4] == {"City": "Wilmslow"}
+
+    page = imports.client.get(f"/imports/{original['jobId']}", headers={"Accept": "text/html"})
+    html = page.get_data(as_text=True)
+    assert f'3 fixed in <a href="/imports/{follow_id}">' in html
+    assert "1 dismissed, 0 left" in html
+    shown = imports.client.get(f"/imports/{follow_id}", headers={"Accept": "text/html"}).get_data(
+        as_text=True
+    )
+    assert f'href="/imports/{original["jobId"]}" data-fixes-of' in shown
+
+
+def test_a_row_that_is_not_rejected_or_a_column_the_row_lacks_is_a_400(imports: Imports):
+    original = imports.run(csv_bytes(ROWS))
+    rejected = sorted(rejected_rows(imports, original["jobId"]))
+    good_row = min(set(range(1, 8)) - set(rejected))
+    for body, said in (
+        (
+            {"rows": [{"row": good_row, "values": {"Email": "x@example.com"}}]},
+            f"Row {good_row} is not a rejected",
+        ),
+        ({"dismiss": [9999]}, "Row 9999 is not a rejected"),
+        ({"rows": [{"row": rejected[0], "values": {"Mail": "x@example.com"}}]}, "has no column 'Mail'"),
+        ({"rows": [{"row": rejected[0], "values": {"Email": 5}}]}, "must be text"),
+        ({"rows": "all"}, "rows must be a list"),
+    ):
+        answer = post_fixes(imports, original["jobId"], body)
+        assert answer.status_code == 400, body
+        assert said in answer.get_json()["error"]
+    # Nothing of a refused request was kept: the row can still be fixed.
+    fixed = post_fixes(
+        imports, original["jobId"], {"rows": [{"row": rejected[0], "values": {"Email": "g@example.com"}}]}
+    )
+    assert fixed.status_code == 202
+    again = post_fixes(
+        imports, original["jobId"], {"rows": [{"row": rejected[0], "values": {"Email": "h@example.com"}}]}
+    )
+    assert again.status_code == 400 and "already imported again" in again.get_json()["error"]
+
+
+def test_an_edit_on_the_page_is_checked_at_once_and_the_button_imports_the_ready_rows(imports: Imports):
+    original = imports.run(csv_bytes(ROWS))
+    grace, alan, *_ = sorted(rejected_rows(imports, original["jobId"]))
+    html = {"Accept": "text/html", "HX-Request": "true"}
+    page = imports.client.get(f"/imports/{original['jobId']}", headers={"Accept": "text/html"}).get_data(
+        as_text=True
+    )
+    html["X-CSRFToken"] = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    still = imports.client.post(
+        f"/imports/{original['jobId']}/fixes/{grace}", data={"cell:Email": "grace@example"}, headers=html
+    )
+    assert still.status_code == 200 and "Not a valid email address" in still.get_data(as_text=True)
+    ready = imports.client.post(
+        f"/imports/{original['jobId']}/fixes/{grace}", data={"cell:Email": "grace@example.com"}, headers=html
+    )
+    assert ">Ready<" in ready.get_data(as_text=True)
+    dismissed = imports.client.post(
+        f"/imports/{original['jobId']}/fixes/{alan}", data={"dismiss": "1"}, headers=html
+    )
+    assert ">Dismissed<" in dismissed.get_data(as_text=True)
+    listing = imports.client.get(
+        f"/imports/{original['jobId']}/fixes?problem=Email is missing", headers=html
+    ).get_data(as_text=True)
+    assert f'data-row="{alan}"' in listing and f'data-row="{grace}"' not in listing
+    started = imports.client.post(
+        f"/imports/{original['jobId']}/fixes", headers={"X-CSRFToken": html["X-CSRFToken"]}
+    )
+    assert started.status_code == 202
+    run_jobs()
+    follow = imports.client.get(f"/imports/{started.get_json()['jobId']}").get_json()
+    assert (follow["insertedRows"], follow["rejectedRows"]) == (1, 0)
+    assert HEADERS[1] == "Email"
