@@ -208,6 +208,17 @@ def test_the_live_panel_lists_failing_and_disabled_webhook_endpoints(client):
     assert "disabled: The endpoint answered 410 Gone" in panel and "ok.example" not in panel
 
 
+def test_an_undone_import_counts_as_completed_where_it_ended(client, work):
+    job_id = post_file(client, MIXED)
+    work()
+    db.session.execute(update(Import).where(Import.id == job_id).values(status="undone"))
+    db.session.commit()
+    series = queries.imports_per_hour(utcnow())
+    assert set(series.values) == {"completed", "failed", "cancelled"}
+    assert series.values["completed"][-1] == 1
+    assert _html(client, "/ops").count("<svg") >= 5  # every chart still draws
+
+
 def test_metrics_name_rows_queue_and_workers(client, work):
     post_file(client, MIXED)
     work()

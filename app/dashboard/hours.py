@@ -25,6 +25,10 @@ from app.extensions import db
 from app.maintenance import TASKS
 from app.models import FINAL_STATUSES, Import, utcnow
 
+# How an import ended, as the charts count it. An undone import had completed: it counts as completed
+# in the hour it finished, before and after its undo alike.
+ENDINGS = ("completed", "failed", "cancelled")
+
 log = logging.getLogger(__name__)
 
 KEPT_DAYS = 8  # the charts look back 7 days; the first summary starts here
@@ -57,7 +61,7 @@ class ImportHour(db.Model):
 class Ended:
     """What ended in one hour."""
 
-    statuses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FINAL_STATUSES, 0))
+    statuses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ENDINGS, 0))
     durations: dict[int, dict[int, int]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(int))
     )
@@ -115,6 +119,7 @@ def ended_between(start: datetime, end: datetime) -> dict[datetime, Ended]:
     for finished, status, size, started in rows:
         finished = _aware(finished)
         hour = found[floor_hour(finished)]
+        status = "completed" if status == "undone" else status
         hour.statuses[status] += 1
         if status == "completed" and started is not None:
             seconds = max((finished - _aware(started)).total_seconds(), 0.0)
@@ -169,9 +174,9 @@ def _unsummed(now: datetime, since: datetime) -> dict[datetime, Ended]:
 
 def statuses_by_hour(now: datetime, since: datetime) -> dict[datetime, dict[str, int]]:
     """Imports that ended in each hour from ``since`` to now, by final status."""
-    columns = [getattr(ImportHour, status) for status in FINAL_STATUSES]
+    columns = [getattr(ImportHour, status) for status in ENDINGS]
     found = {
-        _aware(hour): dict(zip(FINAL_STATUSES, counts, strict=True))
+        _aware(hour): dict(zip(ENDINGS, counts, strict=True))
         for hour, *counts in db.session.execute(
             select(ImportHour.hour, *columns).where(ImportHour.hour >= since)
         )

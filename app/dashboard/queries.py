@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import BigInteger, cast, func, select
 
-from app.dashboard.hours import durations_since, floor_hour, quantile, statuses_by_hour
+from app.dashboard.hours import ENDINGS, durations_since, floor_hour, quantile, statuses_by_hour
 from app.dashboard.rollups import OUTCOMES, ImportMinute, ImportReason, ReasonHour
 from app.extensions import db
-from app.models import FINAL_STATUSES, Import
+from app.models import Import
 
 THROUGHPUT_BIN_MINUTES = 5
 THROUGHPUT_HOURS = 24
@@ -88,7 +88,7 @@ def imports_per_hour(now: datetime) -> Series:
     step = timedelta(hours=1)
     bins = STATUS_DAYS * 24
     start = floor_hour(now) - (bins - 1) * step
-    values = {status: [0.0] * bins for status in FINAL_STATUSES}
+    values = {status: [0.0] * bins for status in ENDINGS}
     for hour, counts in statuses_by_hour(now, start).items():
         index = int((hour - start) / step)
         if 0 <= index < bins:
