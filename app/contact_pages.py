@@ -12,6 +12,8 @@ from app.contact_list import contact_json
 from app.contact_search import BadFilter, ContactFilter, export_csv, keyset_page
 from app.errors import error_response, wants_json
 from app.extensions import db
+from app.fields import describe_mapping
+from app.mapping import SourceMapping
 from app.models import Contact, Import
 
 bp = Blueprint("contact_pages", __name__)
@@ -64,12 +66,13 @@ def export() -> Response:
 
 @bp.get("/sources")
 def sources() -> Any:
-    """Each source with its contact count and its last import."""
+    """Each source with its contact count, its last import and the mapping saved for it."""
     counts = db.session.execute(
         select(Contact.source, func.count()).group_by(Contact.source).order_by(Contact.source)
     ).all()
     last = _last_imports()
-    names = sorted({source for source, _ in counts} | set(last))
+    saved = {m.source: m for m in db.session.scalars(select(SourceMapping))}
+    names = sorted({source for source, _ in counts} | set(last) | set(saved))
     count_of = dict(counts)
     items = [
         {
@@ -78,6 +81,8 @@ def sources() -> Any:
             "lastImport": None
             if name not in last
             else {"jobId": last[name].id, "status": last[name].status, "filename": last[name].filename},
+            "mapping": saved[name].to_dict() if name in saved else None,
+            "mappingShown": describe_mapping(saved[name].mapping) if name in saved else None,
         }
         for name in names
     ]

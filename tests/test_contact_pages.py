@@ -6,6 +6,7 @@ import csv
 import io
 
 from app.extensions import db
+from app.mapping import save_mapping
 from tests import test_merge
 from tests.test_merge import Imports, csv_bytes
 
@@ -91,8 +92,16 @@ def test_one_contact_the_export_and_the_sources(imports: Imports):
             "source": "crm",
             "contacts": 4,
             "lastImport": {"jobId": done["jobId"], "status": "completed", "filename": None},
+            "mapping": None,
+            "mappingShown": None,
         }
     ]
+    save_mapping(db.session, "crm", {"name": "Name", "email": "Email"})
+    db.session.commit()
+    [crm] = imports.client.get("/sources").get_json()["items"]
+    assert crm["mapping"]["mapping"]["email"] == "Email"
+    shown = imports.client.get("/sources", headers=HTML).get_data(as_text=True)
+    assert "Email → email" in shown and 'href="/sources/crm/mapping"' in shown
     detail = imports.client.get(f"/imports/{done['jobId']}", headers=HTML).get_data(as_text=True)
     assert f'href="/contacts?importId={done["jobId"]}" data-see-contacts>4 inserted: see them' in detail
     listed = imports.client.get(f"/contacts?importId={done['jobId']}", headers=HTML).get_data(as_text=True)
