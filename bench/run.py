@@ -551,6 +551,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the benchmark still runs")
     parser.add_argument("--huge", action="store_true", help="also import a 10,000,000-row CSV")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved runs of the key comparison")
+    parser.add_argument(
+        "--search-rows", type=int, default=None, help="contacts the search step stores (default: the rows)"
+    )
     parser.add_argument("--only", action="append", help="run only the named steps (ingest, memory, …)")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument("--workdir", type=Path, default=HERE / "data", help="where generated files go")
@@ -592,7 +595,7 @@ def main(argv: list[str] | None = None) -> None:
         ("memory", lambda: memory(stack, results, (little, small), (big, rows))),
         ("parallel", lambda: parallel_parts(stack, results, workdir, rows)),
         ("undo", lambda: undo_run(stack, results, big, rows, pipeline_import, verdict)),
-        ("search", lambda: search_run(stack, results, rows)),
+        ("search", lambda: search_run(stack, results, args.search_rows or rows)),
     ]
     steps += [
         ("spreadsheets", lambda: spreadsheets(stack, results, workdir, sheet, repeats)),
