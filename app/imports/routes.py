@@ -193,7 +193,7 @@ def post_import() -> Response:
     problem = idempotency.key_problem(key)
     if problem:
         return error_response(400, problem)
-    with idempotency.key_lock(key) as free:
+    with idempotency.key_lock(current_principal().id, key) as free:
         if not free:
             return _in_progress()
         held = _hold(key)
