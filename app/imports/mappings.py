@@ -23,7 +23,13 @@ from app.imports.review import (
     start_reviewed,
 )
 from app.imports.review_page import options_from_form, review_context
-from app.imports.routes import SPOOL_IN_MEMORY, _check_csrf_of_browsers, _import_or_404, stream_options
+from app.imports.routes import (
+    SPOOL_IN_MEMORY,
+    _action_refused,
+    _check_csrf_of_browsers,
+    _import_or_404,
+    stream_options,
+)
 from app.imports.service import requeue_import
 from app.mapping import SourceMapping, check_shape, delete_mapping, parse_mapping, save_mapping
 from app.preview import preview
@@ -162,11 +168,7 @@ def reopen(job_id: str) -> Response | dict:
     try:
         reopen_for_review(imp)
     except OptionRefused as exc:
-        db.session.rollback()
-        if wants_json():
-            return error_response(409, str(exc))
-        flash(str(exc), "error")
-        return redirect(url_for("imports.detail", job_id=imp.id), code=303)
+        return _action_refused(imp, exc)
     db.session.commit()
     if wants_json():
         db.session.refresh(imp)

@@ -637,7 +637,8 @@ def _changeable_or_403(job_id: str) -> Import:
     return imp
 
 
-def _action_refused(imp: Import, exc: ActionRefused) -> Response:
+def _action_refused(imp: Import, exc: Exception) -> Response:
+    """409 with the reason for API clients; the import page with the reason for a browser."""
     db.session.rollback()
     if wants_json():
         return error_response(409, str(exc))
