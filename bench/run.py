@@ -114,17 +114,29 @@ def pipeline_import(stack: Stack, path: Path, rows: int) -> tuple[float, float, 
     return elapsed, watch.peak_mb, answer
 
 
-def ingest(stack: Stack, results: Results, path: Path, rows: int, repeats: int) -> None:
-    """Raw COPY and the pipeline, interleaved, best of ``repeats``."""
+def _beside_copy(
+    stack: Stack,
+    results: Results,
+    key: str,
+    imported: Path,
+    copied: Path,
+    columns: str,
+    rows: int,
+    repeats: int,
+) -> tuple[float, float, float]:
+    """``\\copy`` of ``copied`` and the pipeline's import of ``imported``, interleaved, best of ``repeats``.
+
+    Records the figures under ``key``; gives the rows/s of each and their ratio.
+    """
     copies, runs = [], []
     answer: dict = {}
     for _ in range(repeats):
-        copies.append(raw_copy(stack, path))
-        elapsed, _peak, answer = pipeline_import(stack, path, rows)
+        copies.append(raw_copy(stack, copied, columns))
+        elapsed, _peak, answer = pipeline_import(stack, imported, rows)
         runs.append(elapsed)
     copy_rate, pipe_rate = rows / min(copies), rows / min(runs)
     ratio = pipe_rate / copy_rate
-    results.figures[f"ingest_{rows}"] = {
+    results.figures[key] = {
         "rows": rows,
         "raw_copy_seconds": copies,
         "pipeline_seconds": runs,
@@ -133,6 +145,14 @@ def ingest(stack: Stack, results: Results, path: Path, rows: int, repeats: int) 
         "ratio": round(ratio, 3),
         "import": answer,
     }
+    return copy_rate, pipe_rate, ratio
+
+
+def ingest(stack: Stack, results: Results, path: Path, rows: int, repeats: int) -> None:
+    """Raw COPY and the pipeline, interleaved, best of ``repeats``."""
+    copy_rate, pipe_rate, ratio = _beside_copy(
+        stack, results, f"ingest_{rows}", path, path, "name, email", rows, repeats
+    )
     results.add(
         f"CSV {rows:,} rows, stream POST to completed (rows/s, best of {repeats})",
         f"{pipe_rate:,.0f}",
@@ -151,23 +171,10 @@ def wide_ingest(stack: Stack, results: Results, workdir: Path, rows: int, repeat
     path, copy_path = data.write_wide_csv(
         workdir / f"wide-{rows}.csv", workdir / f"wide-{rows}-stored.csv", rows
     )
-    copies, runs = [], []
-    answer: dict = {}
-    for _ in range(repeats):
-        copies.append(raw_copy(stack, copy_path, "name, email, phone, company, title, attributes"))
-        elapsed, _peak, answer = pipeline_import(stack, path, rows)
-        runs.append(elapsed)
-    copy_rate, pipe_rate = rows / min(copies), rows / min(runs)
-    ratio = pipe_rate / copy_rate
-    results.figures[f"wide_ingest_{rows}"] = {
-        "rows": rows,
-        "raw_copy_seconds": copies,
-        "pipeline_seconds": runs,
-        "raw_copy_rows_per_s": round(copy_rate),
-        "pipeline_rows_per_s": round(pipe_rate),
-        "ratio": round(ratio, 3),
-        "import": answer,
-    }
+    columns = "name, email, phone, company, title, attributes"
+    copy_rate, pipe_rate, ratio = _beside_copy(
+        stack, results, f"wide_ingest_{rows}", path, copy_path, columns, rows, repeats
+    )
     results.add(
         f"CSV {rows:,} rows with phone, company, title and 3 more columns (rows/s, best of {repeats})",
         f"{pipe_rate:,.0f}",
