@@ -134,21 +134,22 @@ def deliver_webhooks() -> int:
 
 
 def run_undo(import_id: str) -> Retry | None:
-    """Undo one import. Transient failures put it back to wait; the retry or the reconciler resumes it.
+    """Undo one import. A transient failure puts it back to wait for its retry, whose due time
+    PostgreSQL holds; the reconciler queues it then.
 
     On worker shutdown the undo waits again and the job asks RQ to requeue it now.
     """
     from app import undo
-    from app.extensions import db
+    from app.extensions import db, settings
     from app.imports import pipeline
 
     with _app_context(), import_context(import_id):
         try:
             imp = pipeline.claim(import_id, undo.UNDOING, waiting=None)
             if imp is None:
-                log.info("undo is no longer waiting to run, or another run is alive on it")
+                log.info("undo is not due to run, or another run is alive on it")
                 return None
-            attempt = imp.attempts
+            attempt, retries = imp.attempts, imp.retries
         except Exception:
             _rollback()
             db.session.remove()
@@ -161,10 +162,14 @@ def run_undo(import_id: str) -> Retry | None:
             return Retry(max=HANDBACKS)
         except TRANSIENT as exc:
             _rollback()
-            log.warning("undo hit a transient error, will resume: %s", exc)
+            # Never failed for a passing fault: it waits for its retry (PostgreSQL holds when it is
+            # due, as for imports), at the longest backoff once the backoff is spent.
+            delay = pipeline.retry_delay(retries)
+            delay = settings().retry_backoff[-1] if delay is None else delay
             try:
-                # Never failed for a passing fault: the job's retry, or else the reconciler, resumes it.
-                pipeline.release(import_id, attempt, type(exc).__name__, status=undo.UNDOING)
+                pipeline.release(import_id, attempt, type(exc).__name__, retry_in=delay, status=undo.UNDOING)
+                log.warning("undo hit a transient error, will resume in %ss: %s", delay, exc)
+                return None
             except TRANSIENT:
                 log.warning("could not record the failure; the reconciler will find the undo")
             raise

@@ -172,16 +172,21 @@ def queue_due_retries() -> None:
     killed worker tree can leave without an owner for many minutes). Clearing ``retry_at`` in
     the same commit marks the wake-up sent; if Redis loses it, ``reconcile`` queues it again.
     """
-    due = db.session.scalars(
-        select(Import.id)
-        .where(Import.status == "queued", Import.retry_at <= utcnow())
+    from app.undo import UNDOING, enqueue_undo  # it imports this module
+
+    due = db.session.execute(
+        select(Import.id, Import.status)
+        .where(Import.status.in_(("queued", UNDOING)), Import.retry_at <= utcnow())
         .order_by(Import.retry_at)
         .limit(PER_RUN)
         .with_for_update(skip_locked=True)
     ).all()
-    for import_id in due:
+    for import_id, status in due:
         db.session.execute(update(Import).where(Import.id == import_id).values(retry_at=None))
-        _requeue(import_id, "its retry is due")
+        if status == UNDOING:
+            enqueue_undo(import_id)
+        else:
+            _requeue(import_id, "its retry is due")
     db.session.commit()
 
 
@@ -197,6 +202,7 @@ def _reconcile_undos(stale: datetime, settled: datetime, grace: float) -> None:
         select(Import.id, Import.heartbeat_at)
         .where(
             Import.status == "undoing",
+            Import.retry_at.is_(None),  # a retry is queued by queue_due_retries once due
             or_(
                 and_(Import.heartbeat_at.is_(None), Import.undo_requested_at < settled),
                 Import.heartbeat_at < stale,

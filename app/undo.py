@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis.exceptions
-from rq import Retry
 from sqlalchemy import delete, select, text, update
 
 from app.extensions import db, queue, settings
@@ -66,7 +65,15 @@ def request_undo(imp: Import) -> None:
     result = db.session.execute(
         update(Import)
         .where(Import.id == imp.id, Import.status == imp.status)
-        .values(status=UNDOING, heartbeat_at=None, error=None, undo_requested_at=utcnow(), undo_state=state)
+        .values(
+            status=UNDOING,
+            heartbeat_at=None,
+            error=None,
+            undo_requested_at=utcnow(),
+            undo_state=state,
+            retries=0,
+            retry_at=None,
+        )
     )
     if result.rowcount == 0:
         raise ActionRefused("This import changed in the meantime. Reload the page and try again.")
@@ -76,7 +83,6 @@ def enqueue_undo(import_id: str) -> bool:
     """Queue the undo's job afresh; False if Redis cannot take it now (the reconciler queues it later)."""
     from app.recovery import forget_job  # the reconciler's module imports this one
 
-    backoff = list(settings().retry_backoff)
     try:
         forget_job(queue(), undo_job_id(import_id))
         queue().enqueue_call(
@@ -84,7 +90,6 @@ def enqueue_undo(import_id: str) -> bool:
             args=(import_id,),
             job_id=undo_job_id(import_id),
             timeout=JOB_TIMEOUT,
-            retry=Retry(max=len(backoff), interval=backoff),
             result_ttl=3600,
             failure_ttl=7 * 24 * 3600,
             description=f"undo of import {import_id}",

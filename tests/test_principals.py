@@ -134,3 +134,16 @@ def test_the_pages_say_who_started_an_import(scoped, users):
 def test_a_wrong_token_grant_stops_the_start(make_app, tokens, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         make_app(API_TOKENS=tokens)
+
+
+def test_only_its_starter_or_an_admin_may_start_or_reopen_an_import_in_review(scoped):
+    client = scoped.test_client()
+    job = client.post("/import", json=BODY | {"review": True}, headers=bearer(ALICE)).get_json()["jobId"]
+    assert client.get(f"/imports/{job}", headers=bearer(ALICE)).get_json()["status"] == "review"
+    for action in ("start", "reopen"):
+        refused = client.post(f"/imports/{job}/{action}", json={}, headers=bearer(BOB))
+        assert refused.status_code == 403
+        assert "another client" in refused.get_json()["error"]
+    assert client.get(f"/imports/{job}", headers=bearer(BOB)).get_json()["status"] == "review"
+    started = client.post(f"/imports/{job}/start", json={}, headers=bearer(ALICE))
+    assert started.status_code == 202 and started.get_json()["status"] == "queued"

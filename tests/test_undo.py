@@ -149,3 +149,53 @@ def test_a_cancelled_undo_is_consistent_and_a_second_undo_finishes_it(make_app, 
         finished = undo(imports, done["jobId"])
         assert (finished["undoneRows"], finished["keptRows"]) == (5, 0)
         assert imports.contacts() == {}
+
+
+def test_a_transient_failure_mid_undo_waits_for_its_retry_in_postgresql(make_app, monkeypatch):
+    import sqlalchemy.exc
+    from sqlalchemy import update
+
+    from app import undo as undo_module
+    from app.extensions import queue
+    from app.maintenance import run_task
+    from app.models import Import, utcnow
+    from app.recovery import queue_due_retries
+
+    app = make_app(WTF_CSRF_ENABLED="false", BATCH_SIZE="2")
+    with app.app_context():
+        imports = Imports(app)
+        done = imports.run(csv_bytes([[f"P {n}", f"p{n}@example.com", "", "", "", ""] for n in range(5)]))
+        job_id = done["jobId"]
+        removals, calls = undo_module._remove_batch, []
+
+        def drops_on_the_second_batch(*args: Any) -> Any:
+            calls.append(args)
+            if len(calls) == 2:
+                raise sqlalchemy.exc.OperationalError("DELETE", {}, Exception("server closed the connection"))
+            return removals(*args)
+
+        monkeypatch.setattr(undo_module, "_remove_batch", drops_on_the_second_batch)
+        assert imports.client.post(f"/imports/{job_id}/undo").status_code == 202
+        SimpleWorker([QUEUE_NAME], connection=redis()).work(burst=True, with_scheduler=False)
+        db.session.remove()
+        waiting = imports.client.get(f"/imports/{job_id}").get_json()
+        assert (waiting["status"], waiting["undoneRows"]) == ("undoing", 2)
+        assert waiting["error"] == "Waiting to retry after a temporary failure: OperationalError"
+        # PostgreSQL holds when the retry is due; Redis holds nothing until then, and the
+        # reconciler's look for lost undos leaves a waiting retry alone.
+        imp = db.session.get(Import, job_id)
+        assert imp.retry_at is not None and imp.retries == 1
+        assert queue().count == 0 and queue().scheduled_job_registry.count == 0
+        run_task(app, queue_due_retries)
+        assert queue().count == 0
+
+        db.session.execute(update(Import).where(Import.id == job_id).values(retry_at=utcnow()))
+        db.session.commit()
+        run_task(app, queue_due_retries)
+        assert queue().count == 1
+        SimpleWorker([QUEUE_NAME], connection=redis()).work(burst=True, with_scheduler=False)
+        db.session.remove()
+        finished = imports.client.get(f"/imports/{job_id}").get_json()
+        assert (finished["status"], finished["error"]) == ("undone", None)
+        assert (finished["undoneRows"], finished["keptRows"]) == (5, 0)
+        assert imports.contacts() == {}

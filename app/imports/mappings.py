@@ -26,6 +26,7 @@ from app.imports.review_page import options_from_form, review_context
 from app.imports.routes import (
     SPOOL_IN_MEMORY,
     _action_refused,
+    _changeable_or_403,
     _check_csrf_of_browsers,
     _import_or_404,
     stream_options,
@@ -133,7 +134,7 @@ def start_review(job_id: str) -> Response | tuple[dict, int]:
     The review page posts its form (selects per field); API clients send JSON with a ``mapping``.
     """
     _check_csrf_of_browsers()
-    imp = _import_or_404(job_id)
+    imp = _changeable_or_403(job_id)
     from_page = request.mimetype != "application/json"
     try:
         body = _json_or_form()
@@ -164,7 +165,7 @@ def start_review(job_id: str) -> Response | tuple[dict, int]:
 def reopen(job_id: str) -> Response | dict:
     """Put a failed import back in review, so its columns can be mapped without uploading it again."""
     _check_csrf_of_browsers()
-    imp = _import_or_404(job_id)
+    imp = _changeable_or_403(job_id)
     try:
         reopen_for_review(imp)
     except OptionRefused as exc:

@@ -98,11 +98,12 @@ def claim(import_id: str, status: str = "running", waiting: str | None = "queued
     """
     now = utcnow()
     stale = now - timedelta(seconds=settings().job_heartbeat_timeout)
+    due = or_(Import.retry_at.is_(None), Import.retry_at <= now)
     abandoned = and_(Import.status == status, or_(Import.heartbeat_at.is_(None), Import.heartbeat_at < stale))
-    claimable = abandoned
-    if waiting is not None:
-        due = or_(Import.retry_at.is_(None), Import.retry_at <= now)
-        claimable = or_(and_(Import.status == waiting, due), abandoned)
+    # An undo waits in its own status, and its retry's due time too.
+    claimable = (
+        and_(abandoned, due) if waiting is None else or_(and_(Import.status == waiting, due), abandoned)
+    )
     claimed = db.session.execute(
         update(Import)
         .where(Import.id == import_id, claimable)
