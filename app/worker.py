@@ -18,6 +18,7 @@ from app import recovery  # noqa: F401  (registers its maintenance task)
 from app.extensions import settings
 from app.imports import idempotency, pipeline  # noqa: F401  (idempotency registers a task)
 from app.maintenance import Ticker
+from app.webhooks import retention  # noqa: F401  (registers its maintenance task)
 
 log = logging.getLogger(__name__)
 

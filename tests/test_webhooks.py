@@ -564,8 +564,8 @@ def test_the_import_page_follows_its_deliveries_only_while_they_may_change(api, 
 
 
 def test_old_events_are_forgotten_once_nothing_waits(api, receiver):
-    from app.webhooks.delivery import forget_old_messages
     from app.webhooks.models import WebhookAttempt, WebhookMessage
+    from app.webhooks.retention import forget_old_messages
 
     endpoint = add_endpoint(api, receiver.url)
     start_import(api)
@@ -578,11 +578,17 @@ def test_old_events_are_forgotten_once_nothing_waits(api, receiver):
     )
     db.session.execute(update(WebhookEvent).values(created_at=utcnow() - timedelta(days=31)))
     db.session.commit()
+    counted = 'dataflow_webhook_deliveries_total{outcome="success"} 1.0'
+    assert counted in api.get("/metrics").get_data(as_text=True)
     forget_old_messages()
     left = db.session.query(WebhookMessage).all()
     assert [m.status for m in left] == ["pending"]  # the delivered one is gone, the waiting one kept
     assert db.session.query(WebhookEvent).count() == 1
     assert db.session.query(WebhookAttempt).count() == 0
+    # The forgotten attempt still counts: a Prometheus counter never goes down.
+    assert counted in api.get("/metrics").get_data(as_text=True)
+    forget_old_messages()  # nothing more to forget, nothing counted twice
+    assert counted in api.get("/metrics").get_data(as_text=True)
 
     assert api.delete(f"/webhooks/{endpoint['id']}").status_code == 204
     assert db.session.query(WebhookMessage).count() == 0

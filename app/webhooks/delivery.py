@@ -17,13 +17,17 @@ from datetime import datetime, timedelta
 
 import redis.exceptions
 from rq import Queue
-from sqlalchemy import and_, bindparam, delete, or_, select, text, update
+from sqlalchemy import and_, bindparam, or_, select, text, update
 
 from app.extensions import db, settings
 from app.extensions import redis as redis_connection
-from app.maintenance import every
 from app.models import utcnow
-from app.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookEvent, WebhookMessage
+from app.webhooks.models import (
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookMessage,
+)
 from app.webhooks.sending import Answer, post
 from app.webhooks.settings import WebhookSettings
 from app.webhooks.signing import signature_header, signing_secrets
@@ -371,28 +375,3 @@ def drain() -> int:
     if exhausted:
         enqueue_due()
     return sent
-
-
-# Delivered and failed messages, and events left with none waiting, are kept this long.
-RETENTION = timedelta(days=30)
-PER_RUN = 1000
-
-
-@every("maintenance_interval")
-def forget_old_messages() -> None:
-    """Delete events older than RETENTION once none of their messages waits, with their log."""
-    cutoff = utcnow() - RETENTION
-    waiting = select(WebhookMessage.event_id).where(WebhookMessage.status == "pending")
-    old = db.session.scalars(
-        select(WebhookEvent.id)
-        .where(WebhookEvent.created_at < cutoff, WebhookEvent.id.not_in(waiting))
-        .limit(PER_RUN)
-    ).all()
-    if not old:
-        return
-    messages = select(WebhookMessage.id).where(WebhookMessage.event_id.in_(old))
-    db.session.execute(delete(WebhookAttempt).where(WebhookAttempt.message_id.in_(messages)))
-    db.session.execute(delete(WebhookMessage).where(WebhookMessage.event_id.in_(old)))
-    db.session.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(old)))
-    db.session.commit()
-    log.info("deleted %d webhook events older than %d days", len(old), RETENTION.days)

@@ -8,7 +8,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.webhooks.models import MESSAGE_STATUSES, WebhookAttempt, WebhookMessage
+from app.webhooks.models import MESSAGE_STATUSES, WebhookAttempt, WebhookAttemptTally, WebhookMessage
 
 OUTCOMES = ("success", "failure", "gone", "timeout", "unreachable", "refused", "interrupted")
 
@@ -23,6 +23,11 @@ class WebhookCollector:
                 select(WebhookAttempt.outcome, func.count()).group_by(WebhookAttempt.outcome)
             ).all()
         )
+        # Attempts whose log was forgotten after its retention still count: a counter never goes down.
+        for outcome, forgotten in db.session.execute(
+            select(WebhookAttemptTally.outcome, WebhookAttemptTally.forgotten)
+        ):
+            outcomes[outcome] = outcomes.get(outcome, 0) + forgotten
         statuses = dict(
             db.session.execute(
                 select(WebhookMessage.status, func.count()).group_by(WebhookMessage.status)

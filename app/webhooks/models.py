@@ -97,3 +97,12 @@ class WebhookAttempt(db.Model):
     outcome: Mapped[str] = mapped_column(String(16))
     response: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookAttemptTally(db.Model):
+    """Attempts by outcome whose log was forgotten, so the delivery counter never goes down."""
+
+    __tablename__ = "webhook_attempt_tallies"
+
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    forgotten: Mapped[int] = mapped_column(BigInteger, default=0)
