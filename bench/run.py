@@ -426,14 +426,18 @@ def queue_latency(stack: Stack, results: Results, count: int) -> None:
 # -- API under load -------------------------------------------------------------------------------
 
 
-def load(stack: Stack, method: str, path: str, body: bytes | None, seconds: float) -> dict[str, float]:
-    """16 connections for ``seconds``: wrk when installed, else a bounded client in threads."""
+def load(
+    stack: Stack, method: str, path: str, body: bytes | None, seconds: float, connections: int = 16
+) -> dict[str, float]:
+    """``connections`` clients for ``seconds``: wrk when installed, else a bounded client in threads."""
     if shutil.which("wrk"):
-        return _wrk(stack, method, path, body, seconds)
-    return _threads(stack, method, path, body, seconds)
+        return _wrk(stack, method, path, body, seconds, connections)
+    return _threads(stack, method, path, body, seconds, connections)
 
 
-def _wrk(stack: Stack, method: str, path: str, body: bytes | None, seconds: float) -> dict[str, float]:
+def _wrk(
+    stack: Stack, method: str, path: str, body: bytes | None, seconds: float, connections: int
+) -> dict[str, float]:
     script = stack.workdir / "wrk.lua"
     lines = [f'wrk.method = "{method}"', 'wrk.headers["Accept"] = "application/json"']
     lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in AUTHORIZATION.items()]
@@ -450,7 +454,7 @@ def _wrk(stack: Stack, method: str, path: str, body: bytes | None, seconds: floa
     script.write_text("\n".join(lines) + "\n")
     # The response counter lives per thread: one thread keeps it whole, and wrk is light enough.
     out = subprocess.run(
-        ["wrk", "-t1", "-c16", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script)]
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script)]
         + [f"http://127.0.0.1:{stack.port}{path}"],
         capture_output=True,
         text=True,
@@ -472,7 +476,9 @@ def _wrk(stack: Stack, method: str, path: str, body: bytes | None, seconds: floa
     }
 
 
-def _threads(stack: Stack, method: str, path: str, body: bytes | None, seconds: float) -> dict[str, float]:
+def _threads(
+    stack: Stack, method: str, path: str, body: bytes | None, seconds: float, connections: int
+) -> dict[str, float]:
     latencies: list[float] = []
     errors = [0]
     deadline = time.perf_counter() + seconds
@@ -499,7 +505,7 @@ def _threads(stack: Stack, method: str, path: str, body: bytes | None, seconds: 
         conn.close()
         latencies.extend(mine)
 
-    threads = [threading.Thread(target=client) for _ in range(16)]
+    threads = [threading.Thread(target=client) for _ in range(connections)]
     for t in threads:
         t.start()
     for t in threads:
@@ -613,7 +619,7 @@ def main(argv: list[str] | None = None) -> None:
             ),
         ),
         ("queue latency", lambda: queue_latency(stack, results, queue)),
-        ("ops page", lambda: ops_page(stack, results, history, rounds)),
+        ("ops page", lambda: ops_page(stack, results, history, rounds, seconds)),
         ("preview", lambda: bench_preview.preview(stack, results, workdir, preview_size)),
         ("API load", lambda: api_load(stack, results, seconds)),
         ("webhooks", lambda: webhooks(stack, results, events)),
