@@ -155,3 +155,67 @@ def test_lookup_by_sha256_finds_an_earlier_import_of_the_file(client):
     missing = hashlib.sha256(b"something else").hexdigest()
     assert client.get(f"/imports?source=crm&sha256={missing}").get_json()["total"] == 0
     assert client.get("/imports?sha256=not-a-hash").status_code == 400
+
+
+def test_a_replay_that_reads_the_file_otherwise_is_another_request(server):
+    mapping = {"name": "name", "email": "email"}
+    headers = {
+        "Content-Type": "text/csv",
+        "X-Source": "crm",
+        "Idempotency-Key": "read-1",
+        "X-Mapping": json.dumps(mapping),
+    }
+    first, body, _ = post(server, CSV, headers)
+    assert first == 202
+    for changed in (
+        {"X-Mapping": json.dumps({"name": "email", "email": "email"})},
+        {"X-Mapping": ""},
+        {"X-Header-Row": "1"},
+        {"X-Sheet": "Contacts"},
+        {"X-Review": "true"},
+    ):
+        status, answer, _ = post(server, CSV, {**headers, **changed})
+        assert status == 422, changed
+        assert "different request" in answer["error"] and "mapping" in answer["error"]
+    # The same mapping written in another order and spacing is the same request.
+    reordered = json.dumps({"email": "email", "name": "name"}, indent=2).replace("\n", " ")
+    status, again, replayed = post(server, CSV, {**headers, "X-Mapping": reordered})
+    assert (status, again, replayed["Idempotent-Replayed"]) == (202, body, "true")
+    assert imports() == 1
+
+
+def test_a_multipart_replay_with_another_mapping_is_422(client):
+    def form(**fields: str) -> dict:
+        return {"file": (io.BytesIO(CSV), "c.csv"), "source": "fair", **fields}
+
+    mapping = json.dumps({"name": "name", "email": "email"})
+    first = client.post("/import", data=form(mapping=mapping), headers={"Idempotency-Key": "mp-map"})
+    assert first.status_code == 202
+    same = client.post("/import", data=form(mapping=mapping), headers={"Idempotency-Key": "mp-map"})
+    assert same.status_code == 202 and same.get_json() == first.get_json()
+    for fields in (
+        {"mapping": json.dumps({"name": "email", "email": "email"})},
+        {},
+        {"mapping": mapping, "headerRow": "2"},
+        {"mapping": mapping, "review": "true"},
+    ):
+        other = client.post("/import", data=form(**fields), headers={"Idempotency-Key": "mp-map"})
+        assert other.status_code == 422, fields
+    assert imports() == 1
+
+
+def test_requests_without_reading_options_keep_their_earlier_fingerprints():
+    from app.imports.idempotency import fingerprint
+    from app.imports.review import ImportOptions
+
+    asked = {
+        "method": "POST",
+        "path": "/import",
+        "content_type": "text/csv",
+        "source": "crm",
+        "use_resumable": False,
+        "sha256": "0" * 64,
+    }
+    earlier = hashlib.sha256("\n".join(["POST", "/import", "text/csv", "crm", "false", "0" * 64]).encode())
+    assert fingerprint(**asked) == fingerprint(**asked, options=ImportOptions()) == earlier.hexdigest()
+    assert fingerprint(**asked, options=ImportOptions(review=True)) != earlier.hexdigest()

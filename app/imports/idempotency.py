@@ -9,8 +9,10 @@ user): one client's key never answers another's request. Routes commit.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import timedelta
 
 from flask import current_app
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from app.extensions import db
+from app.imports.review import ImportOptions
 from app.maintenance import every
 from app.models import IdempotencyKey, Import, utcnow
 
@@ -50,8 +53,14 @@ def fingerprint(
     use_resumable: bool,
     sha256: str,
     mode: str = "skip",
+    options: ImportOptions | None = None,
 ) -> str:
-    """What makes two requests the same request: their parameters and the SHA-256 of their file."""
+    """What makes two requests the same request: their parameters and the SHA-256 of their file.
+
+    How the file is to be read (mapping, header row, sheet, review) is part of the request: a
+    replay that maps the columns otherwise would import other contacts. Only the parameters a
+    request gives count, so the defaults leave the fingerprints of earlier requests as they were.
+    """
     parts: tuple[str, ...] = (
         method,
         path,
@@ -60,8 +69,14 @@ def fingerprint(
         "true" if use_resumable else "false",
         sha256,
     )
-    if mode != "skip":  # the default leaves the fingerprints of earlier requests as they were
+    if mode != "skip":
         parts += (mode,)
+    default = asdict(ImportOptions())
+    given = {
+        name: value for name, value in asdict(options or ImportOptions()).items() if value != default[name]
+    }
+    if given:  # as JSON with sorted keys: the same mapping written in another order is the same request
+        parts += (json.dumps(given, sort_keys=True, separators=(",", ":")),)
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

@@ -134,6 +134,7 @@ class ImportRequest:
             use_resumable=self.use_resumable,
             sha256=sha256,
             mode=self.mode,
+            options=self.options,
         )
 
 
@@ -254,7 +255,8 @@ def _answer_again(held: IdempotencyKey) -> Response:
     different = error_response(
         422,
         f"This {idempotency.HEADER} was already used with a different request "
-        "(another file, source, useResumable or content type); use a new key for a new import",
+        "(another file, source, useResumable, content type, mode, mapping, headerRow, sheet or review); "
+        "use a new key for a new import",
     )
     with ExitStack() as stack:
         asked = _read_request(stack)
