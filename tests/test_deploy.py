@@ -58,6 +58,9 @@ def test_the_dashboard_asks_only_for_metrics_that_exist(scraped):
         "dataflow_queue_depth",
         "dataflow_queue_oldest_age_seconds",
         "dataflow_workers",
+        "dataflow_webhook_deliveries_total",
+        "dataflow_webhook_recent_delivery_seconds",
+        "dataflow_webhook_messages",
     ):
         assert wanted in named
 

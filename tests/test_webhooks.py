@@ -445,6 +445,14 @@ def test_metrics_count_deliveries_by_outcome(api, receiver):
     assert 'dataflow_webhook_deliveries_total{outcome="success"} 1.0' in metrics
     assert 'dataflow_webhook_deliveries_total{outcome="failure"} 1.0' in metrics
     assert 'dataflow_webhook_messages{status="delivered"} 1.0' in metrics
+    # The latency of the last five minutes: of two attempts, the quicker is p50 and the slower p95.
+    [endpoint] = api.get("/webhooks").get_json()["items"]
+    took = sorted(a["durationMs"] for m in log_of(api, endpoint["id"]) for a in m["attemptLog"])
+    for quantile, ms in (("0.5", took[0]), ("0.95", took[-1])):
+        found = re.search(
+            rf'dataflow_webhook_recent_delivery_seconds{{quantile="{quantile}"}} (\S+)', metrics
+        )
+        assert float(found.group(1)) == pytest.approx(ms / 1000)
 
 
 def csrf_token_of(page: str) -> str:
