@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.openapi import JSON, _error, _json, _nullable, _page_parameter, _ref, _responses
+from app.openapi.parts import JSON, _error, _json, _nullable, _page_parameter, _ref, _responses
 from app.webhooks import IMPORT_EVENTS
 from app.webhooks.endpoints import DESCRIPTION_MAX
 from app.webhooks.models import MESSAGE_STATUSES

@@ -7,7 +7,7 @@ from typing import Any
 
 from app.imports.body import SOURCE_MAX
 from app.mapping import MAPPING_FROM
-from app.openapi import JSON, _error, _header, _job_id, _json, _nullable, _ref, _responses
+from app.openapi.parts import JSON, _error, _header, _job_id, _json, _nullable, _ref, _responses
 
 _HEADERS = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "null"}]}
 
