@@ -41,7 +41,7 @@ def live() -> SupabaseStorage:
 @pytest.fixture
 def ruled_bucket(live: SupabaseStorage) -> Iterator[Callable[..., SupabaseStorage]]:
     """Make short-lived private buckets with rules of their own; each is emptied and deleted after."""
-    _, client = live._clients()
+    _, client = live.clients()
     made: list[str] = []
 
     def make(**rules: object) -> SupabaseStorage:
@@ -59,7 +59,7 @@ def ruled_bucket(live: SupabaseStorage) -> Iterator[Callable[..., SupabaseStorag
 
 
 def objects_in(store: SupabaseStorage) -> list[str]:
-    _, client = store._clients()
+    _, client = store.clients()
     return [item["name"] for item in client.from_(store.bucket).list()]
 
 

@@ -17,8 +17,6 @@ import httpx
 from storage3 import SyncStorageClient
 from storage3.exceptions import StorageApiError
 from supabase import ClientOptions, create_client
-from tusclient.client import TusClient
-from tusclient.exceptions import TusCommunicationError
 
 from app.config import SUPABASE_UPLOAD_LIMIT, Settings
 from app.readers import SNIFF_BYTES, media_type
@@ -30,8 +28,9 @@ from app.storage import (
     copy_limited,
     new_key,
 )
-from app.storage.supabase_http import ResponseStream, TimedUploader, close_in, key_role, supabase_error
+from app.storage.supabase_http import RETRYABLE, Failed, ResponseStream, close_in, key_role, supabase_error
 from app.storage.supabase_rules import SENT_TYPES, BucketRules, health_warnings, too_large, type_refused
+from app.storage.supabase_tus import CACHE_SECONDS, upload_resumable
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +38,11 @@ T = TypeVar("T")
 
 SPOOL_IN_MEMORY = 1024 * 1024
 READ_CHUNK = 256 * 1024
-CACHE_SECONDS = "3600"
 # How long a process trusts what it read of the bucket's rules and the server's limit.
 RULES_TTL = 60.0
 # Transfers may wait long for a busy server; small JSON calls (the /health check, deletes) may not.
 TRANSFER_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 API_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
-# Real status codes worth another try: the server or a proxy in front of it was busy or broken.
-RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
-# A tus PATCH refused with these means our offset is stale or another request holds the upload:
-# ask the server where it stands and go on from there.
-TUS_RESUMABLE = RETRYABLE | {409, 423, 460}
-
-
-class _Failed(Exception):
-    """One attempt failed; ``retryable`` says whether another attempt may succeed."""
-
-    def __init__(self, error: StorageUnavailable | StorageRefused, retryable: bool) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retryable = retryable
 
 
 class SupabaseStorage:
@@ -105,10 +89,11 @@ class SupabaseStorage:
         )
 
     @property
-    def _auth(self) -> dict[str, str]:
+    def auth_headers(self) -> dict[str, str]:
+        """The headers that carry the service role key, on every request."""
         return {"Authorization": f"Bearer {self.key}", "apikey": self.key}
 
-    def _clients(self) -> tuple[httpx.Client, SyncStorageClient]:
+    def clients(self) -> tuple[httpx.Client, SyncStorageClient]:
         """This process's HTTP client and Supabase storage client.
 
         Made anew in each process: RQ forks a process per job, and a forked child must not
@@ -117,7 +102,7 @@ class SupabaseStorage:
         if self._pid != os.getpid() or self._http is None or self._storage is None:
             # The parent's clients: kept referenced, never used or closed here.
             self._inherited.extend(client for client in (self._http, self._api) if client)
-            self._http = httpx.Client(headers=self._auth, timeout=TRANSFER_TIMEOUT)
+            self._http = httpx.Client(headers=self.auth_headers, timeout=TRANSFER_TIMEOUT)
             self._api = httpx.Client(timeout=API_TIMEOUT)
             weakref.finalize(self, close_in, os.getpid(), self._http, self._api)
             options = ClientOptions(httpx_client=self._api, auto_refresh_token=False, persist_session=False)
@@ -150,13 +135,13 @@ class SupabaseStorage:
             )
         return StorageUnavailable(f"Supabase Storage answered {status} while {doing}: {message}")
 
-    def _refusal(self, status: int, message: str, doing: str, size: int, content_type: str) -> _Failed:
+    def refusal(self, status: int, message: str, doing: str, size: int, content_type: str) -> Failed:
         """The failure of an upload attempt: a permanent refusal (413, 415) or one worth retrying."""
         if status == 413:
-            return _Failed(self._too_large(size, message), retryable=False)
+            return Failed(self._too_large(size, message), retryable=False)
         if status == 415:
-            return _Failed(self._type_refused(content_type, message), retryable=False)
-        return _Failed(self._refused(status, message, doing), retryable=status in RETRYABLE)
+            return Failed(self._type_refused(content_type, message), retryable=False)
+        return Failed(self._refused(status, message, doing), retryable=status in RETRYABLE)
 
     def _too_large(self, size: int, said: str) -> StorageRefused:
         """413 naming the limit the file passed: the bucket's (read again) or the server's."""
@@ -175,15 +160,16 @@ class SupabaseStorage:
                 415, f"The storage bucket {self.bucket!r} refuses files of type {content_type} ({said})."
             )
 
-    def _unreachable(self, exc: Exception, doing: str) -> StorageUnavailable:
+    def unreachable(self, exc: Exception, doing: str) -> StorageUnavailable:
+        """The failure of a request that got no answer: the server or the network is down."""
         return StorageUnavailable(f"Supabase Storage at {self.url} cannot be reached while {doing}: {exc}")
 
-    def _with_retries(self, doing: str, attempt: Callable[[], T]) -> T:
+    def with_retries(self, doing: str, attempt: Callable[[], T]) -> T:
         """Run ``attempt`` until it succeeds, a failure is final, or the retries are spent."""
         for delay in (*self.retry_delays, None):
             try:
                 return attempt()
-            except _Failed as failed:
+            except Failed as failed:
                 if not failed.retryable or delay is None:
                     raise failed.error from failed
                 log.warning("%s; trying again in %ss", failed.error, delay)
@@ -197,7 +183,7 @@ class SupabaseStorage:
         now = time.monotonic()
         if not fresh and self._rules_cache and now - self._rules_cache[0] < RULES_TTL:
             return self._rules_cache[1]
-        _, storage = self._clients()
+        _, storage = self.clients()
         doing = f"reading bucket {self.bucket!r}"
         try:
             info = storage.get_bucket(self.bucket)
@@ -205,7 +191,7 @@ class SupabaseStorage:
             status = int(str(exc.status)) if str(exc.status).isdigit() else 500
             raise self._refused(status, exc.message, doing) from exc
         except httpx.TransportError as exc:
-            raise self._unreachable(exc, doing) from exc
+            raise self.unreachable(exc, doing) from exc
         rules = BucketRules.of(self.bucket, info)
         self._rules_cache = (now, rules)
         return rules
@@ -215,7 +201,7 @@ class SupabaseStorage:
         now = time.monotonic()
         if self._store_limit_cache and now - self._store_limit_cache[0] < RULES_TTL:
             return self._store_limit_cache[1]
-        http, _ = self._clients()
+        http, _ = self.clients()
         try:
             response = http.options(f"{self.url}/storage/v1/upload/resumable", timeout=API_TIMEOUT)
             announced = response.headers.get("Tus-Max-Size", "")
@@ -242,7 +228,7 @@ class SupabaseStorage:
             spool.seek(0)
             content_type = self._admit(size, media_type(spool.read(SNIFF_BYTES), filename)) or ""
             if use_resumable or size > self.upload_limit:
-                self._upload_resumable(spool, key, size, content_type)
+                upload_resumable(self, spool, key, size, content_type)
             else:
                 try:
                     self._upload_rest(spool, key, size, content_type)
@@ -253,7 +239,7 @@ class SupabaseStorage:
                     # The server's one-request limit is below ours: tus takes the file in parts.
                     self.upload_limit = min(self.upload_limit, size - 1)
                     log.info("a %s-byte file passed the one-request upload limit; sending it resumably", size)
-                    self._upload_resumable(spool, key, size, content_type)
+                    upload_resumable(self, spool, key, size, content_type)
         return StoredFile(key, size, sha256)
 
     def _admit(self, size: int, true_type: str | None) -> str | None:
@@ -296,7 +282,7 @@ class SupabaseStorage:
 
     def _upload_rest(self, spool: BinaryIO, key: str, size: int, content_type: str) -> None:
         """One POST of the whole file, streamed from the spool; repeated whole on a transient failure."""
-        http, _ = self._clients()
+        http, _ = self.clients()
         doing = "uploading a file"
         headers = {
             "Content-Type": content_type,
@@ -312,82 +298,12 @@ class SupabaseStorage:
             try:
                 response = http.post(self._object_url(key), content=body, headers=headers)
             except httpx.TransportError as exc:
-                raise _Failed(self._unreachable(exc, doing), retryable=True) from exc
+                raise Failed(self.unreachable(exc, doing), retryable=True) from exc
             if response.status_code != 200:
                 status, _, message = supabase_error(response.status_code, response.content)
-                raise self._refusal(status, message, doing, size, content_type)
+                raise self.refusal(status, message, doing, size, content_type)
 
-        self._with_retries(doing, attempt)
-
-    def _upload_resumable(self, spool: BinaryIO, key: str, size: int, content_type: str) -> None:
-        """The tus protocol through tuspy, a chunk at a time, going on from the server's offset."""
-        doing = "uploading a file resumably"
-        # Sent on every request: the server reads x-upsert on each, not once at creation.
-        client = TusClient(
-            f"{self.url}/storage/v1/upload/resumable", headers={**self._auth, "x-upsert": "true"}
-        )
-        uploader = TimedUploader(
-            file_stream=spool,
-            client=client,
-            chunk_size=self.chunk_size,
-            metadata={
-                "bucketName": self.bucket,
-                "objectName": key,
-                "contentType": content_type,
-                "cacheControl": CACHE_SECONDS,
-            },
-        )
-
-        def failure(exc: TusCommunicationError, resumable: set[int]) -> _Failed:
-            if exc.status_code is None:  # no answer at all: a network failure
-                return _Failed(self._unreachable(exc, doing), retryable=True)
-            status, _, message = supabase_error(exc.status_code, exc.response_content or b"")
-            failed = self._refusal(status, message, doing, size, content_type)
-            return _Failed(failed.error, retryable=status in resumable)
-
-        def create() -> None:
-            try:
-                uploader.set_url(uploader.create_url())
-            except TusCommunicationError as exc:
-                raise failure(exc, RETRYABLE) from exc
-            uploader.offset = 0
-
-        self._with_retries(doing, create)
-
-        stale = False
-
-        def send_chunk() -> None:
-            nonlocal stale
-            # An attempt after a failure first asks the server how much of the file it holds.
-            if stale:
-                try:
-                    uploader.offset = uploader.get_offset()
-                except TusCommunicationError as exc:
-                    raise failure(exc, RETRYABLE) from exc
-                stale = False
-            if uploader.offset < size:
-                try:
-                    uploader.upload_chunk()
-                except TusCommunicationError as exc:
-                    stale = True
-                    raise failure(exc, TUS_RESUMABLE) from exc
-
-        try:
-            while uploader.offset < size:  # each chunk gets the full set of retries
-                self._with_retries(doing, send_chunk)
-        except (StorageUnavailable, StorageRefused):
-            self._abandon(uploader.url)
-            raise
-
-    def _abandon(self, upload_url: str | None) -> None:
-        """Ask the server to drop a failed resumable upload; if it cannot, the upload expires there."""
-        if not upload_url:
-            return
-        http, _ = self._clients()
-        try:
-            http.delete(upload_url, headers={"Tus-Resumable": "1.0.0"}, timeout=10.0)
-        except httpx.HTTPError as exc:
-            log.info("could not drop the failed resumable upload %s: %s", upload_url, exc)
+        self.with_retries(doing, attempt)
 
     # --- reads, deletes, health ------------------------------------------------------------
 
@@ -398,7 +314,7 @@ class SupabaseStorage:
         "Object not found" is believed only once the key is known to see the bucket: a key of
         the wrong role is answered the same way, and must not fail an import for good.
         """
-        http, _ = self._clients()
+        http, _ = self.clients()
         doing = "opening a stored file"
         try:
             with http.stream("GET", self._object_url(key, authenticated=True)) as response:
@@ -410,7 +326,7 @@ class SupabaseStorage:
                     raise self._refused(status, message, doing)
                 yield io.BufferedReader(ResponseStream(response, key), READ_CHUNK)
         except httpx.TransportError as exc:
-            raise self._unreachable(exc, doing) from exc
+            raise self.unreachable(exc, doing) from exc
 
     def _confirm_key(self) -> None:
         """Raise StorageUnavailable unless the key is the service role's and may read the bucket."""
@@ -428,7 +344,7 @@ class SupabaseStorage:
         The bulk delete answers a missing bucket, or one the key may not see, with an empty
         list too: an empty answer is believed only once the key is known to see the bucket.
         """
-        _, storage = self._clients()
+        _, storage = self.clients()
         doing = "deleting a stored file"
         try:
             deleted = storage.from_(self.bucket).remove([key])
@@ -436,7 +352,7 @@ class SupabaseStorage:
             status = int(str(exc.status)) if str(exc.status).isdigit() else 500
             raise self._refused(status, exc.message, doing) from exc
         except httpx.TransportError as exc:
-            raise self._unreachable(exc, doing) from exc
+            raise self.unreachable(exc, doing) from exc
         if not deleted:
             self._confirm_key()
 

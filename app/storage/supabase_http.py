@@ -16,10 +16,21 @@ from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 from tusclient.request import TusRequest
 from tusclient.uploader import Uploader
 
-from app.storage import StorageUnavailable
+from app.storage import StorageRefused, StorageUnavailable
 
+# Real status codes worth another try: the server or a proxy in front of it was busy or broken.
+RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
 # tuspy sets no timeout on its requests, so a server that stops answering would hang an upload.
 TUS_TIMEOUT = (10.0, 120.0)
+
+
+class Failed(Exception):
+    """One attempt failed; ``retryable`` says whether another attempt may succeed."""
+
+    def __init__(self, error: StorageUnavailable | StorageRefused, retryable: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retryable = retryable
 
 
 def supabase_error(status: int, body: bytes) -> tuple[int, str, str]:
