@@ -158,6 +158,8 @@ class Settings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     # Where a phone number written without its country code is from (ISO 3166 code, "GB"); None: nowhere.
     default_phone_region: str | None = None
+    # Seconds a drawn chart of the ops page is shared by every viewer before it is drawn again; 0: never kept.
+    ops_cache_seconds: int = 5
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -401,6 +403,7 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
         ),
         webhooks=webhook_settings(env, errors),
         default_phone_region=phone_region,
+        ops_cache_seconds=_int("OPS_CACHE_SECONDS", env.get("OPS_CACHE_SECONDS", "5"), errors, minimum=0),
         warnings=warnings,
     )
     if errors:

@@ -352,3 +352,47 @@ def test_an_import_counts_once_for_a_reason_however_many_batches_had_it(database
         assert [tuple(r) for r in minutes] == [("a", 4, 3), ("b", 0, 1)]
         if database == "sqlite":
             db.engine.dispose()
+
+
+def _completed_bar(page: str) -> str | None:
+    found = re.search(r'<rect class="bar s-completed"[^>]*data-value="(\d+)"', page)
+    return found.group(1) if found else None
+
+
+def test_viewers_share_a_drawn_chart_for_ops_cache_seconds(make_app, client, work):
+    kept = make_app(OPS_CACHE_SECONDS="3600", WTF_CSRF_ENABLED="false").test_client()
+    live = make_app(OPS_CACHE_SECONDS="0", WTF_CSRF_ENABLED="false").test_client()
+    post_file(client, MIXED)
+    work()
+    first = _html(kept, "/ops/charts/statuses")
+    assert _completed_bar(first) == "1"
+    post_file(client, MIXED, source="other")
+    work()
+    # Every viewer of the page and of the chart sees the copy drawn first, until it goes stale.
+    assert _html(kept, "/ops/charts/statuses") == first
+    assert first in _html(kept, "/ops")
+    assert _completed_bar(_html(live, "/ops/charts/statuses")) == "2"
+    # Each period of the reasons chart is a drawing of its own.
+    assert "last 7 days" in _html(kept, "/ops/charts/reasons?period=7d")
+    assert "last 24 hours" in _html(kept, "/ops/charts/reasons")
+
+
+def test_a_stale_chart_is_redrawn_by_one_viewer_while_the_others_see_the_copy(make_app, client, work):
+    from app.dashboard.cards import PREFIX
+
+    kept = make_app(OPS_CACHE_SECONDS="3600", WTF_CSRF_ENABLED="false").test_client()
+    post_file(client, MIXED)
+    work()
+    first = _html(kept, "/ops/charts/statuses")
+    post_file(client, MIXED, source="other")
+    work()
+    name = f"{PREFIX}statuses:"
+    store = app_redis()
+    store.delete(f"{name}:fresh")  # the copy went stale
+    store.set(f"{name}:drawing", b"1")  # and another viewer is redrawing it
+    assert _html(kept, "/ops/charts/statuses") == first
+    store.delete(f"{name}:drawing")  # that viewer died: the next one redraws
+    redrawn = _html(kept, "/ops/charts/statuses")
+    assert _completed_bar(redrawn) == "2"
+    assert store.exists(f"{name}:fresh") and not store.exists(f"{name}:drawing")
+    assert 3600 < store.ttl(name) <= 3600 + 10  # never served past its freshness by more than 10 s

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request
 
-from app.dashboard import now as current
-from app.dashboard import queries, views
+from app.dashboard import cards, queries, views
 from app.models import utcnow
 
 bp = Blueprint("dashboard", __name__)
@@ -19,24 +18,12 @@ def _period() -> str:
     return period
 
 
-def _now_context() -> dict[str, object]:
-    workers = current.workers_now()
-    return {
-        "queue_now": current.queue_now(),
-        "workers": workers,
-        "worker_states": current.worker_states(workers),
-        "retrying": current.waiting_for_retry(),
-        "reviewing": current.waiting_for_review(),
-        "failing_webhooks": current.failing_webhooks(),
-    }
-
-
 @bp.get("/ops")
 def page() -> str:
     """Every chart and the live panel, drawn on the server."""
-    period, at = _period(), utcnow()
-    cards = [views.chart(key, at, period) for key in views.CHARTS]
-    return render_template("ops/page.html", cards=cards, period=period, **_now_context())
+    period = _period()
+    live, drawn = cards.page(period)
+    return render_template("ops/page.html", now=live, cards=drawn, period=period)
 
 
 @bp.get("/ops/charts/<key>")
@@ -44,13 +31,13 @@ def chart(key: str) -> str:
     """One chart card, which polls itself."""
     if key not in views.CHARTS:
         abort(404)
-    return render_template("ops/_chart.html", card=views.chart(key, utcnow(), _period()))
+    return cards.charts([key], _period())[0]
 
 
 @bp.get("/ops/now")
 def now_panel() -> str:
     """Workers, the queue and the imports that wait for a person or a retry."""
-    return render_template("ops/_now.html", **_now_context())
+    return cards.now_panel()
 
 
 @bp.get("/ops/reasons")

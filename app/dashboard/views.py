@@ -14,6 +14,8 @@ from app.dashboard.charts import Bar, Frame
 from app.dashboard.rollups import OUTCOMES
 from app.imports.display import duration
 
+# The charts drawn for a period the viewer chooses; the others always show the same span.
+WITH_PERIOD = ("reasons",)
 # How often each chart asks the server again, in seconds.
 REFRESH = {"throughput": 30, "statuses": 60, "reasons": 60, "durations": 60, "queue": 10}
 
@@ -220,6 +222,6 @@ CHARTS: dict[str, Callable[..., ChartView]] = {
 
 def chart(key: str, now: datetime, period: str) -> ChartView:
     """The chart named ``key``, drawn from the database as it is now."""
-    view = CHARTS[key](now, period) if key == "reasons" else CHARTS[key](now)
+    view = CHARTS[key](now, period) if key in WITH_PERIOD else CHARTS[key](now)
     view.refresh = REFRESH[key]
     return view
