@@ -13,13 +13,14 @@ import statistics
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from bench import data
 from bench import preview as bench_preview
 from bench.ops import ops_page
+from bench.rejected import rejected_lists
 from bench.search import search_run
 from bench.stack import AUTHORIZATION, MemoryWatch, Stack, database_url
 from bench.undo import undo_run
@@ -426,14 +427,20 @@ def queue_latency(stack: Stack, results: Results, count: int) -> None:
 # -- API under load -------------------------------------------------------------------------------
 
 
-def load(stack: Stack, method: str, path: str, body: bytes | None, seconds: float) -> dict[str, float]:
-    """16 connections for ``seconds``: wrk when installed, else a bounded client in threads."""
+def load(
+    stack: Stack, method: str, path: str | Sequence[str], body: bytes | None, seconds: float
+) -> dict[str, float]:
+    """16 connections for ``seconds``: wrk when installed, else a bounded client in threads.
+
+    Given several paths, each connection asks for them in turn (a mix, such as the searches).
+    """
+    paths = [path] if isinstance(path, str) else list(path)
     if shutil.which("wrk"):
-        return _wrk(stack, method, path, body, seconds)
-    return _threads(stack, method, path, body, seconds)
+        return _wrk(stack, method, paths, body, seconds)
+    return _threads(stack, method, paths, body, seconds)
 
 
-def _wrk(stack: Stack, method: str, path: str, body: bytes | None, seconds: float) -> dict[str, float]:
+def _wrk(stack: Stack, method: str, paths: list[str], body: bytes | None, seconds: float) -> dict[str, float]:
     script = stack.workdir / "wrk.lua"
     lines = [f'wrk.method = "{method}"', 'wrk.headers["Accept"] = "application/json"']
     lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in AUTHORIZATION.items()]
@@ -443,6 +450,9 @@ def _wrk(stack: Stack, method: str, path: str, body: bytes | None, seconds: floa
             f"wrk.body = {json.dumps(body.decode())}",
         ]
     lines += [
+        f"paths = {{{', '.join(json.dumps(p) for p in paths)}}}",
+        "turn = 0",
+        "request = function() turn = turn % #paths + 1 return wrk.format(nil, paths[turn]) end",
         "bad = 0",
         "response = function(status) if status >= 400 then bad = bad + 1 end end",
         'done = function(summary) io.write("non2xx ", bad, "\\n") end',
@@ -451,7 +461,7 @@ def _wrk(stack: Stack, method: str, path: str, body: bytes | None, seconds: floa
     # The response counter lives per thread: one thread keeps it whole, and wrk is light enough.
     out = subprocess.run(
         ["wrk", "-t1", "-c16", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script)]
-        + [f"http://127.0.0.1:{stack.port}{path}"],
+        + [f"http://127.0.0.1:{stack.port}{paths[0]}"],
         capture_output=True,
         text=True,
         check=True,
@@ -472,7 +482,9 @@ def _wrk(stack: Stack, method: str, path: str, body: bytes | None, seconds: floa
     }
 
 
-def _threads(stack: Stack, method: str, path: str, body: bytes | None, seconds: float) -> dict[str, float]:
+def _threads(
+    stack: Stack, method: str, paths: list[str], body: bytes | None, seconds: float
+) -> dict[str, float]:
     latencies: list[float] = []
     errors = [0]
     deadline = time.perf_counter() + seconds
@@ -480,13 +492,14 @@ def _threads(stack: Stack, method: str, path: str, body: bytes | None, seconds: 
     if body is not None:
         headers["Content-Type"] = "application/json"
 
-    def client() -> None:
+    def client(turn: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=30)
         mine = []
         while time.perf_counter() < deadline:
+            turn += 1
             started = time.perf_counter()
             try:
-                conn.request(method, path, body=body, headers=headers)
+                conn.request(method, paths[turn % len(paths)], body=body, headers=headers)
                 response = conn.getresponse()
                 response.read()
                 if response.status >= 400:
@@ -499,7 +512,7 @@ def _threads(stack: Stack, method: str, path: str, body: bytes | None, seconds: 
         conn.close()
         latencies.extend(mine)
 
-    threads = [threading.Thread(target=client) for _ in range(16)]
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(16)]
     for t in threads:
         t.start()
     for t in threads:
@@ -602,7 +615,8 @@ def main(argv: list[str] | None = None) -> None:
         ("memory", lambda: memory(stack, results, (little, small), (big, rows))),
         ("parallel", lambda: parallel_parts(stack, results, workdir, rows)),
         ("undo", lambda: undo_run(stack, results, big, rows, pipeline_import, verdict)),
-        ("search", lambda: search_run(stack, results, args.search_rows or rows)),
+        ("search", lambda: search_run(stack, results, args.search_rows or rows, seconds, load, verdict)),
+        ("rejected", lambda: rejected_lists(stack, results, small, pipeline_import)),
     ]
     steps += [
         ("spreadsheets", lambda: spreadsheets(stack, results, workdir, sheet, repeats)),
