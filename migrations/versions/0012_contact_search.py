@@ -23,6 +23,10 @@ def upgrade() -> None:
     op.execute(f"CREATE INDEX contacts_search_trgm_idx ON contacts USING gin ({SEARCHED} gin_trgm_ops)")
     for column in ("email", "name"):
         op.execute(f"DROP INDEX IF EXISTS contacts_{column}_trgm_idx")
+    # The planner knows how common a search is only from the expression's statistics, which ANALYZE
+    # gathers and autovacuum would not until many rows change; without them a common term is
+    # planned as a rare one (a bitmap of 38,000 contacts, sorted for 51: 354 ms instead of 19 ms).
+    op.execute("ANALYZE contacts")
 
 
 def downgrade() -> None:
