@@ -6,8 +6,13 @@ import csv
 import io
 import uuid
 
+import pytest
+from sqlalchemy import select, text
+
+from app.contact_search import ContactFilter
 from app.extensions import db
 from app.mapping import save_mapping
+from app.models import Contact
 from tests import test_merge
 from tests.test_merge import Imports, csv_bytes
 
@@ -102,12 +107,7 @@ def test_search_in_other_scripts_pages_by_keyset_and_never_across_email_and_name
 def test_the_search_is_answered_by_its_index_on_postgresql(imports: Imports):
     """The search names the expression the migration indexed: otherwise every search reads the table."""
     if db.engine.dialect.name != "postgresql":
-        return
-    from sqlalchemy import select, text
-
-    from app.contact_search import ContactFilter
-    from app.models import Contact
-
+        pytest.skip("SQLite has no trigram index: its search reads the table")
     query = select(Contact.id).where(*ContactFilter(q="ada").where())
     with db.engine.connect() as conn:
         conn.execute(text("SET enable_seqscan = off"))
