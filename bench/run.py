@@ -13,13 +13,14 @@ import statistics
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from bench import data
 from bench import preview as bench_preview
 from bench.ops import ops_page
+from bench.rejected import rejected_lists
 from bench.search import search_run
 from bench.stack import AUTHORIZATION, MemoryWatch, Stack, database_url
 from bench.undo import undo_run
@@ -427,16 +428,25 @@ def queue_latency(stack: Stack, results: Results, count: int) -> None:
 
 
 def load(
-    stack: Stack, method: str, path: str, body: bytes | None, seconds: float, connections: int = 16
+    stack: Stack,
+    method: str,
+    path: str | Sequence[str],
+    body: bytes | None,
+    seconds: float,
+    connections: int = 16,
 ) -> dict[str, float]:
-    """``connections`` clients for ``seconds``: wrk when installed, else a bounded client in threads."""
+    """``connections`` clients for ``seconds``: wrk when installed, else a bounded client in threads.
+
+    Given several paths, each connection asks for them in turn (a mix, such as the searches).
+    """
+    paths = [path] if isinstance(path, str) else list(path)
     if shutil.which("wrk"):
-        return _wrk(stack, method, path, body, seconds, connections)
-    return _threads(stack, method, path, body, seconds, connections)
+        return _wrk(stack, method, paths, body, seconds, connections)
+    return _threads(stack, method, paths, body, seconds, connections)
 
 
 def _wrk(
-    stack: Stack, method: str, path: str, body: bytes | None, seconds: float, connections: int
+    stack: Stack, method: str, paths: list[str], body: bytes | None, seconds: float, connections: int
 ) -> dict[str, float]:
     script = stack.workdir / "wrk.lua"
     lines = [f'wrk.method = "{method}"', 'wrk.headers["Accept"] = "application/json"']
@@ -447,6 +457,9 @@ def _wrk(
             f"wrk.body = {json.dumps(body.decode())}",
         ]
     lines += [
+        f"paths = {{{', '.join(json.dumps(p) for p in paths)}}}",
+        "turn = 0",
+        "request = function() turn = turn % #paths + 1 return wrk.format(nil, paths[turn]) end",
         "bad = 0",
         "response = function(status) if status >= 400 then bad = bad + 1 end end",
         'done = function(summary) io.write("non2xx ", bad, "\\n") end',
@@ -455,7 +468,7 @@ def _wrk(
     # The response counter lives per thread: one thread keeps it whole, and wrk is light enough.
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script)]
-        + [f"http://127.0.0.1:{stack.port}{path}"],
+        + [f"http://127.0.0.1:{stack.port}{paths[0]}"],
         capture_output=True,
         text=True,
         check=True,
@@ -477,7 +490,7 @@ def _wrk(
 
 
 def _threads(
-    stack: Stack, method: str, path: str, body: bytes | None, seconds: float, connections: int
+    stack: Stack, method: str, paths: list[str], body: bytes | None, seconds: float, connections: int
 ) -> dict[str, float]:
     latencies: list[float] = []
     errors = [0]
@@ -486,13 +499,14 @@ def _threads(
     if body is not None:
         headers["Content-Type"] = "application/json"
 
-    def client() -> None:
+    def client(turn: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=30)
         mine = []
         while time.perf_counter() < deadline:
+            turn += 1
             started = time.perf_counter()
             try:
-                conn.request(method, path, body=body, headers=headers)
+                conn.request(method, paths[turn % len(paths)], body=body, headers=headers)
                 response = conn.getresponse()
                 response.read()
                 if response.status >= 400:
@@ -505,7 +519,7 @@ def _threads(
         conn.close()
         latencies.extend(mine)
 
-    threads = [threading.Thread(target=client) for _ in range(connections)]
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(connections)]
     for t in threads:
         t.start()
     for t in threads:
@@ -608,7 +622,8 @@ def main(argv: list[str] | None = None) -> None:
         ("memory", lambda: memory(stack, results, (little, small), (big, rows))),
         ("parallel", lambda: parallel_parts(stack, results, workdir, rows)),
         ("undo", lambda: undo_run(stack, results, big, rows, pipeline_import, verdict)),
-        ("search", lambda: search_run(stack, results, args.search_rows or rows)),
+        ("search", lambda: search_run(stack, results, args.search_rows or rows, seconds, load, verdict)),
+        ("rejected", lambda: rejected_lists(stack, results, small, pipeline_import)),
     ]
     steps += [
         ("spreadsheets", lambda: spreadsheets(stack, results, workdir, sheet, repeats)),

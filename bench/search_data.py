@@ -1,0 +1,1011 @@
+"""Contacts that look like a real contact table, for the search step.
+
+Names come by culture (English, Spanish, German, French, Polish, Nordic, Russian, Chinese,
+Japanese, Arabic, Hindi, Vietnamese, Greek), with accents and in their own scripts, common names
+far more often than rare ones, and a long tail of surnames made of syllables. Emails are made of
+the name the way people make them (``maria.garcia84``, ``mgarcia``, ``wei.zhang1990``) at a mix
+of domains in which a few free-mail providers hold half the table and thousands of company
+domains the rest. Ids are time-ordered as the pipeline's are, so id order is insertion order.
+The same seed gives the same table.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+
+import psycopg
+
+# culture: (share of contacts, free-mail domains it favours, first names, last names). A name is
+# "display|email form" when its script is not Latin or it carries accents the email drops.
+CULTURES: dict[str, tuple[int, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "en": (
+        30,
+        ("gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "icloud.com", "aol.com"),
+        (
+            "James",
+            "Mary",
+            "John",
+            "Patricia",
+            "Robert",
+            "Jennifer",
+            "Michael",
+            "Linda",
+            "William",
+            "Elizabeth",
+            "David",
+            "Barbara",
+            "Richard",
+            "Susan",
+            "Joseph",
+            "Jessica",
+            "Thomas",
+            "Sarah",
+            "Charles",
+            "Karen",
+            "Christopher",
+            "Nancy",
+            "Daniel",
+            "Lisa",
+            "Matthew",
+            "Betty",
+            "Anthony",
+            "Margaret",
+            "Mark",
+            "Sandra",
+            "Donald",
+            "Ashley",
+            "Steven",
+            "Kimberly",
+            "Paul",
+            "Emily",
+            "Andrew",
+            "Donna",
+            "Joshua",
+            "Michelle",
+            "Kenneth",
+            "Dorothy",
+            "Kevin",
+            "Carol",
+            "Brian",
+            "Amanda",
+            "George",
+            "Melissa",
+            "Edward",
+            "Deborah",
+            "Ronald",
+            "Stephanie",
+            "Timothy",
+            "Rebecca",
+            "Jason",
+            "Sharon",
+            "Jeffrey",
+            "Laura",
+            "Ryan",
+            "Cynthia",
+            "Ada",
+            "Grace",
+            "Oliver",
+            "Amelia",
+            "Harry",
+            "Isla",
+            "Jack",
+            "Ava",
+            "Noah",
+            "Mia",
+            "Leo",
+            "Freya",
+        ),
+        (
+            "Smith",
+            "Johnson",
+            "Williams",
+            "Brown",
+            "Jones",
+            "Miller",
+            "Davis",
+            "Wilson",
+            "Anderson",
+            "Taylor",
+            "Thomas",
+            "Moore",
+            "Jackson",
+            "Martin",
+            "Lee",
+            "Thompson",
+            "White",
+            "Harris",
+            "Clark",
+            "Lewis",
+            "Robinson",
+            "Walker",
+            "Young",
+            "Allen",
+            "King",
+            "Wright",
+            "Scott",
+            "Green",
+            "Baker",
+            "Adams",
+            "Nelson",
+            "Hill",
+            "Campbell",
+            "Mitchell",
+            "Roberts",
+            "Carter",
+            "Phillips",
+            "Evans",
+            "Turner",
+            "Parker",
+            "Collins",
+            "Edwards",
+            "Stewart",
+            "Morris",
+            "Murphy",
+            "Cook",
+            "Rogers",
+            "Morgan",
+            "Cooper",
+            "Peterson",
+            "Reed",
+            "Bailey",
+            "Bell",
+            "Kelly",
+            "Howard",
+            "Ward",
+            "Cox",
+            "Richardson",
+            "Wood",
+            "Watson",
+            "Brooks",
+            "Bennett",
+            "Gray",
+            "Hughes",
+            "Price",
+            "Sanders",
+            "Myers",
+            "Long",
+            "Ross",
+            "Foster",
+            "Lovelace",
+            "Hopper",
+            "O'Brien",
+            "O'Connor",
+            "McDonald",
+            "Fitzgerald",
+        ),
+    ),
+    "es": (
+        12,
+        ("gmail.com", "hotmail.com", "yahoo.es", "outlook.es", "terra.com.br"),
+        (
+            "José|jose",
+            "María|maria",
+            "Juan",
+            "Ana",
+            "Luis",
+            "Carmen",
+            "Carlos",
+            "Lucía|lucia",
+            "Javier",
+            "Isabel",
+            "Miguel",
+            "Sofía|sofia",
+            "Alejandro",
+            "Paula",
+            "Diego",
+            "Marta",
+            "Jorge",
+            "Elena",
+            "Pablo",
+            "Laura",
+            "Andrés|andres",
+            "Valentina",
+            "Sergio",
+            "Camila",
+            "Fernando",
+            "Ximena",
+            "Raúl|raul",
+            "Inés|ines",
+            "Iñigo|inigo",
+            "Begoña|begona",
+            "João|joao",
+            "Gonçalo|goncalo",
+            "Thiago",
+            "Beatriz",
+        ),
+        (
+            "García|garcia",
+            "Rodríguez|rodriguez",
+            "González|gonzalez",
+            "Fernández|fernandez",
+            "López|lopez",
+            "Martínez|martinez",
+            "Sánchez|sanchez",
+            "Pérez|perez",
+            "Gómez|gomez",
+            "Martín|martin",
+            "Jiménez|jimenez",
+            "Ruiz",
+            "Hernández|hernandez",
+            "Díaz|diaz",
+            "Moreno",
+            "Muñoz|munoz",
+            "Álvarez|alvarez",
+            "Romero",
+            "Alonso",
+            "Gutiérrez|gutierrez",
+            "Navarro",
+            "Torres",
+            "Domínguez|dominguez",
+            "Vázquez|vazquez",
+            "Ramos",
+            "Gil",
+            "Ramírez|ramirez",
+            "Serrano",
+            "Blanco",
+            "Molina",
+            "Castro",
+            "Ortiz",
+            "Rubio",
+            "Núñez|nunez",
+            "Silva",
+            "Santos",
+            "Oliveira",
+            "Souza",
+            "Peña|pena",
+            "Ibáñez|ibanez",
+        ),
+    ),
+    "de": (
+        8,
+        ("gmail.com", "gmx.de", "web.de", "t-online.de", "gmx.at", "bluewin.ch"),
+        (
+            "Lukas",
+            "Anna",
+            "Jonas",
+            "Lea",
+            "Leon",
+            "Hannah",
+            "Finn",
+            "Sophie",
+            "Paul",
+            "Marie",
+            "Felix",
+            "Emma",
+            "Maximilian",
+            "Lena",
+            "Jürgen|juergen",
+            "Jörg|joerg",
+            "Günter|guenter",
+            "Brigitte",
+            "Sabine",
+            "Ursula",
+            "Wolfgang",
+            "Klaus",
+            "Petra",
+            "Stefan",
+            "Andrea",
+            "Thomas",
+            "Monika",
+            "Uwe",
+            "Björn|bjoern",
+            "Käthe|kaethe",
+        ),
+        (
+            "Müller|mueller",
+            "Schmidt",
+            "Schneider",
+            "Fischer",
+            "Weber",
+            "Meyer",
+            "Wagner",
+            "Becker",
+            "Schulz",
+            "Hoffmann",
+            "Schäfer|schaefer",
+            "Koch",
+            "Bauer",
+            "Richter",
+            "Klein",
+            "Wolf",
+            "Schröder|schroeder",
+            "Neumann",
+            "Schwarz",
+            "Zimmermann",
+            "Braun",
+            "Krüger|krueger",
+            "Hofmann",
+            "Hartmann",
+            "Lange",
+            "Schmitt",
+            "Werner",
+            "Krause",
+            "Meier",
+            "Lehmann",
+            "Köhler|koehler",
+            "Groß|gross",
+            "Weiß|weiss",
+            "Jäger|jaeger",
+        ),
+    ),
+    "fr": (
+        6,
+        ("gmail.com", "orange.fr", "free.fr", "laposte.net", "hotmail.fr", "sfr.fr"),
+        (
+            "Jean",
+            "Marie",
+            "Pierre",
+            "Camille",
+            "Louis",
+            "Chloé|chloe",
+            "Hugo",
+            "Léa|lea",
+            "Gabriel",
+            "Manon",
+            "Raphaël|raphael",
+            "Inès|ines",
+            "Théo|theo",
+            "Zoé|zoe",
+            "Étienne|etienne",
+            "Hélène|helene",
+            "François|francois",
+            "Françoise|francoise",
+            "Jérôme|jerome",
+            "Cécile|cecile",
+            "Noël|noel",
+            "Anaïs|anais",
+            "Benoît|benoit",
+            "Gaëlle|gaelle",
+            "Amélie|amelie",
+        ),
+        (
+            "Martin",
+            "Bernard",
+            "Dubois",
+            "Thomas",
+            "Robert",
+            "Richard",
+            "Petit",
+            "Durand",
+            "Leroy",
+            "Moreau",
+            "Simon",
+            "Laurent",
+            "Lefèvre|lefevre",
+            "Michel",
+            "Garcia",
+            "David",
+            "Bertrand",
+            "Roux",
+            "Vincent",
+            "Fournier",
+            "Morel",
+            "Girard",
+            "André|andre",
+            "Mercier",
+            "Dupont",
+            "Lambert",
+            "Bonnet",
+            "François|francois",
+            "Martinez",
+            "Legrand",
+            "Gaultier",
+            "Chevalier",
+            "Lefébure|lefebure",
+            "Bélanger|belanger",
+            "Gagné|gagne",
+            "Côté|cote",
+            "Tremblay",
+        ),
+    ),
+    "pl": (
+        4,
+        ("gmail.com", "wp.pl", "onet.pl", "seznam.cz", "o2.pl"),
+        (
+            "Łukasz|lukasz",
+            "Małgorzata|malgorzata",
+            "Piotr",
+            "Agnieszka",
+            "Krzysztof",
+            "Katarzyna",
+            "Tomasz",
+            "Zofia",
+            "Paweł|pawel",
+            "Ewa",
+            "Michał|michal",
+            "Joanna",
+            "Jiří|jiri",
+            "Tereza",
+            "Jakub",
+            "Dorota",
+            "Wojciech",
+            "Barbora",
+        ),
+        (
+            "Nowak",
+            "Kowalski",
+            "Wiśniewski|wisniewski",
+            "Wójcik|wojcik",
+            "Kowalczyk",
+            "Kamiński|kaminski",
+            "Lewandowski",
+            "Zieliński|zielinski",
+            "Szymański|szymanski",
+            "Woźniak|wozniak",
+            "Dąbrowski|dabrowski",
+            "Kozłowski|kozlowski",
+            "Jankowski",
+            "Mazur",
+            "Krawczyk",
+            "Dvořák|dvorak",
+            "Novák|novak",
+            "Černý|cerny",
+            "Svoboda",
+            "Procházka|prochazka",
+        ),
+    ),
+    "nordic": (
+        3,
+        ("gmail.com", "hotmail.com", "live.se", "online.no", "outlook.com"),
+        (
+            "Søren|soren",
+            "Åsa|asa",
+            "Björn|bjorn",
+            "Ingrid",
+            "Lars",
+            "Astrid",
+            "Erik",
+            "Sigrid",
+            "Magnus",
+            "Freja",
+            "Jörgen|jorgen",
+            "Maja",
+            "Ola",
+            "Linnéa|linnea",
+            "Oskar",
+            "Sölvi|solvi",
+        ),
+        (
+            "Andersson",
+            "Johansson",
+            "Karlsson",
+            "Nilsson",
+            "Eriksson",
+            "Larsson",
+            "Olsen",
+            "Hansen",
+            "Jensen",
+            "Nielsen",
+            "Pedersen",
+            "Ångström|angstrom",
+            "Sjöberg|sjoberg",
+            "Lindqvist",
+            "Bergström|bergstrom",
+            "Østergaard|ostergaard",
+            "Jónsdóttir|jonsdottir",
+            "Virtanen",
+            "Mäkinen|makinen",
+            "Hämäläinen|hamalainen",
+        ),
+    ),
+    "ru": (
+        6,
+        ("mail.ru", "yandex.ru", "gmail.com", "rambler.ru", "bk.ru", "ukr.net"),
+        (
+            "Александр|aleksandr",
+            "Мария|maria",
+            "Дмитрий|dmitry",
+            "Анна|anna",
+            "Сергей|sergey",
+            "Елена|elena",
+            "Андрей|andrey",
+            "Ольга|olga",
+            "Алексей|alexey",
+            "Наталья|natalya",
+            "Иван|ivan",
+            "Татьяна|tatyana",
+            "Михаил|mikhail",
+            "Екатерина|ekaterina",
+            "Николай|nikolay",
+            "Юлия|yulia",
+            "Владимир|vladimir",
+            "Светлана|svetlana",
+            "Олександр|oleksandr",
+            "Оксана|oksana",
+        ),
+        (
+            "Иванов|ivanov",
+            "Смирнов|smirnov",
+            "Кузнецов|kuznetsov",
+            "Попов|popov",
+            "Васильев|vasiliev",
+            "Петров|petrov",
+            "Соколов|sokolov",
+            "Михайлов|mikhailov",
+            "Новиков|novikov",
+            "Фёдоров|fedorov",
+            "Морозов|morozov",
+            "Волков|volkov",
+            "Алексеев|alekseev",
+            "Лебедев|lebedev",
+            "Семёнов|semenov",
+            "Егоров|egorov",
+            "Павлов|pavlov",
+            "Козлов|kozlov",
+            "Шевченко|shevchenko",
+            "Коваленко|kovalenko",
+            "Бондаренко|bondarenko",
+            "Ковалёв|kovalev",
+        ),
+    ),
+    "zh": (
+        10,
+        ("qq.com", "163.com", "126.com", "gmail.com", "sina.com", "outlook.com"),
+        (
+            "伟|wei",
+            "芳|fang",
+            "娜|na",
+            "秀英|xiuying",
+            "敏|min",
+            "静|jing",
+            "丽|li",
+            "强|qiang",
+            "磊|lei",
+            "军|jun",
+            "洋|yang",
+            "勇|yong",
+            "艳|yan",
+            "杰|jie",
+            "娟|juan",
+            "涛|tao",
+            "明|ming",
+            "超|chao",
+            "秀兰|xiulan",
+            "霞|xia",
+            "平|ping",
+            "刚|gang",
+            "桂英|guiying",
+            "晓明|xiaoming",
+            "子涵|zihan",
+            "浩然|haoran",
+            "雨桐|yutong",
+            "欣怡|xinyi",
+        ),
+        (
+            "王|wang",
+            "李|li",
+            "张|zhang",
+            "刘|liu",
+            "陈|chen",
+            "杨|yang",
+            "黄|huang",
+            "赵|zhao",
+            "吴|wu",
+            "周|zhou",
+            "徐|xu",
+            "孙|sun",
+            "马|ma",
+            "朱|zhu",
+            "胡|hu",
+            "郭|guo",
+            "何|he",
+            "高|gao",
+            "林|lin",
+            "罗|luo",
+            "郑|zheng",
+            "梁|liang",
+            "谢|xie",
+            "宋|song",
+            "唐|tang",
+            "许|xu2",
+            "韩|han",
+            "冯|feng",
+            "邓|deng",
+            "曹|cao",
+        ),
+    ),
+    "ja": (
+        4,
+        ("gmail.com", "yahoo.co.jp", "docomo.ne.jp", "icloud.com", "ezweb.ne.jp"),
+        (
+            "翔|sho",
+            "陽菜|hina",
+            "蓮|ren",
+            "結衣|yui",
+            "大翔|hiroto",
+            "さくら|sakura",
+            "健太|kenta",
+            "美咲|misaki",
+            "拓也|takuya",
+            "愛|ai",
+            "直樹|naoki",
+            "由美|yumi",
+            "ゆうき|yuki",
+            "花子|hanako",
+        ),
+        (
+            "佐藤|sato",
+            "鈴木|suzuki",
+            "高橋|takahashi",
+            "田中|tanaka",
+            "伊藤|ito",
+            "渡辺|watanabe",
+            "山本|yamamoto",
+            "中村|nakamura",
+            "小林|kobayashi",
+            "加藤|kato",
+            "吉田|yoshida",
+            "山田|yamada",
+            "佐々木|sasaki",
+            "松本|matsumoto",
+            "井上|inoue",
+            "木村|kimura",
+        ),
+    ),
+    "ar": (
+        6,
+        ("gmail.com", "hotmail.com", "yahoo.com", "outlook.sa", "live.com"),
+        (
+            "محمد|mohammed",
+            "فاطمة|fatima",
+            "أحمد|ahmed",
+            "عائشة|aisha",
+            "علي|ali",
+            "مريم|maryam",
+            "عمر|omar",
+            "زينب|zainab",
+            "يوسف|youssef",
+            "نور|nour",
+            "خالد|khaled",
+            "ليلى|layla",
+            "Mohamed",
+            "Fatma",
+            "Mehmet",
+            "Ayşe|ayse",
+            "Mustafa",
+            "Zeynep",
+        ),
+        (
+            "العلي|alali",
+            "حسن|hassan",
+            "حسين|hussein",
+            "إبراهيم|ibrahim",
+            "عبدالله|abdullah",
+            "الأحمد|alahmad",
+            "منصور|mansour",
+            "خليل|khalil",
+            "Haddad",
+            "Nasser",
+            "Saleh",
+            "Yılmaz|yilmaz",
+            "Kaya",
+            "Demir",
+            "Şahin|sahin",
+            "Çelik|celik",
+            "Öztürk|ozturk",
+        ),
+    ),
+    "hi": (
+        6,
+        ("gmail.com", "yahoo.co.in", "rediffmail.com", "outlook.com", "hotmail.com"),
+        (
+            "Aarav",
+            "Priya",
+            "Rahul",
+            "Ananya",
+            "Amit",
+            "Pooja",
+            "Rohan",
+            "Sneha",
+            "Vikram",
+            "Divya",
+            "Arjun",
+            "Kavya",
+            "राहुल|rahul2",
+            "प्रिया|priya2",
+            "Sanjay",
+            "Lakshmi",
+            "Venkatesh",
+            "Deepika",
+            "Suresh",
+            "Meera",
+        ),
+        (
+            "Sharma",
+            "Patel",
+            "Singh",
+            "Kumar",
+            "Gupta",
+            "Reddy",
+            "Iyer",
+            "Nair",
+            "Das",
+            "Joshi",
+            "Mehta",
+            "Rao",
+            "Chopra",
+            "Banerjee",
+            "Mukherjee",
+            "Agarwal",
+            "शर्मा|sharma2",
+            "पटेल|patel2",
+            "Krishnamurthy",
+            "Subramanian",
+        ),
+    ),
+    "vi": (
+        3,
+        ("gmail.com", "yahoo.com.vn", "outlook.com", "hotmail.com"),
+        (
+            "Anh",
+            "Linh",
+            "Minh",
+            "Trang",
+            "Hùng|hung",
+            "Hương|huong",
+            "Dũng|dung",
+            "Thảo|thao",
+            "Tuấn|tuan",
+            "Ngọc|ngoc",
+            "Đức|duc",
+            "Phương|phuong",
+        ),
+        (
+            "Nguyễn|nguyen",
+            "Trần|tran",
+            "Lê|le",
+            "Phạm|pham",
+            "Hoàng|hoang",
+            "Huỳnh|huynh",
+            "Phan",
+            "Vũ|vu",
+            "Võ|vo",
+            "Đặng|dang",
+            "Bùi|bui",
+            "Đỗ|do",
+        ),
+    ),
+    "el": (
+        2,
+        ("gmail.com", "yahoo.gr", "hotmail.com", "otenet.gr"),
+        (
+            "Γιώργος|giorgos",
+            "Μαρία|maria3",
+            "Νίκος|nikos",
+            "Ελένη|eleni",
+            "Δημήτρης|dimitris",
+            "Κατερίνα|katerina",
+            "Γιάννης|giannis",
+            "Σοφία|sofia2",
+        ),
+        (
+            "Παπαδόπουλος|papadopoulos",
+            "Παπαδάκης|papadakis",
+            "Γεωργίου|georgiou",
+            "Οικονόμου|oikonomou",
+            "Νικολάου|nikolaou",
+            "Βασιλείου|vasileiou",
+            "Ιωάννου|ioannou",
+        ),
+    ),
+}
+
+# A long tail of Latin-script surnames (the common names above cover most rows, as in life).
+SYLLABLES = (
+    "ka",
+    "ro",
+    "vi",
+    "len",
+    "mar",
+    "to",
+    "bel",
+    "sun",
+    "dor",
+    "ha",
+    "mi",
+    "nes",
+    "qu",
+    "ter",
+    "ald",
+    "wyn",
+    "ric",
+    "sson",
+    "berg",
+    "ov",
+    "ić",
+    "ez",
+    "ini",
+    "aki",
+    "ura",
+    "sch",
+    "ott",
+    "ley",
+)
+TAIL_CULTURES = ("en", "es", "de", "fr", "pl")
+TAIL_SHARE = 0.3
+COMPANY_WORDS = (
+    "north",
+    "blue",
+    "acme",
+    "bright",
+    "global",
+    "river",
+    "green",
+    "summit",
+    "pixel",
+    "iron",
+    "silver",
+    "nova",
+    "delta",
+    "quantum",
+    "harbor",
+    "pine",
+    "stone",
+    "cloud",
+    "rapid",
+    "prime",
+    "cedar",
+    "alpha",
+    "urban",
+    "lumen",
+    "vertex",
+    "oak",
+    "atlas",
+    "metro",
+    "solar",
+    "coast",
+)
+COMPANY_KINDS = (
+    "tech",
+    "labs",
+    "systems",
+    "group",
+    "logistics",
+    "media",
+    "foods",
+    "health",
+    "capital",
+    "works",
+    "energy",
+    "design",
+    "legal",
+    "travel",
+    "studio",
+    "retail",
+    "motors",
+    "bank",
+)
+COMPANY_TLDS = ("com", "com", "com", "io", "co.uk", "de", "fr", "net", "org", "com.au", "es", "nl")
+# Share of contacts at a company's domain rather than a free-mail one.
+COMPANY_SHARE = 0.35
+
+
+def _split(names: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(display, email form) of each name: the email form is ASCII, lower case, without quotes."""
+    pairs = []
+    for name in names:
+        shown, _, mail = name.partition("|")
+        pairs.append((shown, (mail or shown).lower().replace("'", "")))
+    return pairs
+
+
+def _tail_surname(rng: random.Random) -> tuple[str, str]:
+    word = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4)))
+    return word.capitalize(), word.replace("ć", "c")
+
+
+def _local_part(rng: random.Random, first: str, last: str) -> str:
+    """The part before the @, as people make it from their name."""
+    pattern = rng.randrange(10)
+    if pattern == 0:
+        return f"{first}.{last}"
+    if pattern == 1:
+        return f"{first}{last}"
+    if pattern == 2:
+        return f"{first[0]}{last}"
+    if pattern == 3:
+        return f"{first}_{last}"
+    if pattern == 4:
+        return f"{first}.{last}{rng.randrange(100)}"
+    if pattern == 5:
+        return f"{first}{rng.randint(1950, 2008)}"
+    if pattern == 6:
+        return f"{last}.{first}"
+    if pattern == 7:
+        return f"{first[0]}.{last}{rng.randrange(1000)}"
+    if pattern == 8:
+        return f"{first}.{last[0]}{rng.randrange(10000)}"
+    return f"{first}{last}{rng.randrange(100000)}"
+
+
+def contact_id(position: int) -> str:
+    """The id of the contact made ``position``-th: UUIDv7's layout, the position standing for the time."""
+    return str(uuid.UUID(int=(position << 80) | (0x7 << 76) | (0x8 << 60) | position))
+
+
+def contacts(count: int, seed: int = 18) -> Iterator[tuple[str, str, str, str]]:
+    """``count`` contacts as (id, name, email, source); each (source, email) once.
+
+    ``random() ** 2`` picks the first names of a list far more often than the last ones. A repeat
+    of an email already made (told by a bit per email, so now and then a new one too) is skipped.
+    """
+    rng = random.Random(seed)
+    cultures = [
+        (code, domains, _split(first), _split(last)) for code, (_, domains, first, last) in CULTURES.items()
+    ]
+    weights = [share for share, *_ in CULTURES.values()]
+    companies = [
+        f"{a}{b}.{t}" if rng.random() < 0.6 else f"{a}-{b}.{t}"
+        for a in COMPANY_WORDS
+        for b in COMPANY_KINDS
+        for t in COMPANY_TLDS
+    ]
+    rng.shuffle(companies)
+    seen = bytearray(1 << 26)  # 2**29 bits
+    sources = ("crm", "shop", "newsletter", "events")
+    made = 0
+    while made < count:
+        code, domains, firsts, lasts = rng.choices(cultures, weights)[0]
+        first, first_mail = firsts[int(len(firsts) * rng.random() ** 2)]
+        if code in TAIL_CULTURES and rng.random() < TAIL_SHARE:
+            last, last_mail = _tail_surname(rng)
+        else:
+            last, last_mail = lasts[int(len(lasts) * rng.random() ** 2)]
+        cjk = not last.isascii() and ord(last[0]) >= 0x2E80
+        name = f"{last}{first}" if cjk else f"{first} {last}"
+        if rng.random() < COMPANY_SHARE:
+            domain = companies[int(len(companies) * rng.random() ** 2)]
+        else:
+            domain = domains[int(len(domains) * rng.random() ** 2)]
+        email = f"{_local_part(rng, first_mail, last_mail)}@{domain}"
+        source = sources[made % 4]
+        at = zlib.crc32(f"{source} {email}".encode()) >> 3
+        if seen[at >> 3] & (1 << (at & 7)):
+            continue
+        seen[at >> 3] |= 1 << (at & 7)
+        yield contact_id(made), name, email, source
+        made += 1
+
+
+def fill(database_url: str, count: int) -> float:
+    """Store ``count`` generated contacts by COPY, with the contacts' indexes built after; seconds.
+
+    The primary key stays (time-ordered ids only append to it); every other index of the table is
+    dropped and made again from its own definition, which is how a table this size is loaded.
+    """
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        indexes = conn.execute(
+            "SELECT i.relname, pg_get_indexdef(x.indexrelid), c.conname FROM pg_index x "
+            "JOIN pg_class i ON i.oid = x.indexrelid LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid "
+            "WHERE x.indrelid = 'contacts'::regclass AND NOT x.indisprimary"
+        ).fetchall()
+        for name, _definition, constraint in indexes:
+            if constraint:
+                conn.execute(f'ALTER TABLE contacts DROP CONSTRAINT "{constraint}"')
+            else:
+                conn.execute(f'DROP INDEX "{name}"')
+        started = time.perf_counter()
+        with (
+            conn.cursor() as cursor,
+            cursor.copy("COPY contacts (id, name, email, source) FROM STDIN") as copy,
+        ):
+            lines: list[str] = []
+            for row in contacts(count):
+                lines.append("\t".join(row) + "\n")
+                if len(lines) == 10_000:
+                    copy.write("".join(lines))
+                    lines.clear()
+            copy.write("".join(lines))
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        for name, definition, constraint in indexes:
+            conn.execute(definition)
+            if constraint:
+                conn.execute(
+                    f'ALTER TABLE contacts ADD CONSTRAINT "{constraint}" UNIQUE USING INDEX "{name}"'
+                )
+        conn.execute("VACUUM ANALYZE contacts")
+        return time.perf_counter() - started
