@@ -160,6 +160,8 @@ class Settings:
     default_phone_region: str | None = None
     # Seconds a drawn chart of the ops page is shared by every viewer before it is drawn again; 0: never kept.
     ops_cache_seconds: int = 5
+    # Log where each run of an import spent its seconds (reading, each statement, PostgreSQL idle).
+    import_timings: bool = False
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -404,6 +406,7 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
         webhooks=webhook_settings(env, errors),
         default_phone_region=phone_region,
         ops_cache_seconds=_int("OPS_CACHE_SECONDS", env.get("OPS_CACHE_SECONDS", "5"), errors, minimum=0),
+        import_timings=_bool("IMPORT_TIMINGS", env.get("IMPORT_TIMINGS", "false"), errors),
         warnings=warnings,
     )
     if errors:

@@ -273,21 +273,7 @@ def store_row_errors(
         return
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        with connection.connection.driver_connection.cursor() as cursor:
-            columns = "(import_id, row, level, field, message, value, raw)"
-            with cursor.copy(f"COPY import_errors {columns} FROM STDIN") as copy:
-                for row, problem, raw in rejected:
-                    copy.write_row(
-                        (
-                            import_id,
-                            row,
-                            level,
-                            problem.field,
-                            problem.message,
-                            _storable(problem.value and cut(problem.value, VALUE_LIMIT)),
-                            None if raw is None else _storable(json.dumps(cut_row(raw), default=str)),
-                        )
-                    )
+        copy_row_errors(session, [row_error_line(import_id, row, level, p, raw) for row, p, raw in rejected])
         return
     session.execute(
         insert(RowError),
@@ -304,3 +290,26 @@ def store_row_errors(
             for row, p, raw in rejected
         ],
     )
+
+
+def row_error_line(import_id: str, row: int, level: str, problem: Problem, raw: dict | None) -> str:
+    """One problem of a row as a line of COPY text for import_errors (see ``copy_row_errors``).
+
+    The reading thread makes these as it reads, so the thread that commits the batch only sends them.
+    """
+    value = _storable(problem.value and cut(problem.value, VALUE_LIMIT))
+    kept = None if raw is None else _storable(json.dumps(cut_row(raw), default=str))
+    return (
+        f"{import_id}\t{row}\t{level}\t{_copy_field(problem.field)}\t{copy_text(problem.message)}\t"
+        f"{_copy_field(value)}\t{_copy_field(kept)}\n"
+    )
+
+
+def copy_row_errors(session: Session, lines: Sequence[str]) -> None:
+    """Store problems made into COPY lines by ``row_error_line``, in one COPY (PostgreSQL only)."""
+    if not lines:
+        return
+    with session.connection().connection.driver_connection.cursor() as cursor:
+        columns = "(import_id, row, level, field, message, value, raw)"
+        with cursor.copy(f"COPY import_errors {columns} FROM STDIN") as copy:
+            copy.write("".join(lines))

@@ -137,6 +137,7 @@ def pipeline_import(stack: Stack, path: Path, rows: int) -> tuple[float, float, 
     counted = answer["insertedRows"] + answer["duplicateRows"] + answer["rejectedRows"]
     if answer["status"] != "completed" or answer["processedRows"] != rows or counted != rows:
         raise RuntimeError(f"the import did not account for every row: {answer}")
+    answer["timings"] = stack.timings(import_id)
     return elapsed, watch.peak_mb, answer
 
 
@@ -159,7 +160,7 @@ def _beside_copy(
     Records the figures under ``key``; gives the rows/s of each and the ratios.
     """
     stored_path = imported.with_suffix(".stored.txt")
-    runs, limits, naives, peaks = [], [], [], []
+    runs, limits, naives, peaks, timings = [], [], [], [], []
     answer: dict = {}
     stored = 0
     try:
@@ -167,6 +168,7 @@ def _beside_copy(
             elapsed, peak, answer = pipeline_import(stack, imported, rows)
             runs.append(elapsed)
             peaks.append(peak)
+            timings.append(answer.pop("timings"))
             if attempt == 0:
                 stored = export_stored(stack, stored_path, stored_columns)
             limits.append(raw_copy(stack, stored_path, stored_columns, "FORMAT text"))
@@ -187,6 +189,7 @@ def _beside_copy(
         "ratio": round(rate["ratio"], 3),
         "ratio_to_random_ids": round(rate["naive_ratio"], 3),
         "worker_peak_mb": max(peaks),
+        "pipeline_timings": timings,
         "import": answer,
     }
     return rate

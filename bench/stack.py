@@ -110,6 +110,8 @@ class Stack:
             # The webhook step's receiver listens on loopback over plain http.
             "WEBHOOK_ALLOW_PRIVATE": "true",
             "WEBHOOK_ALLOW_HTTP": "true",
+            # Each import logs where its seconds went; the ingest steps keep those figures.
+            "IMPORT_TIMINGS": "true",
         }
         if batch_size:
             self.env["BATCH_SIZE"] = str(batch_size)
@@ -259,6 +261,16 @@ class Stack:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"imports still queued or running after {timeout}s")
             time.sleep(0.2)
+
+    def timings(self, import_id: str) -> dict[str, float] | None:
+        """The seconds per stage the worker logged for the import's last run (IMPORT_TIMINGS)."""
+        self.log.flush()
+        found = None
+        with open(self.log.name, "rb") as log:
+            for line in log:
+                if b"import timings" in line and import_id.encode() in line:
+                    found = json.loads(line).get("seconds")
+        return found
 
     def sql(self, query: str, *args: Any) -> list[tuple]:
         """Run SQL on the benchmark database."""

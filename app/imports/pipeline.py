@@ -20,11 +20,21 @@ from flask import current_app
 from sqlalchemy import Engine, and_, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from app.contacts import ContactBatch, SeenEmails, WideContactBatch, store_contacts, store_row_errors
+from app.contacts import (
+    ContactBatch,
+    SeenEmails,
+    Stored,
+    WideContactBatch,
+    copy_row_errors,
+    row_error_line,
+    store_contacts,
+    store_row_errors,
+)
 from app.dashboard.rollups import record_batch
 from app.extensions import autocommit_engine, db, settings, storage
 from app.fields import Columns, MappingError, find_columns
 from app.imports.cleanup import discard_file
+from app.imports.timings import Timings
 from app.mapping import choose_columns, columns_for
 from app.merge import merge_contacts
 from app.models import Import, utcnow
@@ -70,9 +80,23 @@ class Batch:
     warnings: list[tuple[int, Problem, dict | None]] = field(default_factory=list)
     warning_rows: int = 0
     last_row: int = 0
+    # On PostgreSQL, every problem's COPY text for import_errors, made as its row is read, so the
+    # committer only sends it; None where problems are stored from the lists above.
+    problem_lines: list[str] | None = None
+    import_id: str = ""
 
     def __len__(self) -> int:
         return len(self.contacts) + self.rejected_rows
+
+    def keep_problems(
+        self, row_number: int, problems: Sequence[Problem], raw: dict | None, level: str = "error"
+    ) -> None:
+        """Keep a row's problems for the commit: a rejected row's, or (``level`` "warning") a stored one's."""
+        (self.rejected if level == "error" else self.warnings).extend((row_number, p, raw) for p in problems)
+        if self.problem_lines is not None:
+            self.problem_lines.extend(
+                row_error_line(self.import_id, row_number, level, p, raw) for p in problems
+            )
 
 
 def _ours(import_id: str, attempt: int, status: str = "running") -> tuple:
@@ -178,23 +202,36 @@ class Heartbeat:
 
 
 def _commit_batch(
-    session: Session, import_id: str, attempt: int, source: str, mode: str, batch: Batch
+    session: Session, import_id: str, attempt: int, source: str, mode: str, batch: Batch, timings: Timings
 ) -> None:
     """Store a batch with its counters and checkpoint in one transaction, or nothing of it.
 
     Stops, storing nothing, if the import was cancelled or a newer run claimed it.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        # Rows, row errors, counters and checkpoint commit together, so a commit lost in a database
-        # crash loses all of them at once and the rerun redoes the batch from the older checkpoint.
-        # The import's final commit stays synchronous: the stored file is deleted after it.
-        session.execute(text("SET LOCAL synchronous_commit = off"))
-    if mode == "skip":
-        stored = store_contacts(session, import_id, source, batch.contacts)
-    else:
-        stored = merge_contacts(session, import_id, source, batch.contacts, mode)
-    store_row_errors(session, import_id, batch.rejected)
-    store_row_errors(session, import_id, batch.warnings, level="warning")
+    with timings.stage("contacts"):
+        if session.get_bind().dialect.name == "postgresql":
+            # Rows, row errors, counters and checkpoint commit together, so a commit lost in a
+            # database crash loses all of them at once and the rerun redoes the batch from the older
+            # checkpoint. The import's final commit stays synchronous: the stored file is deleted after it.
+            session.execute(text("SET LOCAL synchronous_commit = off"))
+        if mode == "skip":
+            stored = store_contacts(session, import_id, source, batch.contacts)
+        else:
+            stored = merge_contacts(session, import_id, source, batch.contacts, mode)
+    with timings.stage("row_errors"):
+        if batch.problem_lines is not None:
+            copy_row_errors(session, batch.problem_lines)
+        else:
+            store_row_errors(session, import_id, batch.rejected)
+            store_row_errors(session, import_id, batch.warnings, level="warning")
+    with timings.stage("counters"):
+        _count_batch(session, import_id, attempt, batch, stored)
+    with timings.stage("commit"):
+        session.commit()
+
+
+def _count_batch(session: Session, import_id: str, attempt: int, batch: Batch, stored: Stored) -> None:
+    """Add the batch to the import's counters and rollups and move its checkpoint; stop if not ours."""
     result = session.execute(
         update(Import)
         .where(*_ours(import_id, attempt))
@@ -223,7 +260,6 @@ def _commit_batch(
         "rejected": batch.rejected_rows,
     }
     record_batch(session, import_id, outcomes, batch.rejected)
-    session.commit()
 
 
 class Committer:
@@ -246,6 +282,7 @@ class Committer:
         self.wide = True
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="import-commit") if threaded else None
         self._pending: Future[None] | None = None
+        self.timings = Timings()
         # The committer wakes a dozen times a batch (each statement's answer, each COPY flush) and
         # must take the GIL back from the reading thread each time: at Python's default 5 ms per
         # hand-over PostgreSQL sat idle for seconds per million rows.
@@ -256,26 +293,35 @@ class Committer:
     def batch(self, last_row: int) -> Batch:
         """An empty batch whose rows follow ``last_row``."""
         kind = WideContactBatch if self.wide else ContactBatch
-        return Batch(kind(self.seen, self.source, self.import_id), last_row=last_row)
+        lines = [] if self._pool is not None else None
+        contacts = kind(self.seen, self.source, self.import_id)
+        return Batch(contacts, last_row=last_row, problem_lines=lines, import_id=self.import_id)
 
     def submit(self, batch: Batch) -> None:
         """Commit the batch once the previous one is committed; raise what the previous one raised."""
         self.wait()
         if self._pool is None:
-            _commit_batch(self.session, self.import_id, self.attempt, self.source, self.mode, batch)
+            self._commit(batch)
         else:
             self._pending = self._pool.submit(self._commit_in_thread, batch)
 
     def _commit_in_thread(self, batch: Batch) -> None:
         # The session finds its engine through the app, so the thread needs an app context too.
         with self.app.app_context():
-            _commit_batch(self.session, self.import_id, self.attempt, self.source, self.mode, batch)
+            self._commit(batch)
+
+    def _commit(self, batch: Batch) -> None:
+        with self.timings.batch():
+            _commit_batch(
+                self.session, self.import_id, self.attempt, self.source, self.mode, batch, self.timings
+            )
 
     def wait(self) -> None:
         """Block until the pending batch is committed; raise its exception (ImportStopped, ...)."""
         pending, self._pending = self._pending, None
         if pending is not None:
-            pending.result()
+            with self.timings.waited():
+                pending.result()
 
     def close(self) -> None:
         """Let the pending batch finish, whatever happens to the caller, and stop the thread."""
@@ -413,6 +459,8 @@ def run(imp: Import) -> None:
                         committer.wait()  # hand back only after the batch is committed
                         raise ImportHandedBack(import_id)
                 committer.wait()
+                if config.import_timings:
+                    committer.timings.report(import_id)
             finally:
                 committer.close()
     except (UnusableFile, StoredFileMissing) as exc:
@@ -459,7 +507,7 @@ def _read_batches(
         rows = dropwhile(lambda numbered: numbered[0] <= checkpoint, rows)
     submitted = limits.processed
     batch = committer.batch(checkpoint)
-    contacts, rejected, append = batch.contacts, batch.rejected, batch.contacts.append
+    contacts, append = batch.contacts, batch.contacts.append
     # The batch is full at BATCH_SIZE rows, or earlier when MAX_ROWS rows are in.
     room = min(batch_size, limits.max_rows - submitted)
     for row_number, row in rows:
@@ -473,7 +521,7 @@ def _read_batches(
                 committer.submit(batch)
                 yield
                 batch = committer.batch(batch.last_row)
-                contacts, rejected, append = batch.contacts, batch.rejected, batch.contacts.append
+                contacts, append = batch.contacts, batch.contacts.append
                 room = min(batch_size, limits.max_rows - submitted)
         batch.last_row = row_number
         if isinstance(row, dict) and len(row) > limits.max_columns:
@@ -485,7 +533,7 @@ def _read_batches(
             else:
                 _reject_or_keep(reader, row, headers, row_number, batch)  # type: ignore[arg-type]
         elif isinstance(row, BrokenRow):
-            rejected.append((row_number, Problem(None, row.message, row.text), None))
+            batch.keep_problems(row_number, (Problem(None, row.message, row.text),), None)
             batch.rejected_rows += 1
         elif type(row) is SkippedRow:
             batch.skipped_rows += 1
@@ -520,12 +568,10 @@ def _reject_or_keep(
     if isinstance(outcome, Contact):
         batch.contacts.append(outcome)
         if outcome.warnings:
-            raw = _raw(headers, cells)
-            batch.warnings.extend((row_number, p, raw) for p in outcome.warnings)
+            batch.keep_problems(row_number, outcome.warnings, _raw(headers, cells), level="warning")
             batch.warning_rows += 1
     elif not all(cell_text(cell).strip() == "" for cell in cells):  # a valid row is never blank
-        raw = _raw(headers, cells)
-        batch.rejected.extend((row_number, p, raw) for p in outcome)
+        batch.keep_problems(row_number, outcome, _raw(headers, cells))
         batch.rejected_rows += 1
 
 
