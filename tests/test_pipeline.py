@@ -323,3 +323,34 @@ def test_the_originals_flows_give_5003_contacts_each(client, worker_process):
         count = db.session.scalar(select(func.count()).select_from(Contact).where(Contact.source == source))
         assert count == 5003, source
     assert {db.session.get(Import, j).use_resumable for j in jobs.values()} == {False, True}
+
+
+def test_import_timings_log_one_line_per_run_with_its_seconds_per_stage(client, worker_process, env):
+    worker = worker_process("--concurrency", "1", BATCH_SIZE="2", IMPORT_TIMINGS="true")
+    job_id = post_file(client, MIXED, filename="mixed.csv")
+    assert finished(client, job_id)["status"] == "completed"
+
+    lines = [
+        json.loads(line) for line in worker.log_path.read_text().splitlines() if "import timings" in line
+    ]
+    assert [line["import_id"] for line in lines] == [job_id]
+    seconds = lines[0]["seconds"]
+    assert seconds["batches"] == 4  # 6 rows counted, 2 a batch, and the last batch's blank row
+    stages = ("contacts", "row_errors", "counters", "commit", "database_idle")
+    assert sum(seconds[stage] for stage in stages) == pytest.approx(seconds["wall"], abs=0.01)
+    assert seconds["reading"] + seconds["reading_waited"] == pytest.approx(seconds["wall"], abs=0.01)
+    # The rejected rows' problems, sent as COPY text made while reading, are stored whole.
+    db.session.remove()
+    problems = db.session.execute(
+        select(RowError.row, RowError.level, RowError.field, RowError.value, RowError.raw)
+        .where(RowError.import_id == job_id)
+        .order_by(RowError.row)
+    ).all()
+    assert [tuple(p)[:4] for p in problems] == [
+        (2, "warning", "phone", "123"),
+        (3, "error", "email", "not-an-email"),
+        (4, "error", "name", ""),
+        (6, "warning", "phone", "789"),
+        (8, "error", "email", ""),
+    ]
+    assert problems[1].raw == {"Full Name": "Grace Hopper", "E-Mail": "not-an-email", "Phone": "456"}
