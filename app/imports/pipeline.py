@@ -8,7 +8,6 @@ import signal
 import socket
 import sys
 import threading
-from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -266,11 +265,9 @@ def _count_batch(session: Session, import_id: str, attempt: int, batch: Batch, s
 class Committer:
     """Commits batches in order, one at a time; on PostgreSQL in a thread of its own.
 
-    While PostgreSQL stores batch N the main thread reads and validates the next ones (psycopg
-    releases the GIL while it waits), so Python and PostgreSQL work at the same time. One read
-    batch may wait behind the one committing, so the thread goes from one commit straight to
-    the next, and PostgreSQL does not sit idle while the reading thread is woken to hand it over.
-    The thread owns the session while a batch is pending; the caller must not touch it until ``wait``.
+    While PostgreSQL stores batch N the main thread reads and validates batch N+1 (psycopg
+    releases the GIL while it waits), so Python and PostgreSQL work at the same time. The thread
+    owns the session while a batch is pending; the caller must not touch it until ``wait``.
     """
 
     def __init__(self, session: Session, imp: Import, attempt: int) -> None:
@@ -284,9 +281,7 @@ class Committer:
         # Whether contacts carry more than a name and an email (set once the header is read).
         self.wide = True
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="import-commit") if threaded else None
-        self._pending: deque[Future[None]] = deque()
-        # Set by the thread when a batch fails: the batches queued behind it store nothing.
-        self._failed = False
+        self._pending: Future[None] | None = None
         self.timings = Timings()
         # The committer wakes a dozen times a batch (each statement's answer, each COPY flush) and
         # must take the GIL back from the reading thread each time: at Python's default 5 ms per
@@ -303,27 +298,17 @@ class Committer:
         return Batch(contacts, last_row=last_row, problem_lines=lines, import_id=self.import_id)
 
     def submit(self, batch: Batch) -> None:
-        """Queue the batch behind the pending ones; raise what an earlier one raised.
-
-        Returns once at most one batch is left waiting behind the one being committed.
-        """
+        """Commit the batch once the previous one is committed; raise what the previous one raised."""
+        self.wait()
         if self._pool is None:
             self._commit(batch)
-            return
-        while len(self._pending) > 1:
-            self._wait_oldest()
-        self._pending.append(self._pool.submit(self._commit_in_thread, batch))
+        else:
+            self._pending = self._pool.submit(self._commit_in_thread, batch)
 
     def _commit_in_thread(self, batch: Batch) -> None:
-        if self._failed:  # the run stops with the earlier batch's exception
-            return
-        try:
-            # The session finds its engine through the app, so the thread needs an app context too.
-            with self.app.app_context():
-                self._commit(batch)
-        except BaseException:
-            self._failed = True
-            raise
+        # The session finds its engine through the app, so the thread needs an app context too.
+        with self.app.app_context():
+            self._commit(batch)
 
     def _commit(self, batch: Batch) -> None:
         with self.timings.batch():
@@ -332,17 +317,14 @@ class Committer:
             )
 
     def wait(self) -> None:
-        """Block until every pending batch is committed; raise the first exception (ImportStopped, ...)."""
-        while self._pending:
-            self._wait_oldest()
-
-    def _wait_oldest(self) -> None:
-        pending = self._pending.popleft()
-        with self.timings.waited():
-            pending.result()
+        """Block until the pending batch is committed; raise its exception (ImportStopped, ...)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            with self.timings.waited():
+                pending.result()
 
     def close(self) -> None:
-        """Let the pending batches finish, whatever happens to the caller, and stop the thread."""
+        """Let the pending batch finish, whatever happens to the caller, and stop the thread."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             sys.setswitchinterval(self._switch_interval)
