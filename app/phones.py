@@ -94,7 +94,7 @@ def careful_e164(text: str, region: str | None) -> tuple[str | None, str | None]
 # Most numbers in a file are written one of a few ways: "+44 20 7946 0000", "(415) 555-2671",
 # "020 7946 0000 ext. 12". For those, ``quick_e164`` takes the steps ``phonenumbers.parse`` and
 # ``is_valid_number`` take, in the same order and on the same metadata, with each region's patterns
-# compiled once: a valid number costs a few microseconds instead of some sixty. Whatever falls outside
+# compiled once: a valid number costs a few microseconds instead of 20 to 60. Whatever falls outside
 # these shapes (letters, other scripts' digits, an international prefix, a number that is not valid)
 # is left to the careful path, which alone words the warnings.
 
