@@ -50,9 +50,29 @@ class Stored(NamedTuple):
         return self.inserted + self.updated + self.unchanged
 
 
+# JSON's quoting of a string, in C: what json.dumps(..., ensure_ascii=False) writes for one.
+_json_string = json.encoder.encode_basestring
+
+
 def attributes_json(attributes: dict[str, Any] | None) -> str | None:
-    """Attributes as the JSON text the database stores, or None when there are none."""
-    return json.dumps(attributes, ensure_ascii=False) if attributes else None
+    """Attributes as the JSON text the database stores, or None when there are none.
+
+    Written as ``json.dumps(attributes, ensure_ascii=False)`` writes them; the text values that
+    nearly all are go without the encoder json.dumps makes at every call (a third of the cost).
+    """
+    if not attributes:
+        return None
+    return (
+        "{"
+        + ", ".join(
+            [
+                f"{_json_string(key)}: "
+                f"{_json_string(value) if type(value) is str else json.dumps(value, ensure_ascii=False)}"
+                for key, value in attributes.items()
+            ]
+        )
+        + "}"
+    )
 
 
 def copy_text(value: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import uuid
 
 import pytest
@@ -11,7 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from app.contacts import ContactBatch, SeenEmails, WideContactBatch, copy_text, store_contacts
+from app.contacts import (
+    ContactBatch,
+    SeenEmails,
+    WideContactBatch,
+    attributes_json,
+    copy_text,
+    store_contacts,
+)
 from app.extensions import db
 from app.imports import pipeline
 from app.models import Contact
@@ -35,6 +43,18 @@ def test_copy_text_escapes_what_copy_gives_a_meaning_to():
     assert copy_text("Ada Lovelace") == "Ada Lovelace"
     assert copy_text("a\\b\tc\nd\re") == "a\\\\b\\tc\\nd\\re"
     assert copy_text("Zoë \u200b😀") == "Zoë \u200b😀"  # not printable, nothing to escape
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=12),
+        st.one_of(st.text(max_size=30), st.lists(st.text(max_size=12), max_size=3)),
+        max_size=6,
+    )
+)
+def test_attributes_are_the_json_that_json_dumps_writes(attributes: dict) -> None:
+    expected = json.dumps(attributes, ensure_ascii=False) if attributes else None
+    assert attributes_json(attributes) == expected
 
 
 def test_a_batch_sends_an_email_it_has_read_before_to_on_conflict():
