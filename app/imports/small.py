@@ -115,6 +115,10 @@ _COMPLETE = (
 class NotSmall(Exception):
     """An import the small path leaves to the regular pipeline (an item wider than MAX_COLUMNS)."""
 
+    def __init__(self, import_id: str) -> None:
+        super().__init__(import_id)
+        self.import_id = import_id
+
 
 def is_small(size: int, items: int, options: ImportOptions) -> bool:
     """Whether a checked JSON request is a small import: few items, a small body, nothing to map or review."""
@@ -221,9 +225,10 @@ def _claim(session: Session, limit: int) -> list[_Claimed]:
 def run_batch() -> int:
     """Claim waiting small imports and run them in one transaction; the number claimed.
 
-    A batch that fails is rolled back whole, and each of its imports runs alone through the
-    regular pipeline; then the next job is queued and the batch's exception raised, unless it was
-    NotSmall. A failed claim lets the wake-up go, so that the next POST queues a job again.
+    A batch that fails is rolled back whole and its imports are handed over to the regular
+    pipeline; then the next job is queued and the batch's exception raised. An import that is
+    NotSmall is handed over alone, and the others are claimed again. A failed claim lets the
+    wake-up go, so that the next POST queues a job again.
     """
     from app.jobs import _rollback
 
@@ -251,14 +256,15 @@ def run_batch() -> int:
             raise RuntimeError("small imports changed under their claim")
         record_events(session, [imp.id for imp in claimed], "import.completed")
         session.commit()
+    except NotSmall as exc:
+        _rollback()
+        _hand_over([exc.import_id])
     except Exception as exc:
         _rollback()
-        if not isinstance(exc, NotSmall):
-            log.warning("a batch of %d small imports failed; each runs alone: %s", len(claimed), exc)
-        _alone([imp.id for imp in claimed])
-        if not isinstance(exc, NotSmall):
-            _hand_on()
-            raise
+        log.warning("a batch of %d small imports failed; each will run alone: %s", len(claimed), exc)
+        _hand_over([imp.id for imp in claimed])
+        _hand_on()
+        raise
     return len(claimed)
 
 
@@ -268,15 +274,24 @@ def _idle_timeout(session: Session) -> None:
         session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{seconds}s'"))
 
 
-def _alone(import_ids: list[str]) -> None:
-    """Run each import through the regular pipeline, in this process; each records its own failure."""
-    from app.jobs import run_import
+def _hand_over(import_ids: list[str]) -> None:
+    """Leave the imports, unclaimed, to the regular pipeline: each is due at once for a run of its own,
+    which ``queue_due_retries`` queues as a job (in a work horse, with its retries and failures).
 
-    for import_id in import_ids:
-        try:
-            run_import(import_id)
-        except Exception as exc:  # recorded on the import by run_import, or left for the reconciler
-            log.warning("small import not run alone: %s", exc, extra={"import_id": import_id})
+    If even that cannot be written, they stay waiting, and the next job or the reconciler finds them.
+    """
+    from app.jobs import TRANSIENT, _rollback
+
+    try:
+        db.session.execute(
+            update(Import)
+            .where(Import.id.in_(import_ids), Import.status == "queued", Import.attempts == 0)
+            .values(retry_at=utcnow())
+        )
+        db.session.commit()
+    except TRANSIENT as exc:
+        _rollback()
+        log.warning("small imports not handed over, they wait for the next run: %s", exc)
 
 
 def _run_one(
