@@ -321,7 +321,7 @@ def _from_json(stack: ExitStack) -> ImportRequest | Response:
         check.use_resumable,
         check.mode,
         parsed,
-        small=small.is_small(size, check.items, parsed),
+        small=small.is_small(size, check.items, parsed, check.use_resumable),
     )
 
 

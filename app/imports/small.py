@@ -5,16 +5,19 @@ API clients that sync a CRM post many bodies of a few rows. The regular path cos
 stored file, a work horse forked for its job, a heartbeat thread and half a dozen commits: about
 a dozen imports a second with the Procfile's defaults here. A small import (SMALL_ROWS items and
 SMALL_BYTES at most, nothing to map or review) keeps its body in ``imports.body`` instead, and
-its POST, once committed, wakes the small imports' job; that job claims the waiting small imports
-in one statement and stores each one's contacts, counters, rollups, webhook event and final status
-in the same transaction, committed once for them all.
+its POST, once committed, pokes the small imports' job (or queues one); that job, run in the
+worker process itself, locks the waiting small imports in one statement and stores each one's
+contacts, row problems, rollups, counters, final status and webhook event in the same
+transaction, committed once for them all.
 
 The guarantees are the regular path's. The claim and the outcome commit together, so a worker
 killed mid-batch leaves its imports queued, untouched, with their bodies: the next job takes
 them, or the reconciler queues each as a job of its own, which runs it through the regular
-pipeline. A batch that fails in any way is rolled back whole, and each of its imports then runs
-alone through the regular pipeline, with its retries, backoff and failures. Only imports no run
-has claimed yet are taken here: a retry or a resumed import is the regular pipeline's.
+pipeline. A worker frozen mid-batch is cut off by PostgreSQL, which then rolls the batch back. A
+batch that fails in any way is rolled back whole, and its imports are handed to the regular
+pipeline, each as a job of its own in a work horse, with its retries, backoff and failures. Only
+imports no run has claimed yet are taken here: a retry or a resumed import is the regular
+pipeline's.
 """
 
 from __future__ import annotations
@@ -83,16 +86,16 @@ _INSERT = (
 
 
 _IMPORTS = Import.__table__.c
-# An import claimed by this transaction, completed with what its rows did (bound per import).
+# A small import this transaction locked, completed with what its rows did (bound per import): one
+# new version of its row, as if a run had claimed it and run it through.
 _COMPLETE = (
     update(Import.__table__)
-    .where(
-        _IMPORTS.id == bindparam("import_id"),
-        _IMPORTS.status == "running",
-        _IMPORTS.attempts == bindparam("attempt"),
-    )
+    .where(_IMPORTS.id == bindparam("import_id"), text(SMALL_WAITING), _IMPORTS.attempts == 0)
     .values(
         status="completed",
+        attempts=_IMPORTS.attempts + 1,
+        run_by=bindparam("new_run_by"),
+        error=None,
         mapping_from="detected",
         format=bindparam("new_format"),
         processed_rows=bindparam("new_rows"),
@@ -105,6 +108,8 @@ _COMPLETE = (
         skipped_rows=bindparam("new_skipped"),
         warning_rows=bindparam("new_warning"),
         checkpoint=bindparam("new_checkpoint"),
+        started_at=bindparam("new_started"),
+        heartbeat_at=bindparam("now"),
         progress_at=bindparam("now"),
         finished_at=bindparam("now"),
         body=None,
@@ -120,10 +125,12 @@ class NotSmall(Exception):
         self.import_id = import_id
 
 
-def is_small(size: int, items: int, options: ImportOptions) -> bool:
-    """Whether a checked JSON request is a small import: few items, a small body, nothing to map or review."""
+def is_small(size: int, items: int, options: ImportOptions, use_resumable: bool) -> bool:
+    """Whether a checked JSON request is a small import: few items, a small body, nothing to map or
+    review, and no resumable upload to storage asked for."""
     limit = min(SMALL_ROWS, settings().security.max_rows)
-    return size <= SMALL_BYTES and items <= limit and not options.reads_file and not options.review
+    plain = not (options.reads_file or options.review or use_resumable)
+    return plain and size <= SMALL_BYTES and items <= limit
 
 
 def wake() -> None:
@@ -186,40 +193,25 @@ class _Claimed:
     id: str
     source: str
     mode: str
-    attempts: int
     body: bytes
 
 
 def _claim(session: Session, limit: int) -> list[_Claimed]:
-    """Mark up to ``limit`` waiting small imports running for this run, oldest first, uncommitted.
+    """Lock up to ``limit`` waiting small imports for this transaction, oldest first.
 
-    ``SKIP LOCKED``: each run takes other imports; an import a regular run claimed is no longer
-    queued, and one a run ever claimed (a retry, a resumed import) is left to the regular pipeline.
+    The lock is the claim: the batch completes them in the same transaction, so no other state
+    is ever committed, and a regular run (or a cancel) that reaches one waits, then finds it
+    ended. ``SKIP LOCKED``: each batch takes other imports. One a run ever claimed (a retry, a
+    resumed import) is left to the regular pipeline.
     """
-    now = utcnow()
-    waiting = (
-        select(_IMPORTS.id)
+    rows = session.execute(
+        select(_IMPORTS.id, _IMPORTS.source, _IMPORTS.mode, _IMPORTS.body)
         .where(text(SMALL_WAITING), _IMPORTS.attempts == 0, _IMPORTS.retry_at.is_(None))
         .order_by(_IMPORTS.created_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
-    )
-    rows = session.execute(
-        update(Import)
-        .where(Import.id.in_(waiting.scalar_subquery()))
-        .values(
-            status="running",
-            attempts=Import.attempts + 1,
-            started_at=now,
-            heartbeat_at=now,
-            progress_at=now,
-            run_by=run_by(),
-            error=None,
-        )
-        .returning(Import.id, Import.source, Import.mode, Import.attempts, Import.body, Import.created_at)
     ).all()
-    rows = sorted(rows, key=lambda row: row.created_at)
-    return [_Claimed(row.id, row.source, row.mode or "skip", row.attempts, row.body) for row in rows]
+    return [_Claimed(row.id, row.source, row.mode or "skip", row.body) for row in rows]
 
 
 def run_batch() -> int:
@@ -234,7 +226,7 @@ def run_batch() -> int:
 
     session = db.session()
     try:
-        claimed = _claim(session, PER_BATCH)
+        claimed, started = _claim(session, PER_BATCH), utcnow()
     except Exception:
         _rollback()
         with contextlib.suppress(redis_errors.RedisError):
@@ -248,8 +240,9 @@ def run_batch() -> int:
         _idle_timeout(session)
         readers: dict[tuple[str, ...], ContactReader] = {}
         completed = [_run_one(session, imp, readers) for imp in claimed]
+        now, runner = utcnow(), run_by()
         for values in completed:
-            values["now"] = utcnow()
+            values.update(now=now, new_started=started, new_run_by=runner)
         # One round trip for the batch: psycopg sends an executemany in a pipeline.
         result = session.execute(_COMPLETE, completed)
         if result.rowcount != len(claimed):  # claimed in this transaction: nothing else can change them
@@ -328,7 +321,6 @@ def _run_one(
     record_batch(session, imp.id, outcomes, batch.rejected)
     return {
         "import_id": imp.id,
-        "attempt": imp.attempts,
         "new_format": table.format,
         "new_rows": len(batch),
         "new_inserted": stored.inserted,
