@@ -118,6 +118,18 @@ def run_import(import_id: str) -> Retry | None:
     return None
 
 
+def run_small_imports() -> int:
+    """Run the small imports waiting (app.imports.small), several to a transaction, in the worker itself."""
+    from app.extensions import db
+    from app.imports import small
+
+    with _app_context():
+        try:
+            return small.run_small_imports()
+        finally:
+            db.session.remove()
+
+
 def deliver_webhooks() -> int:
     """Send every webhook message that is due; failures are recorded and retried on schedule."""
     from app.extensions import db

@@ -12,11 +12,13 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Row,
     String,
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, mapped_column
@@ -31,6 +33,8 @@ MERGE_MODES = ("skip", "fill", "update")
 # "undoing", "undone": app.undo takes back what a finished import stored.
 IMPORT_STATUSES = ("review", "queued", "running", "completed", "failed", "cancelled", "undoing", "undone")
 FINAL_STATUSES = ("completed", "failed", "cancelled", "undone")
+# The small imports waiting to run (app.imports.small), as the partial index and their claim say it.
+SMALL_WAITING = "status = 'queued' AND body IS NOT NULL"
 
 
 def utcnow() -> datetime:
@@ -91,6 +95,13 @@ class Import(db.Model):
         Index("imports_status_idx", "status"),
         Index("imports_source_sha256_idx", "source", "sha256"),
         Index("imports_status_retry_at_idx", "status", "retry_at"),
+        # The small imports waiting to run, oldest first: what the small imports' claim reads.
+        Index(
+            "imports_small_queued_idx",
+            "created_at",
+            postgresql_where=text(SMALL_WAITING),
+            sqlite_where=text(SMALL_WAITING),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
@@ -100,6 +111,9 @@ class Import(db.Model):
     filename: Mapped[str | None] = mapped_column(String(255))
     storage_key: Mapped[str | None] = mapped_column(String(255))
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A small JSON request's body, kept here instead of in storage until the import completes
+    # (app.imports.small); None for an import whose file is in storage.
+    body: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     # Of the stored file (for JSON requests, of the body): finds an earlier import of the same file.
     sha256: Mapped[str | None] = mapped_column(String(64))
     use_resumable: Mapped[bool] = mapped_column(default=False)

@@ -12,11 +12,12 @@ from typing import Any
 
 from flask import has_app_context
 from rq import Worker
+from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 
 from app import recovery  # noqa: F401  (registers its maintenance task)
 from app.extensions import settings
-from app.imports import idempotency, pipeline  # noqa: F401  (idempotency registers a task)
+from app.imports import idempotency, pipeline, small  # noqa: F401  (idempotency registers a task)
 from app.maintenance import Ticker
 from app.webhooks import retention  # noqa: F401  (registers its maintenance task)
 
@@ -34,6 +35,10 @@ class ImportWorker(Worker):
     RQ's warm shutdown waits for the whole job, which for a large file may be longer than a
     deploy allows. The worker passes the request on to its work horse as SIGTERM; the horse
     commits its batch, puts the import back to queued and asks RQ to requeue the job.
+
+    The small imports' job runs in the worker itself, as RQ's SimpleWorker runs every job: a
+    fork costs more than a batch of small imports (app.imports.small), and the batch, committed
+    at once or not at all, needs no horse to be killed or abandoned.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -42,6 +47,15 @@ class ImportWorker(Worker):
             # How often maintain_heartbeats runs while a horse works: at least once per heartbeat timeout.
             timeout = int(settings().job_heartbeat_timeout)
             self.job_monitoring_interval = max(1, min(self.job_monitoring_interval, timeout))
+
+    def execute_job(self, job: Any, queue: Any) -> None:
+        """Run the small imports' job here, any other in a forked work horse."""
+        if job.func_name != small.JOB:
+            super().execute_job(job, queue)
+            return
+        execution = self.prepare_execution(job)
+        self.perform_job(job, queue, execution)
+        self.set_state(WorkerStatus.IDLE)
 
     def maintain_heartbeats(self, job: Any, execution: Any) -> None:
         """RQ's heartbeats while the horse works, then a look at PostgreSQL: a horse whose import a

@@ -22,6 +22,7 @@ from bench import preview as bench_preview
 from bench.ops import ops_page
 from bench.rejected import rejected_lists
 from bench.search import search_run
+from bench.small import small_imports
 from bench.stack import AUTHORIZATION, MemoryWatch, Stack, database_url
 from bench.undo import undo_run
 from bench.webhooks import webhooks
@@ -642,7 +643,7 @@ def main(argv: list[str] | None = None) -> None:
     huge = args.huge or os.environ.get("BENCH_HUGE") == "1"
     if args.quick:
         rows, small, sheet, upload, queue, seconds, repeats = 2_000, 1_000, 1_000, 4 * MB, 5, 1.0, 1
-        events = 50
+        events, tiny_imports = 50, 20
         history, rounds = 500, 5
         preview_size = 8 * MB
     else:
@@ -655,7 +656,7 @@ def main(argv: list[str] | None = None) -> None:
             10.0,
             3,
         )
-        events = 1_000
+        events, tiny_imports = 1_000, 1_000
         history, rounds = 100_000, 200
         preview_size = 1024 * MB
     repeats = args.repeats or repeats
@@ -688,6 +689,7 @@ def main(argv: list[str] | None = None) -> None:
             ),
         ),
         ("queue latency", lambda: queue_latency(stack, results, queue)),
+        ("small", lambda: small_imports(stack, results, tiny_imports, tiny_imports, repeats, verdict)),
         ("ops page", lambda: ops_page(stack, results, history, rounds, seconds)),
         ("preview", lambda: bench_preview.preview(stack, results, workdir, preview_size)),
         ("API load", lambda: api_load(stack, results, seconds)),

@@ -111,13 +111,21 @@ class Trickle:
         self._thread.join()
 
 
-def timed(host: str, port: int, method: str, path: str, body: bytes | None, limit: float) -> float:
+def timed(
+    host: str,
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None,
+    limit: float,
+    content_type: str = "text/csv",
+) -> float:
     """Seconds a normal client waits for a whole answer; ``inf`` when none comes within ``limit``."""
     start = time.monotonic()
     connection = http.client.HTTPConnection(host, port, timeout=limit)
     headers = {"Accept": "application/json"}
     if body is not None:
-        headers |= {"X-Source": "normal", "Content-Type": "text/csv"}
+        headers |= {"X-Source": "normal", "Content-Type": content_type}
     try:
         connection.request(method, path, body=body, headers=headers)
         answer = connection.getresponse()

@@ -67,6 +67,8 @@ def post_each_kind(client, use_resumable: bool) -> dict[str, object]:
         "source": "json-src",
         "useResumable": use_resumable,
         "data": [{"name": "Ada", "email": "ada@example.com"}, {"name": "Bob", "email": "bob@example.com"}],
+        # A mapping, so that the body is stored: a small JSON request without one never is.
+        "mapping": {"name": "name", "email": "email"},
     }
     return {
         "json": client.post("/import", json=json_body),
@@ -168,6 +170,24 @@ def test_import_is_503_and_leaves_no_row_when_storage_fails(make_app, fake_supab
         assert db.session.scalar(select(func.count()).select_from(Import)) == 0
         assert queue().count == 0
     assert fake_supabase.objects["imports"] == {}
+
+
+def test_a_small_json_request_is_kept_in_the_database_and_imported_while_storage_is_down(
+    make_app, fake_supabase, work
+):
+    app = make_app(**supabase_settings(fake_supabase))
+    fake_supabase.stop()
+    with app.app_context():
+        client = app.test_client()
+        client.environ_base["HTTP_ACCEPT"] = "application/json"
+        data = [{"name": "Ada", "email": "ada@example.com"}]
+        response = client.post("/import", json={"source": "crm", "data": data})
+        assert response.status_code == 202, response.get_json()
+        work()
+        job_id = response.get_json()["jobId"]
+        assert client.get(f"/imports/{job_id}").get_json()["status"] == "completed"
+        assert db.session.get(Import, job_id).storage_key is None
+    assert fake_supabase.objects["imports"] == {} and fake_supabase.requests == []
 
 
 def test_upload_page_says_storage_failed(make_app, fake_supabase):

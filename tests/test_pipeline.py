@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -354,3 +356,53 @@ def test_import_timings_log_one_line_per_run_with_its_seconds_per_stage(client, 
         (8, "error", "email", ""),
     ]
     assert problems[1].raw == {"Full Name": "Grace Hopper", "E-Mail": "not-an-email", "Phone": "456"}
+
+
+def test_small_imports_from_concurrent_clients_are_each_counted_by_real_workers(
+    make_app, web_server, worker_process
+):
+    """Small JSON imports posted by 8 clients at once through gunicorn while two workers run them:
+    batches claimed side by side in the workers themselves, emails repeated across the imports."""
+    app = make_app()
+    base = web_server(RATE_LIMITS_ENABLED="false")
+    worker_process("--concurrency", "2")
+    bodies = [
+        [{"name": f"P {n}", "email": f"p{(n * 7 + k) % 150}@example.com"} for k in range(n % 10 + 1)]
+        for n in range(160)
+    ]
+
+    def post(data: list[dict[str, str]]) -> str:
+        request = urllib.request.Request(
+            f"{base}/import",
+            data=json.dumps({"source": "crm", "data": data}).encode(),
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 202
+            return json.load(response)["jobId"]
+
+    with ThreadPoolExecutor(8) as clients:
+        ids = list(clients.map(post, bodies))
+
+    def ended() -> list[Import] | None:
+        db.session.remove()
+        imports = db.session.scalars(select(Import).where(Import.id.in_(ids))).all()
+        return imports if all(imp.is_final for imp in imports) else None
+
+    with app.app_context():
+        _assert_small_imports_counted(ids, bodies, wait_for(ended, timeout=120, interval=0.2))
+
+
+def _assert_small_imports_counted(ids: list[str], bodies: list[list[dict]], imports: list[Import]) -> None:
+    """Each import counts each of its rows once; each email is stored once, by the import that counts it."""
+    assert {imp.status for imp in imports} == {"completed"}
+    assert {imp.attempts for imp in imports} == {1}
+    by_id = {imp.id: imp for imp in imports}
+    for job_id, data in zip(ids, bodies, strict=True):
+        imp = by_id[job_id]
+        assert imp.processed_rows == len(data) == imp.inserted_rows + imp.duplicate_rows
+    emails = {item["email"] for data in bodies for item in data}
+    stored = db.session.scalars(select(Contact.email).where(Contact.source == "crm")).all()
+    assert len(stored) == len(set(stored)) == len(emails) == sum(imp.inserted_rows for imp in imports)
+    owners = db.session.execute(select(Contact.import_id, func.count()).group_by(Contact.import_id)).all()
+    assert all(by_id[owner].inserted_rows == n for owner, n in owners)

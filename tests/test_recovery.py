@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -352,3 +354,138 @@ def test_recovery_settings_are_checked(setting, value):
 
     with pytest.raises(ConfigError, match=setting):
         load_settings({"SECRET_KEY": "k", setting: value}, instance=Path("/nonexistent-instance"))
+
+
+# ---- Small JSON imports: claimed, run and completed in one transaction by the worker itself --------
+
+HELD = "held@example.com"  # the email another transaction holds, so that a batch waits mid-way
+WORKER_APP = "dataflow-small-worker-under-test"
+
+
+@dataclass
+class SmallImports:
+    """Small JSON imports posted through the API, and the emails they must store between them."""
+
+    ids: list[str]
+    rows: int
+    emails: set[str]
+
+
+def post_small_imports(client, count: int = 12, first: int = 1, source: str = "crm") -> SmallImports:
+    """``count`` JSON imports of 1 to 5 rows, each but the first repeating an email of the one before;
+    the middle one also has HELD."""
+    ids, rows, emails = [], 0, set()
+    for n in range(first, first + count):
+        data = [{"name": f"Person {n}-{k}", "email": f"small{n}-{k}@example.com"} for k in range(n % 5 + 1)]
+        if n > first:
+            data.append({"name": "Again", "email": f"small{n - 1}-0@example.com"})
+        if n == first + count // 2:
+            data.append({"name": "Held", "email": HELD})
+        response = client.post("/import", json={"source": source, "data": data})
+        assert response.status_code == 202, response.get_data(as_text=True)
+        ids.append(response.get_json()["jobId"])
+        rows += len(data)
+        emails |= {item["email"] for item in data}
+    return SmallImports(ids, rows, emails)
+
+
+def assert_small_imports_stored_once(small: SmallImports, source: str = "crm") -> list[Import]:
+    """Each small import completed with every row counted; the source holds each email once."""
+    imports = [status(job_id) for job_id in small.ids]
+    assert [imp.status for imp in imports] == ["completed"] * len(imports), [imp.error for imp in imports]
+    assert all(imp.body is None for imp in imports)
+    emails = db.session.scalars(select(Contact.email).where(Contact.source == source)).all()
+    assert len(emails) == len(set(emails))
+    assert set(emails) == small.emails
+    assert sum(imp.processed_rows for imp in imports) == small.rows
+    assert sum(imp.inserted_rows for imp in imports) == len(small.emails)
+    assert sum(imp.duplicate_rows for imp in imports) == small.rows - len(small.emails)
+    return imports
+
+
+@contextmanager
+def email_held(database_url: str, source: str = "crm", email: str = HELD) -> Iterator[psycopg.Connection]:
+    """Another transaction inserts the email and neither commits nor ends: a batch storing it waits."""
+    holder = psycopg.connect(database_url)
+    try:
+        holder.execute(
+            "INSERT INTO contacts (id, name, email, source, imported_at) "
+            "VALUES (gen_random_uuid(), 'Holder', %s, %s, now())",
+            (email, source),
+        )
+        yield holder
+    finally:
+        with suppress(psycopg.OperationalError):  # a restarted server took the transaction with it
+            holder.rollback()
+        holder.close()
+
+
+def waiting_on_the_held_email(database_url: str) -> int | None:
+    """The backend of the worker's batch, once it waits for the held email; None before."""
+    with psycopg.connect(database_url, autocommit=True) as probe:
+        row = probe.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock' "
+            "AND datname = current_database()",
+            (WORKER_APP,),
+        ).fetchone()
+    return row[0] if row else None
+
+
+def test_kill_9_of_the_worker_mid_batch_of_small_imports_leaves_them_queued_then_each_completes_once(
+    client, worker_process, database_url
+):
+    small = post_small_imports(client)
+    with email_held(database_url):
+        first = worker_process(
+            "--concurrency", "1", DATABASE_URL=f"{database_url}?application_name={WORKER_APP}", **FAST
+        )
+        wait_for(lambda: waiting_on_the_held_email(database_url), timeout=60, interval=0.05)
+        for pid in process_tree(first.pid):
+            os.kill(pid, signal.SIGKILL)
+        first.wait(timeout=10)
+    # The claim and the outcome were one transaction: nothing of the batch is left.
+    assert {(status(job_id).status, status(job_id).attempts) for job_id in small.ids} == {("queued", 0)}
+    assert db.session.scalar(select(func.count()).select_from(Contact)) == 0
+
+    worker_process("--concurrency", "1", **FAST)
+    wait_for(lambda: all(status(job_id).is_final for job_id in small.ids), timeout=60, interval=0.2)
+    imports = assert_small_imports_stored_once(small)
+    assert {imp.attempts for imp in imports} == {1}
+
+
+def test_a_database_connection_dropped_mid_batch_hands_each_small_import_to_a_job_of_its_own(
+    client, worker_process, database_url
+):
+    small = post_small_imports(client)
+    with email_held(database_url):
+        worker = worker_process(
+            "--concurrency", "1", DATABASE_URL=f"{database_url}?application_name={WORKER_APP}", **FAST
+        )
+        backend = wait_for(lambda: waiting_on_the_held_email(database_url), timeout=60, interval=0.05)
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        # The batch is rolled back; each import then runs as a job of its own, in a work horse.
+        wait_for(lambda: "each will run alone" in worker.log_path.read_text(), timeout=30, interval=0.1)
+    wait_for(lambda: all(status(job_id).is_final for job_id in small.ids), timeout=60, interval=0.2)
+    imports = assert_small_imports_stored_once(small)
+    assert {imp.attempts for imp in imports} == {1}  # the batch's claim went with its transaction
+
+
+def test_a_flushed_redis_loses_no_small_import(client, worker_process, redis_url):
+    small = post_small_imports(client)
+    redis_lib.Redis.from_url(redis_url).flushdb()  # the job of the small imports, and its wake-up
+    worker_process("--concurrency", "1", **FAST)
+    wait_for(lambda: all(status(job_id).is_final for job_id in small.ids), timeout=60, interval=0.2)
+    assert_small_imports_stored_once(small)
+
+
+def test_a_small_import_is_accepted_when_redis_is_down_and_run_later(make_app, worker_process):
+    down = make_app(REDIS_URL="redis://127.0.0.1:1/0")
+    with down.app_context():
+        client = down.test_client()
+        client.environ_base["HTTP_ACCEPT"] = "application/json"
+        small = post_small_imports(client, count=3)
+        assert {status(job_id).status for job_id in small.ids} == {"queued"}
+        worker_process("--concurrency", "1", **FAST)
+        wait_for(lambda: all(status(job_id).is_final for job_id in small.ids), timeout=60, interval=0.2)
+        assert_small_imports_stored_once(small)

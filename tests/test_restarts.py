@@ -28,11 +28,17 @@ from tests.servers import kill_process_tree
 from tests.test_recovery import (
     FAST,
     ROWS,
+    WORKER_APP,
+    SmallImports,
+    assert_small_imports_stored_once,
     assert_stored_exactly_once,
     contact_file,
+    email_held,
     post_file,
+    post_small_imports,
     progress,
     status,
+    waiting_on_the_held_email,
 )
 from tests.test_retries import assert_counts
 
@@ -228,3 +234,47 @@ def test_the_web_process_killed_mid_upload(make_app, web_server, worker_process,
         for source, job_id in ids.items():
             assert_stored_exactly_once(job_id, files[source], source=source)
         assert db.session.scalar(select(func.count()).select_from(Import)) == 3
+
+
+def _both(*batches: SmallImports) -> SmallImports:
+    return SmallImports(
+        [job_id for batch in batches for job_id in batch.ids],
+        sum(batch.rows for batch in batches),
+        set().union(*(batch.emails for batch in batches)),
+    )
+
+
+def test_redis_restarted_empty_mid_batch_of_small_imports(
+    make_app, worker_process, throwaway_redis, database_url
+):
+    """The batch needs Redis only to find more work: it commits, and imports posted after the
+    restart (whose wake-up went with Redis) are run too."""
+    redis_url = throwaway_redis.url
+    app = make_app(REDIS_URL=redis_url, **FAST)
+    with app.app_context():
+        client = api_client(app)
+        before = post_small_imports(client)
+        worker_url = f"{database_url}?application_name={WORKER_APP}"
+        with email_held(database_url):
+            worker_process("--concurrency", "1", REDIS_URL=redis_url, DATABASE_URL=worker_url, **FAST)
+            wait_for(lambda: waiting_on_the_held_email(database_url), timeout=60, interval=0.05)
+            throwaway_redis.restart()
+        after = post_small_imports(client, count=4, first=101)
+        small = _both(before, after)
+        wait_for(lambda: all(final(job_id) for job_id in small.ids), timeout=60, interval=0.2)
+        assert_small_imports_stored_once(small)
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+def test_postgresql_restarted_mid_batch_of_small_imports(mode, make_app, worker_process, throwaway_postgres):
+    url = throwaway_postgres.database_url
+    app = make_app(DATABASE_URL=url, **FAST)
+    with app.app_context():
+        small = post_small_imports(api_client(app))
+        with email_held(url):
+            worker_process("--concurrency", "1", DATABASE_URL=f"{url}?application_name={WORKER_APP}", **FAST)
+            wait_for(lambda: waiting_on_the_held_email(url), timeout=60, interval=0.05)
+            throwaway_postgres.restart(mode)
+        wait_for(lambda: all(final(job_id) for job_id in small.ids), timeout=120, interval=0.2)
+        imports = assert_small_imports_stored_once(small)
+        assert {imp.attempts for imp in imports} == {1}  # the batch's claim was lost with its transaction

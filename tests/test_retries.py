@@ -18,9 +18,20 @@ import redis as redis_lib
 from sqlalchemy import func, select, text
 
 from app.extensions import QUEUE_NAME, db
+from app.imports.small import WAKE_KEY
 from app.models import Contact, Import, RowError
 from tests.conftest import ROOT, wait_for
-from tests.test_recovery import FAST, ContactFile, contact_file, post_file, process_tree, progress, status
+from tests.test_recovery import (
+    FAST,
+    ContactFile,
+    assert_small_imports_stored_once,
+    contact_file,
+    post_file,
+    post_small_imports,
+    process_tree,
+    progress,
+    status,
+)
 
 WORKER_APP = "dataflow-procfile-worker"
 
@@ -177,3 +188,20 @@ def test_a_cancel_cut_short_after_its_commit_leaves_no_file(app, client, tmp_pat
     run_task(app, sweep_stored_files)
     assert not stored_files(app)
     assert db.session.get(Import, job_id, populate_existing=True).storage_key is None
+
+
+def test_the_small_imports_job_a_killed_worker_took_before_its_claim_strands_none(
+    client, worker_process, env
+):
+    """The job of the small imports, taken by a worker that died: its wake-up is still held, so
+    no POST queues another, and the reconciler queues each import as a job of its own."""
+    small = post_small_imports(client, count=4)
+    connection = redis_lib.Redis.from_url(env["REDIS_URL"])
+    (job_id,) = [job.decode() for job in connection.lrange(f"rq:queue:{QUEUE_NAME}", 0, -1)]
+    connection.lrem(f"rq:queue:{QUEUE_NAME}", 0, job_id)
+    connection.zadd(f"rq:wip:{QUEUE_NAME}", {f"{job_id}:dead-execution": connection.time()[0] + 600})
+    assert connection.ttl(WAKE_KEY) > 0
+
+    worker_process("--concurrency", "1", **FAST)
+    wait_for(lambda: all(status(job_id).is_final for job_id in small.ids), timeout=60, interval=0.2)
+    assert {imp.attempts for imp in assert_small_imports_stored_once(small)} == {1}

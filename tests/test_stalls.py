@@ -14,11 +14,17 @@ from tests.conftest import stored_files, wait_for
 from tests.test_recovery import (
     FAST,
     ROWS,
+    WORKER_APP,
+    assert_small_imports_stored_once,
     assert_stored_exactly_once,
     contact_file,
+    email_held,
     post_file,
+    post_small_imports,
+    process_tree,
     progress,
     status,
+    waiting_on_the_held_email,
 )
 
 STALLS = {**FAST, "STALL_TIMEOUT": "4", "JOB_HEARTBEAT_TIMEOUT": "4"}
@@ -112,3 +118,32 @@ def test_a_frozen_work_horse_is_killed_by_its_worker_and_the_import_taken_over(
     wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=120, interval=0.2)
     assert assert_stored_exactly_once(job_id, file).attempts == 2
     assert "killing a stuck work horse" in worker.log_path.read_text()
+
+
+def test_a_worker_frozen_mid_batch_of_small_imports_loses_its_locks_and_they_complete_once(
+    client, worker_process, database_url
+):
+    """Small imports run in the worker itself, in one transaction: a worker stopped whole inside it
+    is cut off by PostgreSQL once it sits idle in the transaction for JOB_HEARTBEAT_TIMEOUT, so the
+    batch rolls back, its row locks go, and another worker runs the imports."""
+    small = post_small_imports(client)
+    url = f"{database_url}?application_name={WORKER_APP}"
+    with email_held(database_url):
+        first = worker_process("--concurrency", "1", DATABASE_URL=url, **FAST)
+        wait_for(lambda: waiting_on_the_held_email(database_url), timeout=60, interval=0.05)
+        frozen = process_tree(first.pid)[1:]  # the worker (and its scheduler), not their supervisor
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+    # The batch's insert goes on once the holder is gone, then waits for its frozen client.
+    try:
+        second = worker_process("--concurrency", "1", **FAST)
+        wait_for(lambda: all(status(job_id).is_final for job_id in small.ids), timeout=60, interval=0.2)
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    imports = assert_small_imports_stored_once(small)
+    assert {imp.attempts for imp in imports} == {1}
+    assert second.poll() is None
+    # Woken, the frozen worker finds its session ended, and stores nothing twice.
+    wait_for(lambda: "each will run alone" in first.log_path.read_text(), timeout=30, interval=0.1)
+    assert_small_imports_stored_once(small)

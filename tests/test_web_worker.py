@@ -8,6 +8,9 @@ from urllib.parse import urlsplit
 
 from tests.slow_clients import CSV, Trickle, timed
 
+# A small JSON import, whose body is kept with its import rather than in storage.
+SMALL_JSON = b'{"source": "normal", "data": [{"name": "Ada Lovelace", "email": "ada@example.com"}]}'
+
 SLOW_HEADERS = 50
 SLOW_BODIES = 50
 SLOW_UPLOADS = 30  # tus PATCHes: each holds its upload's lock while its chunk trickles in
@@ -23,9 +26,13 @@ def test_slow_clients_do_not_starve_health_or_an_import(web_server, make_app):
         time.sleep(1)  # every slow client is connected and has started its request
         health = [timed(host, port, "GET", "/health", None, BOUND) for _ in range(5)]
         imports = [timed(host, port, "POST", "/import", CSV, BOUND) for _ in range(5)]
+        small = [
+            timed(host, port, "POST", "/import", SMALL_JSON, BOUND, "application/json") for _ in range(5)
+        ]
         time.sleep(2)  # past the header timeout
     assert max(health) < BOUND, health
     assert max(imports) < BOUND, imports
+    assert max(small) < BOUND, small
     # A client that trickles its headers is cut off at the header timeout (and here came back).
     assert trickle.reconnects >= SLOW_HEADERS
 

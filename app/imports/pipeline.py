@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import signal
@@ -10,11 +11,12 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from itertools import dropwhile
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 from flask import current_app
 from sqlalchemy import Engine, and_, or_, select, text, update
@@ -330,11 +332,19 @@ class Committer:
             sys.setswitchinterval(self._switch_interval)
 
 
+def _open(imp: Import) -> AbstractContextManager[BinaryIO]:
+    """The import's file: a small import's body kept with it (app.imports.small), or the stored file."""
+    if imp.storage_key is None and imp.body is not None:
+        return io.BytesIO(imp.body)
+    return storage().open(imp.storage_key)
+
+
 def _finish(import_id: str, attempt: int, status: str, error: str | None = None) -> bool:
     """Record how the import ended; False if it had ended another way or another run owns it."""
     values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "error": error}
     if status == "completed":
         values["total_rows"] = Import.processed_rows
+        values["body"] = None  # a failed import keeps its body, for a retry
     result = db.session.execute(update(Import).where(*_ours(import_id, attempt)).values(values))
     if result.rowcount == 1:  # the event commits with the status, or neither does
         record_event(db.session, import_id, f"import.{status}")
@@ -425,7 +435,7 @@ def run(imp: Import) -> None:
     batch_size = config.batch_size
     beat = Heartbeat(db.engine, import_id, attempt, every=config.job_heartbeat_timeout / 4)
     try:
-        with beat, storage().open(imp.storage_key) as stream:
+        with beat, _open(imp) as stream:
             table = read_rows(stream, imp.size_bytes, header_row=imp.header_row, sheet=imp.sheet)
             _check_width(table.columns, config.security.max_columns)
             fixed, mapping_from = _columns_for(imp, table) if table.columns else (None, None)

@@ -32,7 +32,7 @@ from app.errors import error_response, wants_json
 from app.extensions import csrf, db, settings, storage
 from app.fields import describe_mapping
 from app.filenames import content_disposition
-from app.imports import bp, idempotency
+from app.imports import bp, idempotency, small
 from app.imports.body import SOURCE_MAX, check_body, has_control_characters, mode_problem
 from app.imports.forms import UploadForm
 from app.imports.pace import pace_of
@@ -123,6 +123,8 @@ class ImportRequest:
     use_resumable: bool
     mode: str = "skip"
     options: ImportOptions = field(default_factory=ImportOptions)
+    # A JSON request of a few rows: its body is kept with the import (app.imports.small).
+    small: bool = False
 
     def fingerprint(self, sha256: str) -> str:
         """This request's fingerprint for idempotency, given the SHA-256 of its file."""
@@ -156,6 +158,7 @@ def start(asked: ImportRequest, key: str | None = None) -> Response:
             mode=asked.mode,
             status="review" if options.review else "queued",
             created_by=current_principal().id or None,
+            small=asked.small,
         )
         check_against_file(imp, options)
     except UploadTooLarge as exc:
@@ -178,10 +181,15 @@ def start(asked: ImportRequest, key: str | None = None) -> Response:
     announce_review(imp)
     if key is not None:
         idempotency.complete(db.session, current_principal().id, key, asked.fingerprint(imp.sha256), imp)
+    db.session.flush()
+    # Taken before the commit, after which the id would be read again from the database.
+    import_id, response = imp.id, accepted(imp)
     db.session.commit()
-    if not options.review:
-        enqueue_import(imp.id)
-    return accepted(imp)
+    if asked.small:
+        small.wake()
+    elif not options.review:
+        enqueue_import(import_id)
+    return response
 
 
 @bp.post("/import")
@@ -287,7 +295,7 @@ def _from_json(stack: ExitStack) -> ImportRequest | Response:
     limit = settings().max_upload_size
     body = stack.enter_context(tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY))  # noqa: SIM115
     try:
-        copy_limited(request.stream, body.write, limit)
+        size, _ = copy_limited(request.stream, body.write, limit)
     except UploadTooLarge as exc:
         return error_response(413, str(exc))
     body.seek(0)
@@ -308,7 +316,15 @@ def _from_json(stack: ExitStack) -> ImportRequest | Response:
         )
     except OptionRefused as exc:
         return error_response(400, str(exc))
-    return ImportRequest(body, check.source, None, check.use_resumable, check.mode, parsed)
+    return ImportRequest(
+        body,
+        check.source,
+        None,
+        check.use_resumable,
+        check.mode,
+        parsed,
+        small=small.is_small(size, check.items, parsed, check.use_resumable),
+    )
 
 
 def _from_multipart() -> ImportRequest | Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import BinaryIO
 
@@ -41,24 +42,34 @@ def create_import(
     status: str = "queued",
     mode: str = "skip",
     created_by: str | None = None,
+    small: bool = False,
 ) -> Import:
     """Store the stream and add its import to the session, queued or held in review, recording who
     started it. The caller commits.
 
+    A small JSON request (``small``, app.imports.small) keeps its body in the import's row
+    instead: no stored file to write, read and delete for a few rows.
     Raises UploadTooLarge, EmptyUpload, StorageRefused (the store's own rules) or StorageUnavailable.
     """
-    store = storage()
-    stored = store.save(stream, settings().max_upload_size, use_resumable=use_resumable, filename=filename)
-    if stored.size == 0:
-        store.delete(stored.key)
-        raise EmptyUpload("The file is empty")
+    body = key = None
+    if small:
+        body = stream.read()
+        size, sha256 = len(body), hashlib.sha256(body).hexdigest()
+    else:
+        store, limit = storage(), settings().max_upload_size
+        stored = store.save(stream, limit, use_resumable=use_resumable, filename=filename)
+        if stored.size == 0:
+            store.delete(stored.key)
+            raise EmptyUpload("The file is empty")
+        key, size, sha256 = stored.key, stored.size, stored.sha256
     imp = Import(
         source=source,
         # Only ever shown: any language, no control characters (they broke the download's header).
         filename=clean_filename(filename),
-        storage_key=stored.key,
-        size_bytes=stored.size,
-        sha256=stored.sha256,
+        storage_key=key,
+        body=body,
+        size_bytes=size,
+        sha256=sha256,
         use_resumable=use_resumable,
         mode=mode,
         status=status,
@@ -120,7 +131,7 @@ def retry_import(imp: Import) -> None:
             "This import was partly undone, so it cannot be retried. Undo it again to finish, "
             "then upload the file as a new import."
         )
-    if not imp.storage_key:
+    if not imp.storage_key and imp.body is None:
         raise ActionRefused("The file of this import is no longer stored. Upload it again.")
     # No look at RQ's view of the last run: a job whose worker was killed stays "started" there
     # for minutes. A run still winding down is harmless, since the new run's claim fences it off.
@@ -150,7 +161,12 @@ def cancel_import(imp: Import) -> bool:
     process killed in between left behind.
     """
     for was in ("review", "queued", "running"):
-        values: dict[str, object] = {"status": "cancelled", "finished_at": utcnow(), "retry_at": None}
+        values: dict[str, object] = {
+            "status": "cancelled",
+            "finished_at": utcnow(),
+            "retry_at": None,
+            "body": None,  # a small import's body, which nothing reads any more
+        }
         result = db.session.execute(
             update(Import).where(Import.id == imp.id, Import.status == was).values(values)
         )

@@ -124,8 +124,10 @@ def copy_limited(src: BinaryIO, write: Callable[[bytes], object], limit: int) ->
         write(chunk)
         # Let other requests in: under the web's gevent worker a fast client's body is always ready
         # to read, and would hold the worker until its last byte. A timer (not sleep(0)) makes the
-        # loop poll its sockets; a tenth of a millisecond a megabyte costs nothing measurable.
-        time.sleep(YIELD_SECONDS)
+        # loop poll its sockets; a tenth of a millisecond a megabyte costs nothing measurable. A
+        # short chunk is the last (or the socket made the read wait): a small body never yields.
+        if len(chunk) == COPY_CHUNK:
+            time.sleep(YIELD_SECONDS)
     return size, digest.hexdigest()
 
 

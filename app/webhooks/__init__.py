@@ -33,3 +33,10 @@ def record_event(session: Session, import_row: Import | str, event_type: str) ->
     from app.webhooks.outbox import record_import_event  # keeps app.config's import of this package light
 
     return record_import_event(session, import_row, event_type)
+
+
+def record_events(session: Session, import_ids: list[str], event_type: str) -> None:
+    """``record_event`` for several imports changed in the caller's transaction (the endpoints read once)."""
+    from app.webhooks.outbox import record_import_events
+
+    record_import_events(session, import_ids, event_type)

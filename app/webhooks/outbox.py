@@ -48,18 +48,36 @@ def _add(session: Session, event_type: str, data: dict, import_id: str | None, e
     return event_row.id
 
 
-def record_import_event(session: Session, import_row: Import | str, event_type: str) -> str | None:
-    """Write an import's event for each enabled endpoint subscribed to it; None when none is."""
+def _subscribers(session: Session, event_type: str) -> list[WebhookEndpoint]:
+    """The enabled endpoints subscribed to an import event."""
     if event_type not in EVENTS or event_type == "ping":
         raise ValueError(f"{event_type!r} is not an import event")
-    import_id = import_row if isinstance(import_row, str) else import_row.id
-    endpoints = [
+    return [
         endpoint
         for endpoint in session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True)))
         if subscribed(endpoint, event_type)
     ]
+
+
+def record_import_event(session: Session, import_row: Import | str, event_type: str) -> str | None:
+    """Write an import's event for each enabled endpoint subscribed to it; None when none is."""
+    endpoints = _subscribers(session, event_type)
     if not endpoints:
         return None
+    import_id = import_row if isinstance(import_row, str) else import_row.id
+    return _add_import_event(session, import_id, event_type, endpoints)
+
+
+def record_import_events(session: Session, import_ids: list[str], event_type: str) -> None:
+    """``record_import_event`` for several imports of one transaction, the endpoints read once."""
+    endpoints = _subscribers(session, event_type)
+    if not endpoints:
+        return
+    for import_id in import_ids:
+        _add_import_event(session, import_id, event_type, endpoints)
+
+
+def _add_import_event(session: Session, import_id: str, event_type: str, endpoints: list) -> str:
     # The import as this transaction has it now, with the status just written (bulk updates
     # leave loaded objects behind).
     imp = session.get(Import, import_id, populate_existing=True)
