@@ -8,4 +8,13 @@ bp = Blueprint("imports", __name__)
 display.register(bp)
 
 # noqa: E402,F401 below: the routes register on bp, and the modules' tasks register with the worker.
-from app.imports import cleanup, fixes_routes, mappings, review, routes, undo_routes  # noqa: E402,F401
+from app.imports import (  # noqa: E402,F401
+    cleanup,
+    fixes_routes,
+    following,
+    listing,
+    mappings,
+    review,
+    routes,
+    undo_routes,
+)

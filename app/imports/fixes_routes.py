@@ -10,7 +10,7 @@ from app import fixes
 from app.errors import error_response, wants_json
 from app.extensions import csrf, db
 from app.imports import bp
-from app.imports.routes import _action_refused, _changeable_or_403, _check_csrf_of_browsers, _import_or_404
+from app.imports.access import action_refused, changeable_or_403, check_csrf_of_browsers, import_or_404
 from app.imports.service import ActionRefused, enqueue_import
 
 CELL = "cell:"  # form fields of a row's cells are named "cell:<header>"
@@ -28,15 +28,15 @@ def _list_context(imp: Any) -> dict[str, Any]:
 @bp.get("/imports/<job_id>/fixes")
 def fixes_list(job_id: str) -> str:
     """The rejected rows, editable, a page at a time, of one problem if asked."""
-    return render_template("imports/_fixes.html", **_list_context(_import_or_404(job_id)))
+    return render_template("imports/_fixes.html", **_list_context(import_or_404(job_id)))
 
 
 @bp.post("/imports/<job_id>/fixes/<int:row>")
 @csrf.exempt
 def fix_row(job_id: str, row: int) -> Response | str:
     """Save one row's edited cells (checked at once), or dismiss it; HTMX gets the row back."""
-    _check_csrf_of_browsers()
-    imp = _changeable_or_403(job_id)
+    check_csrf_of_browsers()
+    imp = changeable_or_403(job_id)
     try:
         if request.form.get("dismiss"):
             fix = fixes.dismiss_row(imp, row)
@@ -47,7 +47,7 @@ def fix_row(job_id: str, row: int) -> Response | str:
         db.session.rollback()
         abort(400, description=str(exc))
     except ActionRefused as exc:
-        return _action_refused(imp, exc)
+        return action_refused(imp, exc)
     db.session.commit()
     if _is_htmx():
         return render_template("imports/_fix_row.html", imp=imp, r=fixes.shown_row(imp, fix), fixable=True)
@@ -74,8 +74,8 @@ def _json_fixes() -> tuple[list[dict[str, Any]], list[int]]:
 @csrf.exempt
 def post_fixes(job_id: str) -> Response | tuple[dict, int] | dict:
     """Apply edits and dismissals, then import the fixed rows as a follow-up import: 202 and its jobId."""
-    _check_csrf_of_browsers()
-    imp = _changeable_or_403(job_id)
+    check_csrf_of_browsers()
+    imp = changeable_or_403(job_id)
     rows, dismiss = _json_fixes() if request.is_json else ([], [])
     try:
         for item in rows:
@@ -87,7 +87,7 @@ def post_fixes(job_id: str) -> Response | tuple[dict, int] | dict:
         db.session.rollback()
         return error_response(400, str(exc))
     except ActionRefused as exc:
-        return _action_refused(imp, exc)
+        return action_refused(imp, exc)
     db.session.commit()
     if follow_up is not None:
         enqueue_import(follow_up.id)

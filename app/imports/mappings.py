@@ -13,6 +13,7 @@ from app.errors import error_response, wants_json
 from app.extensions import csrf, db, settings
 from app.fields import MappingError, describe_mapping
 from app.imports import bp
+from app.imports.access import action_refused, changeable_or_403, check_csrf_of_browsers, import_or_404
 from app.imports.body import SOURCE_MAX, check_body, has_control_characters
 from app.imports.review import (
     ImportOptions,
@@ -23,14 +24,7 @@ from app.imports.review import (
     start_reviewed,
 )
 from app.imports.review_page import options_from_form, review_context
-from app.imports.routes import (
-    SPOOL_IN_MEMORY,
-    _action_refused,
-    _changeable_or_403,
-    _check_csrf_of_browsers,
-    _import_or_404,
-    stream_options,
-)
+from app.imports.routes import SPOOL_IN_MEMORY, stream_options
 from app.imports.service import requeue_import
 from app.mapping import SourceMapping, check_shape, delete_mapping, parse_mapping, save_mapping
 from app.preview import preview
@@ -113,7 +107,7 @@ def _json_or_form() -> dict[str, Any]:
 @bp.get("/imports/<job_id>/preview")
 def import_preview(job_id: str) -> Response | dict:
     """The preview of an import's stored file, with the options the query string gives."""
-    imp = _import_or_404(job_id)
+    imp = import_or_404(job_id)
     if not imp.storage_key:
         return error_response(409, "The file of this import is no longer stored.")
     args = request.args
@@ -133,8 +127,8 @@ def start_review(job_id: str) -> Response | tuple[dict, int]:
 
     The review page posts its form (selects per field); API clients send JSON with a ``mapping``.
     """
-    _check_csrf_of_browsers()
-    imp = _changeable_or_403(job_id)
+    check_csrf_of_browsers()
+    imp = changeable_or_403(job_id)
     from_page = request.mimetype != "application/json"
     try:
         body = _json_or_form()
@@ -164,12 +158,12 @@ def start_review(job_id: str) -> Response | tuple[dict, int]:
 @csrf.exempt
 def reopen(job_id: str) -> Response | dict:
     """Put a failed import back in review, so its columns can be mapped without uploading it again."""
-    _check_csrf_of_browsers()
-    imp = _changeable_or_403(job_id)
+    check_csrf_of_browsers()
+    imp = changeable_or_403(job_id)
     try:
         reopen_for_review(imp)
     except OptionRefused as exc:
-        return _action_refused(imp, exc)
+        return action_refused(imp, exc)
     db.session.commit()
     if wants_json():
         db.session.refresh(imp)
@@ -180,7 +174,7 @@ def reopen(job_id: str) -> Response | dict:
 @bp.post("/imports/<job_id>/review")
 def review_form(job_id: str) -> Response | str:
     """The review page again for the form as it is now: the fragment for HTMX, the page without it."""
-    imp = _import_or_404(job_id)
+    imp = import_or_404(job_id)
     if imp.status != "review":
         return redirect(url_for("imports.detail", job_id=imp.id), code=303)
     context = review_context(imp, request.form.to_dict())
@@ -229,7 +223,7 @@ def forget_mapping_page(source: str) -> Response:
 @csrf.exempt
 def put_mapping(source: str) -> Response | dict:
     """Save the mapping for a source (the same object as an import's ``mapping``)."""
-    _check_csrf_of_browsers()
+    check_csrf_of_browsers()
     checked = _source_or_400(source)
     if isinstance(checked, Response):
         return checked
@@ -250,7 +244,7 @@ def put_mapping(source: str) -> Response | dict:
 @csrf.exempt
 def forget_mapping(source: str) -> Response:
     """Forget the mapping saved for a source; its next imports detect their columns again."""
-    _check_csrf_of_browsers()
+    check_csrf_of_browsers()
     checked = _source_or_400(source)
     if isinstance(checked, Response):
         return checked

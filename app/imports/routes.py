@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import tempfile
 from contextlib import ExitStack, suppress
@@ -13,30 +12,19 @@ from typing import BinaryIO
 
 from flask import (
     Response,
-    abort,
-    current_app,
     flash,
-    g,
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
-from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import defer
 
-from app import fixes
-from app.errors import error_response, wants_json
+from app.errors import error_response
 from app.extensions import csrf, db, settings, storage
-from app.fields import describe_mapping
-from app.filenames import content_disposition
 from app.imports import bp, idempotency, small
 from app.imports.body import SOURCE_MAX, check_body, has_control_characters, mode_problem
 from app.imports.forms import UploadForm
-from app.imports.pace import pace_of
-from app.imports.rejected import rejected_csv
 from app.imports.review import (
     ImportOptions,
     OptionRefused,
@@ -46,19 +34,12 @@ from app.imports.review import (
     parse_options,
     skip_review,
 )
-from app.imports.review_page import review_context
 from app.imports.service import (
-    ActionRefused,
     EmptyUpload,
-    cancel_import,
     create_import,
-    discard_queued_import,
     enqueue_import,
-    import_status,
-    requeue_import,
-    retry_import,
 )
-from app.models import IMPORT_STATUSES, IdempotencyKey, Import, RowError
+from app.models import IdempotencyKey, Import
 from app.principals import current_principal
 from app.storage import StorageFull, StorageRefused, StorageUnavailable, UploadTooLarge, copy_limited
 
@@ -383,317 +364,6 @@ def stream_options() -> ImportOptions:
     return parse_options(
         _header("X-Mapping"), _header("X-Header-Row"), _header("X-Sheet"), _header("X-Review")
     )
-
-
-# Far past any real page, and small enough that its offset stays a valid SQL integer.
-PAGE_MAX = 1_000_000_000
-
-
-def _page(name: str = "page") -> int:
-    return min(max(1, request.args.get(name, 1, type=int) or 1), PAGE_MAX)
-
-
-def _filtered(status: str | None, source: str | None, sha256: str | None) -> Select:
-    query = select(Import)
-    allowed = current_principal().sources
-    if allowed is not None:  # a token limited to some sources sees only their imports
-        query = query.where(Import.source.in_(sorted(allowed)))
-    if status:
-        query = query.where(Import.status == status)
-    if source:
-        query = query.where(Import.source == source)
-    if sha256:
-        query = query.where(Import.sha256 == sha256)
-    return query
-
-
-def _elapsed_seconds() -> ColumnElement[float]:
-    """SQL for an import's running time in seconds, up to now while it runs."""
-    if db.session.get_bind().dialect.name == "sqlite":
-        end = func.julianday(func.coalesce(Import.finished_at, func.datetime("now")))
-        return (end - func.julianday(Import.started_at)) * 86400
-    return func.extract("epoch", func.coalesce(Import.finished_at, func.now()) - Import.started_at)
-
-
-def _totals(query: Select) -> dict[str, float | int | None]:
-    """Counts summed over every import the filters match, and their combined rows per second."""
-    matched = query.subquery()
-    row = db.session.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(matched.c.processed_rows), 0),
-            func.coalesce(func.sum(matched.c.inserted_rows), 0),
-            func.coalesce(func.sum(matched.c.duplicate_rows), 0),
-            func.coalesce(func.sum(matched.c.rejected_rows), 0),
-        ).select_from(matched)
-    ).one()
-    elapsed = db.session.scalar(
-        select(func.sum(_elapsed_seconds())).where(
-            Import.id.in_(select(matched.c.id)), Import.started_at.is_not(None)
-        )
-    )
-    processed = int(row[1])
-    return {
-        "imports": int(row[0]),
-        "processed": processed,
-        "inserted": int(row[2]),
-        "duplicates": int(row[3]),
-        "rejected": int(row[4]),
-        "elapsed": float(elapsed) if elapsed else None,
-        "rows_per_second": processed / float(elapsed) if elapsed and processed else None,
-    }
-
-
-def _imports_listing() -> dict[str, object] | Response:
-    """The page of imports the query string asks for, or a 400 for a filter that cannot be."""
-    status = request.args.get("status") or None
-    source = request.args.get("source") or None
-    sha256 = (request.args.get("sha256") or "").strip().lower() or None
-    if status and status not in IMPORT_STATUSES:
-        return error_response(400, f"status must be one of {', '.join(IMPORT_STATUSES)}")
-    if sha256 and not SHA256.match(sha256):
-        return error_response(400, "sha256 must be 64 hexadecimal characters")
-    if source and has_control_characters(source):
-        return error_response(400, "source must not contain control characters")
-    per_page = min(max(request.args.get("per_page", IMPORTS_PER_PAGE, type=int) or 1, 1), 100)
-    query = _filtered(status, source, sha256)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    page = _page()
-    imports = db.session.scalars(
-        query.order_by(Import.created_at.desc(), Import.id).limit(per_page).offset((page - 1) * per_page)
-    ).all()
-    return {
-        "imports": imports,
-        "page": page,
-        "pages": max(1, math.ceil(total / per_page)),
-        "total": total,
-        "status": status,
-        "source": source,
-        "per_page": per_page,
-        "query": query,
-    }
-
-
-def _table_context(listing: dict[str, object]) -> dict[str, object]:
-    query = listing.pop("query")
-    return {
-        **listing,
-        "paces": {imp.id: pace_of(imp) for imp in listing["imports"]},
-        "totals": _totals(query),
-        "statuses": IMPORT_STATUSES,
-    }
-
-
-@bp.get("/imports")
-def index() -> Response | str | dict:
-    """Recent imports, newest first, filtered by status and source."""
-    listing = _imports_listing()
-    if isinstance(listing, Response):
-        return listing
-    if wants_json():
-        return {
-            "items": [imp.to_dict() for imp in listing["imports"]],
-            "page": listing["page"],
-            "pages": listing["pages"],
-            "total": listing["total"],
-        }
-    sources = db.session.scalars(
-        _filtered(None, None, None)
-        .with_only_columns(Import.source)
-        .distinct()
-        .order_by(Import.source)
-        .limit(200)
-    ).all()
-    return render_template("imports/index.html", sources=sources, **_table_context(listing))
-
-
-@bp.get("/imports/table")
-def imports_table() -> Response | str:
-    """The imports table alone, which the list page polls to stay current."""
-    listing = _imports_listing()
-    if isinstance(listing, Response):
-        return listing
-    return render_template("imports/_table.html", **_table_context(listing))
-
-
-def _import_or_404(job_id: str) -> Import:
-    imp = None if has_control_characters(job_id) else db.session.get(Import, job_id)
-    if imp is None or not current_principal().may_use(imp.source):
-        abort(404, description="Import not found")
-    return imp
-
-
-ROW_PROBLEM_LEVELS = ("error", "warning")
-
-
-def _errors_page(imp: Import, page: int, level: str | None = "error") -> dict[str, object]:
-    """A page of the import's row problems: rejected rows ("error"), rows stored with a warning, or both."""
-    where = [RowError.import_id == imp.id]
-    if level is not None:
-        where.append(RowError.level == level)
-    total = db.session.scalar(select(func.count()).where(*where))
-    items = db.session.scalars(
-        select(RowError)
-        .where(*where)
-        # The raw row is only for rejected.csv: a page of them could weigh megabytes.
-        .options(defer(RowError.raw))
-        .order_by(RowError.row, RowError.id)
-        .limit(ERRORS_PER_PAGE)
-        .offset((page - 1) * ERRORS_PER_PAGE)
-    ).all()
-    return {
-        "items": [e.to_dict() for e in items],
-        "page": page,
-        "pages": max(1, math.ceil(total / ERRORS_PER_PAGE)),
-        "total": total,
-        "level": level,
-    }
-
-
-def _level() -> str | None:
-    """The ``level`` asked for (error or warning); a wrong one is a 400 naming the right ones."""
-    level = request.args.get("level") or None
-    if level is not None and level not in ROW_PROBLEM_LEVELS:
-        abort(400, description=f"level must be one of {', '.join(ROW_PROBLEM_LEVELS)}")
-    return level
-
-
-@bp.get("/imports/<job_id>")
-def detail(job_id: str) -> Response | str | dict:
-    """One import: its status, counts and progress."""
-    if wants_json():
-        status = None if has_control_characters(job_id) else import_status(job_id)
-        if status is None or not current_principal().may_use(status["source"]):
-            abort(404, description="Import not found")
-        return status
-    imp = _import_or_404(job_id)
-    if imp.status == "review" and imp.storage_key:
-        return render_template("imports/review.html", **review_context(imp))
-    fix_list = None
-    if imp.rejected_rows and imp.is_final:
-        after = max(0, request.args.get("after", 0, type=int) or 0)
-        fix_list = fixes.list_context(imp, request.args.get("problem") or None, after)
-    return render_template(
-        "imports/detail.html",
-        imp=imp,
-        fix_list=fix_list,
-        pace=pace_of(imp),
-        errors=_errors_page(imp, _page()),
-        warnings=_errors_page(imp, _page("warnings_page"), "warning"),
-        mapping=describe_mapping(imp.mapping),
-    )
-
-
-@bp.get("/imports/<job_id>/progress")
-def progress(job_id: str) -> str:
-    """The import's status and progress; it polls itself only while the import has not ended."""
-    imp = _import_or_404(job_id)
-    # The first poll that sees the import ended also refreshes the rejected rows beside it.
-    ended_now = imp.is_final and request.headers.get("HX-Request") == "true"
-    return render_template(
-        "imports/_progress.html",
-        imp=imp,
-        pace=pace_of(imp),
-        oob_errors=_errors_page(imp, 1) if ended_now else None,
-        oob_warnings=_errors_page(imp, 1, "warning") if ended_now else None,
-        oob_fixes=fixes.list_context(imp, None, 0) if ended_now and imp.rejected_rows else None,
-        mapping=describe_mapping(imp.mapping),
-    )
-
-
-@bp.get("/imports/<job_id>/errors")
-def errors(job_id: str) -> Response | str | dict:
-    """The row problems of an import, a page at a time: rejected rows and warnings (``level`` picks one)."""
-    imp = _import_or_404(job_id)
-    if wants_json():
-        return _errors_page(imp, _page(), _level())
-    return render_template(
-        "imports/_errors.html", imp=imp, errors=_errors_page(imp, _page(), _level() or "error")
-    )
-
-
-@bp.get("/imports/<job_id>/rejected.csv")
-def rejected(job_id: str) -> Response:
-    """The rejected rows in their original columns plus an ``error`` column, as a download."""
-    imp = _import_or_404(job_id)
-    stem = (imp.filename or "import").rsplit(".", 1)[0] or "import"
-    response = Response(
-        stream_with_context(rejected_csv(db.session, imp.id)), content_type="text/csv; charset=utf-8"
-    )
-    response.headers["Content-Disposition"] = content_disposition(f"{stem}-rejected.csv")
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _check_csrf_of_browsers() -> None:
-    """Refuse a browser's form post without a valid CSRF token.
-
-    A forged request rides on the victim's cookies; an API client that asks for JSON and sends
-    no session cookie carries none, so it needs no token (as with ``POST /import``).
-    """
-    if not current_app.config.get("WTF_CSRF_ENABLED", True):
-        return
-    if g.get("auth") == "token":  # an API token: the session cookie plays no part, nor CSRF
-        return
-    if wants_json() and current_app.config["SESSION_COOKIE_NAME"] not in request.cookies:
-        return
-    csrf.protect()
-
-
-def _action_answer(imp: Import, done: str) -> Response | dict:
-    if wants_json():
-        return imp.to_dict()
-    flash(done, "success")
-    return redirect(url_for("imports.detail", job_id=imp.id), code=303)
-
-
-def _changeable_or_403(job_id: str) -> Import:
-    """The import, if this principal may change it: its own, or any with the admin scope."""
-    imp = _import_or_404(job_id)
-    if not current_principal().may_change(imp.created_by):
-        abort(403, description="This import was started by another client; only an admin token may change it")
-    return imp
-
-
-def _action_refused(imp: Import, exc: Exception) -> Response:
-    """409 with the reason for API clients; the import page with the reason for a browser."""
-    db.session.rollback()
-    if wants_json():
-        return error_response(409, str(exc))
-    flash(str(exc), "error")
-    return redirect(url_for("imports.detail", job_id=imp.id), code=303)
-
-
-@bp.post("/imports/<job_id>/retry")
-@csrf.exempt
-def retry(job_id: str) -> Response | dict:
-    """Run a failed import again from its checkpoint."""
-    _check_csrf_of_browsers()
-    imp = _changeable_or_403(job_id)
-    try:
-        retry_import(imp)
-    except ActionRefused as exc:
-        return _action_refused(imp, exc)
-    db.session.commit()
-    requeue_import(imp.id)
-    return _action_answer(imp, "The import is queued again and continues where it stopped.")
-
-
-@bp.post("/imports/<job_id>/cancel")
-@csrf.exempt
-def cancel(job_id: str) -> Response | dict:
-    """Cancel a queued or running import; a running one stops after its current batch."""
-    _check_csrf_of_browsers()
-    imp = _changeable_or_403(job_id)
-    storage_key = imp.storage_key
-    try:
-        was_queued = cancel_import(imp)
-    except ActionRefused as exc:
-        return _action_refused(imp, exc)
-    db.session.commit()
-    if was_queued:
-        discard_queued_import(imp.id, storage_key)
-    return _action_answer(imp, "The import is cancelled. Rows stored before it stopped are kept.")
 
 
 @bp.route("/", methods=["GET", "POST"])

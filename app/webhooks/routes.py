@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from app.errors import error_response, wants_json
 from app.extensions import csrf, db
+from app.imports.access import check_csrf_of_browsers
 from app.imports.display import moment
-from app.imports.routes import _check_csrf_of_browsers
 from app.models import Import
 from app.webhooks import IMPORT_EVENTS
 from app.webhooks.endpoints import (
@@ -43,7 +43,7 @@ MESSAGE_STATUSES = ("pending", "delivered", "failed")
 def _protect_forms() -> None:
     """API clients (a token, or JSON without a session) need no CSRF token; browsers' forms do."""
     if request.method not in ("GET", "HEAD", "OPTIONS"):
-        _check_csrf_of_browsers()
+        check_csrf_of_browsers()
 
 
 def _endpoint_or_404(endpoint_id: str) -> WebhookEndpoint:
