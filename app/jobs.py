@@ -64,12 +64,12 @@ def run_import(import_id: str) -> Retry | None:
     On worker shutdown the import goes back to queued and the job asks RQ to requeue it now.
     """
     from app.extensions import db
-    from app.imports import pipeline
+    from app.imports import pipeline, runs
     from app.storage import StorageUnavailable
 
     with _app_context(), import_context(import_id):
         try:
-            imp = pipeline.claim(import_id)
+            imp = runs.claim(import_id)
             if imp is None:
                 log.info("import is not due to run, or another run is alive on it")
                 return None
@@ -83,14 +83,14 @@ def run_import(import_id: str) -> Retry | None:
             pipeline.run(imp)
         except pipeline.ImportHandedBack:
             log.info("worker is stopping: import handed back after its last committed batch")
-            pipeline.release(import_id, attempt)
+            runs.release(import_id, attempt)
             return Retry(max=HANDBACKS)
         except (*TRANSIENT, StorageUnavailable) as exc:
             _rollback()
-            delay = pipeline.retry_delay(retries)
+            delay = runs.retry_delay(retries)
             try:
                 if delay is not None:
-                    pipeline.release(import_id, attempt, type(exc).__name__, retry_in=delay)
+                    runs.release(import_id, attempt, type(exc).__name__, retry_in=delay)
                     log.warning("import hit a transient error, will retry in %ss: %s", delay, exc)
                     return None
                 pipeline.fail(
@@ -153,11 +153,11 @@ def run_undo(import_id: str) -> Retry | None:
     """
     from app import undo
     from app.extensions import db, settings
-    from app.imports import pipeline
+    from app.imports import pipeline, runs
 
     with _app_context(), import_context(import_id):
         try:
-            imp = pipeline.claim(import_id, undo.UNDOING, waiting=None)
+            imp = runs.claim(import_id, undo.UNDOING, waiting=None)
             if imp is None:
                 log.info("undo is not due to run, or another run is alive on it")
                 return None
@@ -170,16 +170,16 @@ def run_undo(import_id: str) -> Retry | None:
             undo.run(imp)
         except pipeline.ImportHandedBack:
             log.info("worker is stopping: undo handed back after its last committed batch")
-            pipeline.release(import_id, attempt, status=undo.UNDOING)
+            runs.release(import_id, attempt, status=undo.UNDOING)
             return Retry(max=HANDBACKS)
         except TRANSIENT as exc:
             _rollback()
             # Never failed for a passing fault: it waits for its retry (PostgreSQL holds when it is
             # due, as for imports), at the longest backoff once the backoff is spent.
-            delay = pipeline.retry_delay(retries)
+            delay = runs.retry_delay(retries)
             delay = settings().retry_backoff[-1] if delay is None else delay
             try:
-                pipeline.release(import_id, attempt, type(exc).__name__, retry_in=delay, status=undo.UNDOING)
+                runs.release(import_id, attempt, type(exc).__name__, retry_in=delay, status=undo.UNDOING)
                 log.warning("undo hit a transient error, will resume in %ss: %s", delay, exc)
                 return None
             except TRANSIENT:

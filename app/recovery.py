@@ -13,7 +13,7 @@ from rq.job import Job
 from sqlalchemy import and_, or_, select, update
 
 from app.extensions import db, queue, settings
-from app.imports.pipeline import UNDO_JOB_PREFIX
+from app.imports.runs import UNDO_JOB_PREFIX
 from app.imports.service import enqueue_import
 from app.maintenance import every
 from app.models import Import, utcnow

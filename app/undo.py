@@ -22,14 +22,8 @@ import redis.exceptions
 from sqlalchemy import delete, select, text, update
 
 from app.extensions import db, queue, settings
-from app.imports.pipeline import (
-    UNDO_JOB_PREFIX,
-    Heartbeat,
-    ImportHandedBack,
-    ImportStopped,
-    _ours,
-    handback_requested,
-)
+from app.imports.pipeline import ImportHandedBack, ImportStopped
+from app.imports.runs import UNDO_JOB_PREFIX, Heartbeat, handback_requested, ours
 from app.imports.service import JOB_TIMEOUT, ActionRefused
 from app.merge import MERGED
 from app.models import Contact, ContactChange, Import, utcnow
@@ -125,7 +119,7 @@ def stop(import_id: str, attempt: int, error: str) -> None:
     imp = db.session.get(Import, import_id, populate_existing=True)
     back = (imp.undo_state or {}).get("from", "completed") if imp is not None else "completed"
     db.session.execute(
-        update(Import).where(*_ours(import_id, attempt, UNDOING)).values(status=back, error=error)
+        update(Import).where(*ours(import_id, attempt, UNDOING)).values(status=back, error=error)
     )
     db.session.commit()
 
@@ -261,7 +255,7 @@ def run(imp: Import) -> None:
         return
     finished = db.session.execute(
         update(Import)
-        .where(*_ours(import_id, attempt, UNDOING))
+        .where(*ours(import_id, attempt, UNDOING))
         .values(status="undone", undone_at=utcnow(), heartbeat_at=None, error=None)
     )
     if finished.rowcount:  # told in the same commit as the final status, as every import's end is
@@ -279,7 +273,7 @@ def _commit_batch(import_id: str, attempt: int, state: dict[str, Any], undone: i
         db.session.execute(text("SET LOCAL synchronous_commit = off"))
     result = db.session.execute(
         update(Import)
-        .where(*_ours(import_id, attempt, UNDOING))
+        .where(*ours(import_id, attempt, UNDOING))
         .values(
             undone_rows=Import.undone_rows + undone,
             kept_rows=Import.kept_rows + kept,

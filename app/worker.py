@@ -17,7 +17,7 @@ from rq.worker_pool import WorkerPool
 
 from app import recovery  # noqa: F401  (registers its maintenance task)
 from app.extensions import settings
-from app.imports import idempotency, pipeline, small  # noqa: F401  (idempotency registers a task)
+from app.imports import idempotency, pipeline, runs, small  # noqa: F401  (idempotency registers a task)
 from app.maintenance import Ticker
 from app.webhooks import retention  # noqa: F401  (registers its maintenance task)
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def _hand_back(signum: int, frame: FrameType | None) -> None:
     """In a work horse: stop the import after its current batch (it goes back to the queue)."""
-    pipeline.handback_requested.set()
+    runs.handback_requested.set()
 
 
 class ImportWorker(Worker):
@@ -67,7 +67,7 @@ class ImportWorker(Worker):
         if not horse:
             return
         try:
-            why = pipeline.lost_by(job.id, pipeline.run_by(horse))
+            why = runs.lost_by(job.id, runs.run_by(horse))
         except Exception as exc:  # the database is away: look again at the next beat
             log.warning("could not check the import's owner: %s", exc, extra={"import_id": job.id})
             return
@@ -100,13 +100,13 @@ class ImportWorker(Worker):
         """In the horse, SIGTERM (from this worker or from the platform) means: hand back."""
         super().setup_work_horse_signals()
         signal.signal(signal.SIGTERM, _hand_back)
-        pipeline.in_work_horse.set()
+        runs.in_work_horse.set()
 
     def handle_work_horse_killed(self, job: Any, retpid: int, ret_val: int, rusage: Any) -> None:
         """The horse died mid-import: its heartbeat is over, so the reconciler may resume it now."""
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         try:
-            pipeline.abandon(job.id, pipeline.run_by(retpid))
+            runs.abandon(job.id, runs.run_by(retpid))
         except Exception as exc:  # the reconciler finds the import once its heartbeat is stale
             log.warning("could not mark the import abandoned: %s", exc, extra={"import_id": job.id})
 

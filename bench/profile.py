@@ -20,7 +20,7 @@ def main() -> None:
     args = parser.parse_args()
     from app import create_app
     from app.extensions import db
-    from app.imports import pipeline
+    from app.imports import pipeline, runs
     from app.imports.service import create_import
 
     workdir = Path(tempfile.mkdtemp(prefix="dataflow-profile-"))
@@ -44,7 +44,7 @@ def main() -> None:
         profiler = Profiler(async_mode="disabled")
         started = time.perf_counter()
         with profiler:
-            pipeline.run(pipeline.claim(import_id))
+            pipeline.run(runs.claim(import_id))
         elapsed = time.perf_counter() - started
         counts = db.session.execute(
             text(

@@ -21,7 +21,7 @@ from app.contacts import (
     store_contacts,
 )
 from app.extensions import db
-from app.imports import pipeline
+from app.imports import pipeline, runs
 from app.models import Contact
 from app.validation import Contact as Valid
 from tests.test_pipeline import contacts, finished, post_file
@@ -131,7 +131,7 @@ def _import_in_process(app, data: bytes, source: str) -> dict:
     client = app.test_client()
     client.environ_base["HTTP_ACCEPT"] = "application/json"
     job_id = post_file(client, data, source=source)
-    pipeline.run(pipeline.claim(job_id))
+    pipeline.run(runs.claim(job_id))
     return finished(client, job_id)
 
 

@@ -15,7 +15,7 @@ from rq.job import Job
 from sqlalchemy import func, select, update
 
 from app.extensions import db, redis
-from app.imports import pipeline
+from app.imports import pipeline, runs
 from app.models import Contact, Import, RowError
 from tests.conftest import shared_file, wait_for
 from tests.spreadsheets import ods_bytes, xlsx_bytes
@@ -220,11 +220,11 @@ def test_progress_is_committed_per_batch_and_a_rerun_continues_without_doubling(
             return real_store(*args, **kwargs)
 
         monkeypatch.setattr(pipeline, "store_contacts", store_then_lose_the_database)
-        claimed = pipeline.claim(job_id)
+        claimed = runs.claim(job_id)
         with pytest.raises(sqlalchemy.exc.OperationalError):
             pipeline.run(claimed)
         db.session.rollback()
-        pipeline.release(job_id, 1, "OperationalError")
+        runs.release(job_id, 1, "OperationalError")
 
         # two batches of three rows were committed before the failure: rows 2-7
         imp = db.session.get(Import, job_id)
@@ -233,7 +233,7 @@ def test_progress_is_committed_per_batch_and_a_rerun_continues_without_doubling(
         assert db.session.scalar(select(func.count()).select_from(Contact)) == 5
 
         monkeypatch.setattr(pipeline, "store_contacts", real_store)
-        pipeline.run(pipeline.claim(job_id))
+        pipeline.run(runs.claim(job_id))
         db.session.expire_all()
         imp = db.session.get(Import, job_id)
         assert (imp.status, imp.attempts, imp.processed_rows) == ("completed", 2, 10)
@@ -261,7 +261,7 @@ def test_a_job_run_again_after_its_checkpoint_does_not_double_rows(client, work,
         )
     )
     db.session.commit()
-    pipeline.run(pipeline.claim(job_id))
+    pipeline.run(runs.claim(job_id))
     db.session.expire_all()
     imp = db.session.get(Import, job_id)
     assert (imp.status, imp.processed_rows, imp.inserted_rows, imp.duplicate_rows) == ("completed", 10, 5, 4)

@@ -115,7 +115,7 @@ def test_the_page_asks_before_undoing_and_works_as_a_plain_form(imports: Imports
 
 def test_a_cancelled_undo_is_consistent_and_a_second_undo_finishes_it(make_app, monkeypatch):
     from app import undo as undo_module
-    from app.imports import pipeline
+    from app.imports import runs
     from app.jobs import run_undo
 
     app = make_app(WTF_CSRF_ENABLED="false", BATCH_SIZE="2")
@@ -131,13 +131,13 @@ def test_a_cancelled_undo_is_consistent_and_a_second_undo_finishes_it(make_app, 
             batches(*args)
             commits.append(args)
             if len(commits) == 2:
-                pipeline.handback_requested.set()
+                runs.handback_requested.set()
 
         monkeypatch.setattr(undo_module, "_commit_batch", one_batch_then_stop)
         try:
             run_undo(done["jobId"])
         finally:
-            pipeline.handback_requested.clear()
+            runs.handback_requested.clear()
         monkeypatch.undo()
         halfway = imports.client.get(f"/imports/{done['jobId']}").get_json()
         assert (halfway["status"], halfway["undoneRows"]) == ("undoing", 2)

@@ -44,8 +44,9 @@ from app.contacts import (
 from app.dashboard.rollups import record_batch
 from app.extensions import db, queue, redis, settings
 from app.fields import find_columns
-from app.imports.pipeline import Batch, _reject_or_keep, run_by
+from app.imports.pipeline import Batch, _reject_or_keep
 from app.imports.review import ImportOptions
+from app.imports.runs import run_by
 from app.merge import merge_contacts
 from app.models import SMALL_WAITING, Import, utcnow
 from app.readers import read_rows

@@ -339,7 +339,7 @@ def _disable_if_failing_too_long(endpoint_id: str, now: datetime, config: Webhoo
 
 
 def _stopping() -> bool:
-    from app.imports.pipeline import handback_requested  # set in a work horse asked to stop
+    from app.imports.runs import handback_requested  # set in a work horse asked to stop
 
     return handback_requested.is_set()
 
