@@ -7,7 +7,7 @@ import csv
 import io
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from tests import exports
@@ -143,12 +143,25 @@ _COLUMNS = {
 }
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("export", sorted(_COLUMNS))
 @given(people=st.lists(_PERSON, min_size=1, max_size=5))
 def test_each_csv_export_reads_back_field_for_field(export: str, people: list[dict]) -> None:
     from app.readers import read_rows
 
-    table = read_rows(io.BytesIO(getattr(exports, export)(people)))
+    written = getattr(exports, export)(people)
+    if export == "outlook_desktop_csv":
+        # Windows-1252 text whose bytes are also UTF-8 ("Â¡" is the bytes of "¡") reads as UTF-8,
+        # as it must: no reader can tell the two apart.
+        assume(written.isascii() or not _is_utf8(written))
+    table = read_rows(io.BytesIO(written))
     records = [record for _, record in table.records()][: len(people)]
     columns = _COLUMNS[export]
     for person, record in zip(people, records, strict=True):

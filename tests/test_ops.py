@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 import urllib.request
 
@@ -23,8 +24,14 @@ def samples(text: str) -> dict[tuple[str, tuple], float]:
 
 
 def import_figures(page: dict[tuple[str, tuple], float]) -> dict[tuple[str, tuple], float]:
-    """The figures read from the database and Redis (not the per-process HTTP ones)."""
-    return {key: value for key, value in page.items() if not key[0].startswith("dataflow_http")}
+    """The figures read from the database and Redis (not the per-process HTTP ones).
+
+    A quantile of no observations is NaN, which equals nothing: it is kept as the text "NaN"."""
+    return {
+        key: "NaN" if math.isnan(value) else value
+        for key, value in page.items()
+        if not key[0].startswith("dataflow_http")
+    }
 
 
 def test_metrics_show_the_imports(client, work):
