@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from contextlib import ExitStack
 from typing import Any, BinaryIO
 
@@ -14,7 +13,7 @@ from app.extensions import csrf, db, settings
 from app.fields import MappingError, describe_mapping
 from app.imports import bp
 from app.imports.access import action_refused, changeable_or_403, check_csrf_of_browsers, import_or_404
-from app.imports.body import SOURCE_MAX, check_body, has_control_characters
+from app.imports.body import SOURCE_MAX, has_control_characters
 from app.imports.review import (
     ImportOptions,
     OptionRefused,
@@ -24,12 +23,12 @@ from app.imports.review import (
     start_reviewed,
 )
 from app.imports.review_page import options_from_form, review_context
-from app.imports.routes import SPOOL_IN_MEMORY, stream_options
+from app.imports.routes import spooled_json, stream_options
 from app.imports.service import requeue_import
 from app.mapping import SourceMapping, check_shape, delete_mapping, parse_mapping, save_mapping
 from app.preview import preview
 from app.readers import UnusableFile
-from app.storage import StoredFileMissing, UploadTooLarge, copy_limited
+from app.storage import StoredFileMissing
 
 
 def _refused(exc: Exception) -> Response:
@@ -40,17 +39,10 @@ def _refused(exc: Exception) -> Response:
 def _preview_request(stack: ExitStack) -> tuple[BinaryIO, int | None, str | None, ImportOptions] | Response:
     """The file, its size, the source and the options of a preview, in any of POST /import's three forms."""
     if request.mimetype == "application/json":
-        body = stack.enter_context(tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY))  # noqa: SIM115
-        try:
-            size, _ = copy_limited(request.stream, body.write, settings().max_upload_size)
-        except UploadTooLarge as exc:
-            return error_response(413, str(exc))
-        body.seek(0)
-        try:
-            check = check_body(body)
-        except ValueError as exc:
-            return error_response(400, str(exc))
-        body.seek(0)
+        spooled = spooled_json(stack)
+        if isinstance(spooled, Response):
+            return spooled
+        body, size, check = spooled
         raw = check.options
         options = parse_options(raw.get("mapping"), raw.get("headerRow"), raw.get("sheet"))
         return body, size, check.source if isinstance(check.source, str) else None, options

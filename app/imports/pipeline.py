@@ -77,6 +77,16 @@ class Batch:
     def __len__(self) -> int:
         return len(self.contacts) + self.rejected_rows
 
+    def outcomes(self, stored: Stored) -> dict[str, int]:
+        """What the batch's rows came to, once stored: the rollups' outcomes."""
+        return {
+            "inserted": stored.inserted,
+            "updated": stored.updated,
+            "unchanged": stored.unchanged,
+            "duplicate": len(self.contacts) - stored.total,
+            "rejected": self.rejected_rows,
+        }
+
     def keep_problems(
         self, row_number: int, problems: Sequence[Problem], raw: dict | None, level: str = "error"
     ) -> None:
@@ -139,14 +149,7 @@ def _count_batch(session: Session, import_id: str, attempt: int, batch: Batch, s
     if result.rowcount == 0:
         session.rollback()
         raise ImportStopped(import_id)
-    outcomes = {
-        "inserted": stored.inserted,
-        "updated": stored.updated,
-        "unchanged": stored.unchanged,
-        "duplicate": len(batch.contacts) - stored.total,
-        "rejected": batch.rejected_rows,
-    }
-    record_batch(session, import_id, outcomes, batch.rejected)
+    record_batch(session, import_id, batch.outcomes(stored), batch.rejected)
 
 
 class Committer:
@@ -434,15 +437,24 @@ def _read_batches(
             batch.skipped_rows += 1
         else:
             keys = tuple(row)
-            record_reader = by_keys.get(keys)
-            if record_reader is None:
-                if len(by_keys) >= READERS_KEPT:  # items of ever new keys: memory stays flat
-                    by_keys.clear()
-                record_reader = by_keys.setdefault(
-                    keys, ContactReader(_record_columns(keys, mapping), keys, phone_region)
-                )
+            record_reader = reader_of(by_keys, keys, phone_region, mapping)
             _reject_or_keep(record_reader, record_reader.cells(row), keys, row_number, batch)
     committer.submit(batch)
+
+
+def reader_of(
+    readers: dict[tuple[str, ...], ContactReader],
+    keys: tuple[str, ...],
+    phone_region: str | None,
+    mapping: dict | None = None,
+) -> ContactReader:
+    """The reader of JSON items with these keys, made once per key set and kept in ``readers``."""
+    reader = readers.get(keys)
+    if reader is None:
+        if len(readers) >= READERS_KEPT:  # items of ever new keys: memory stays flat
+            readers.clear()
+        reader = readers[keys] = ContactReader(_record_columns(keys, mapping), keys, phone_region)
+    return reader
 
 
 def _record_columns(keys: tuple[str, ...], mapping: dict | None) -> Columns:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from app.errors import error_response
 from app.extensions import csrf, db, settings, storage
 from app.imports import bp, idempotency, small
-from app.imports.body import SOURCE_MAX, check_body, has_control_characters, mode_problem
+from app.imports.body import SOURCE_MAX, BodyCheck, check_body, has_control_characters, mode_problem
 from app.imports.forms import UploadForm
 from app.imports.review import (
     ImportOptions,
@@ -272,11 +272,12 @@ def _read_request(stack: ExitStack) -> ImportRequest | Response:
     return _from_stream()
 
 
-def _from_json(stack: ExitStack) -> ImportRequest | Response:
-    limit = settings().max_upload_size
+def spooled_json(stack: ExitStack) -> tuple[BinaryIO, int, BodyCheck] | Response:
+    """The JSON request body spooled (to disk past SPOOL_IN_MEMORY), its size and its check, rewound;
+    413 past MAX_UPLOAD_SIZE, 400 for a body that is not the JSON an import takes."""
     body = stack.enter_context(tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY))  # noqa: SIM115
     try:
-        size, _ = copy_limited(request.stream, body.write, limit)
+        size, _ = copy_limited(request.stream, body.write, settings().max_upload_size)
     except UploadTooLarge as exc:
         return error_response(413, str(exc))
     body.seek(0)
@@ -284,12 +285,20 @@ def _from_json(stack: ExitStack) -> ImportRequest | Response:
         check = check_body(body)
     except ValueError as exc:
         return error_response(400, str(exc))
+    body.seek(0)
+    return body, size, check
+
+
+def _from_json(stack: ExitStack) -> ImportRequest | Response:
+    spooled = spooled_json(stack)
+    if isinstance(spooled, Response):
+        return spooled
+    body, size, check = spooled
     if check.issues:
         payload = {"error": "Invalid request body", "issues": check.issues}
         if check.more_issues:
             payload["moreIssues"] = check.more_issues
         return Response(json.dumps(payload), 400, mimetype="application/json")
-    body.seek(0)
     options = check.options
     try:
         parsed = parse_options(

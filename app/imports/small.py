@@ -43,8 +43,7 @@ from app.contacts import (
 )
 from app.dashboard.rollups import record_batch
 from app.extensions import db, queue, redis, settings
-from app.fields import find_columns
-from app.imports.pipeline import Batch, _reject_or_keep
+from app.imports.pipeline import Batch, _reject_or_keep, reader_of
 from app.imports.review import ImportOptions
 from app.imports.runs import run_by
 from app.merge import merge_contacts
@@ -299,9 +298,7 @@ def _run_one(
         if not isinstance(row, dict) or len(row) > config.security.max_columns:
             raise NotSmall(imp.id)
         keys = tuple(row)
-        reader = readers.get(keys)
-        if reader is None:
-            reader = readers[keys] = ContactReader(find_columns(keys), keys, config.default_phone_region)
+        reader = reader_of(readers, keys, config.default_phone_region)
         _reject_or_keep(reader, reader.cells(row), keys, row_number, batch)
         batch.last_row = row_number
     contacts = batch.contacts
@@ -311,24 +308,13 @@ def _run_one(
         stored = _store_new(session, imp, contacts)
     store_row_errors(session, imp.id, batch.rejected)
     store_row_errors(session, imp.id, batch.warnings, level="warning")
-    duplicates = len(contacts) - stored.total
-    outcomes = {
-        "inserted": stored.inserted,
-        "updated": stored.updated,
-        "unchanged": stored.unchanged,
-        "duplicate": duplicates,
-        "rejected": batch.rejected_rows,
-    }
+    outcomes = batch.outcomes(stored)
     record_batch(session, imp.id, outcomes, batch.rejected)
     return {
         "import_id": imp.id,
         "new_format": table.format,
         "new_rows": len(batch),
-        "new_inserted": stored.inserted,
-        "new_updated": stored.updated,
-        "new_unchanged": stored.unchanged,
-        "new_duplicate": duplicates,
-        "new_rejected": batch.rejected_rows,
+        **{f"new_{outcome}": count for outcome, count in outcomes.items()},
         "new_skipped": batch.skipped_rows,
         "new_warning": batch.warning_rows,
         "new_checkpoint": batch.last_row,
