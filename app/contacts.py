@@ -133,7 +133,8 @@ class ContactBatch(list[Contact]):
 
     Each contact appended whose email the import has not read yet gets its COPY line at once, so
     the thread that stores the batch only sends it. A list, so that counting it costs nothing.
-    This one copies the name and email only (a file of just those); see WideContactBatch.
+    This one copies the name and email only (a file of just those), and leaves a contact with more
+    to the merge; see WideContactBatch.
     """
 
     copy = _COPY
@@ -158,6 +159,11 @@ class ContactBatch(list[Contact]):
             self.repeated.append(position)
             return
         bits[at >> 3] = byte | bit
+        if contact.attributes or contact.phone or contact.company or contact.title:
+            # More than this COPY carries (a second address of the email cell, kept in attributes):
+            # the merge stores it with every field, in file order with the rows repeated.
+            self.repeated.append(position)
+            return
         hex_position = _POSITIONS[position] if position < len(_POSITIONS) else f"{position:08x}"
         self.lines.append(f"{self.id_head}{hex_position}\t{copy_text(name)}\t{email}{self._tail}")
 

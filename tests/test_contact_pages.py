@@ -188,3 +188,18 @@ def test_every_new_route_needs_a_token_when_authentication_is_on(make_app):
     assert client.get("/contacts", headers=allowed).status_code == 200
     assert client.get("/sources", headers=allowed).get_json() == {"items": []}
     assert client.post(f"/imports/{some}/undo", headers=allowed).status_code == 404
+
+
+def test_the_pages_show_a_list_of_extra_addresses_as_the_addresses(imports: Imports):
+    # A file of just a name and an email: the second address of a cell is kept, and the first row
+    # of an email still wins over a later one.
+    done = imports.run(
+        b"Name,Email\r\nAda Lovelace,ada@example.com; ada@work.example\r\nAda Again,ada@example.com\r\n"
+    )
+    assert (done["insertedRows"], done["duplicateRows"]) == (1, 1)
+    [ada] = imports.client.get("/contacts", query_string={"q": "ada@"}).get_json()["items"]
+    assert (ada["name"], ada["attributes"]) == ("Ada Lovelace", {"emails": ["ada@work.example"]})
+    for path in ("/contacts?q=ada%40", f"/contacts/{ada['id']}"):
+        page = imports.client.get(path, headers=HTML).get_data(as_text=True)
+        assert "ada@work.example" in page and "[&#39;ada@work.example&#39;]" not in page
+        assert "[" not in page.split("ada@work.example")[0][-3:]
