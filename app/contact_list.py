@@ -72,7 +72,7 @@ def index() -> Any:
         contacts, after = keyset_page(db.session, wanted, per_page)
         return {"items": [contact_json(c) for c in contacts], "next": after}
     page = min(max(1, request.args.get("page", 1, type=int) or 1), PAGE_MAX)
-    where = wanted.where()
+    where = wanted.where(db.session)
     total = db.session.scalar(select(func.count()).select_from(Contact).where(*where))
     # Ids are time-ordered (see app.contacts.batch_id_head), so the primary key gives a stable order.
     contacts = db.session.scalars(

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.imports.body import has_control_characters
 from app.imports.rejected import neutralise
 from app.models import Contact
+from app.search_sample import rare_parts
 
 QUERY_MAX = 200
 SEPARATOR = "\x1f"  # the unit separator
@@ -41,6 +42,11 @@ def searched_text() -> ColumnElement[str]:
     so a match is always inside the email or inside the name, never across the two.
     """
     return Contact.email + literal_column(f"'{SEPARATOR}'", String) + Contact.name
+
+
+def _containing(term: str) -> str:
+    """The LIKE pattern of text holding ``term``, its wildcards taken as themselves."""
+    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 class BadFilter(ValueError):
@@ -75,17 +81,26 @@ class ContactFilter:
                 raise BadFilter("after must be the id of a contact, as the previous page gave it") from None
         return cls(q, source, import_id, after)
 
-    def where(self) -> list[ColumnElement[bool]]:
-        """The conditions of this filter (the page's position aside)."""
+    def where(self, session: Session, planned: bool = True) -> list[ColumnElement[bool]]:
+        """The conditions of this filter (the page's position aside); ``planned=False`` for the plain search.
+
+        The search is for a substring (a prefix is one) of the email or the name, in either case.
+        A term the search sample finds rare asks the index for its rarest parts and is checked
+        whole on what they find, as a condition the index cannot answer (app.search_sample).
+        """
         where: list[ColumnElement[bool]] = []
         if self.source:
             where.append(Contact.source == self.source)
         if self.import_id:
             where.append(Contact.import_id == self.import_id)
         if self.q:
-            # Substring (a prefix is one) of the email or the name, either case.
-            pattern = "%" + self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            where.append(searched_text().ilike(pattern, escape="\\"))
+            parts = rare_parts(session, self.q) if planned and not (self.source or self.import_id) else None
+            if parts is None:
+                where.append(searched_text().ilike(_containing(self.q), escape="\\"))
+            else:
+                where += [searched_text().ilike(_containing(part), escape="\\") for part in parts]
+                unindexed = searched_text() + literal_column("''", String)
+                where.append(unindexed.ilike(_containing(self.q), escape="\\"))
         return where
 
     def args(self) -> dict[str, str]:
@@ -96,7 +111,7 @@ class ContactFilter:
 
 def keyset_page(session: Session, wanted: ContactFilter, size: int) -> tuple[list[Contact], str | None]:
     """The contacts after ``wanted.after`` in id order (ids are time-ordered); the next page's ``after``."""
-    query: Select = select(Contact).where(*wanted.where())
+    query: Select = select(Contact).where(*wanted.where(session))
     if wanted.after is not None:
         query = query.where(Contact.id > wanted.after)
     contacts = list(session.scalars(query.order_by(Contact.id).limit(size + 1)))
@@ -122,10 +137,11 @@ def export_csv(session: Session, wanted: ContactFilter) -> Iterator[str]:
     writer.writerow(EXPORT_COLUMNS)
     yield "\ufeff" + buffer.getvalue()
     after = wanted.after
+    where = wanted.where(session)
     while True:
         buffer.seek(0)
         buffer.truncate()
-        query = select(Contact).where(*wanted.where())
+        query = select(Contact).where(*where)
         if after is not None:
             query = query.where(Contact.id > after)
         batch = list(session.scalars(query.order_by(Contact.id).limit(EXPORT_BATCH)))

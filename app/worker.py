@@ -15,7 +15,10 @@ from rq import Worker
 from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 
-from app import recovery  # noqa: F401  (registers its maintenance task)
+from app import (
+    recovery,  # noqa: F401  (registers its maintenance task)
+    search_sample,  # noqa: F401  (registers its maintenance task)
+)
 from app.extensions import settings
 from app.imports import idempotency, pipeline, runs, small  # noqa: F401  (idempotency registers a task)
 from app.maintenance import Ticker

@@ -120,7 +120,7 @@ def make_app(env: dict[str, str]) -> Iterator[Callable[..., Flask]]:
         with apps[0].app_context():
             tables = (
                 "contacts, import_errors, imports, uploads, webhook_endpoints, webhook_events, "
-                "reason_hours, import_hours, source_mappings"
+                "reason_hours, import_hours, source_mappings, search_samples"
             )
             db.session.execute(text(f"TRUNCATE {tables} CASCADE"))
             db.session.commit()

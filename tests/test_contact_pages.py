@@ -108,7 +108,7 @@ def test_the_search_is_answered_by_its_index_on_postgresql(app):
 
     (PostgreSQL alone: SQLite has no trigram index, and its search reads the table.)"""
     assert db.engine.dialect.name == "postgresql"
-    query = select(Contact.id).where(*ContactFilter(q="ada").where())
+    query = select(Contact.id).where(*ContactFilter(q="ada").where(db.session))
     with db.engine.connect() as conn:
         conn.execute(text("SET enable_seqscan = off"))
         compiled = query.compile(conn, compile_kwargs={"literal_binds": True})

@@ -1,0 +1,115 @@
+"""The search sample: searches planned from it find exactly what the plain search finds (PostgreSQL)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, text
+
+from app import maintenance, search_sample
+from app.contact_search import ContactFilter
+from app.extensions import db
+from app.models import Contact
+from tests.test_merge import Imports, csv_bytes
+
+FIRST = ["Maria", "José", "Jürgen", "Zoë", "Наталья", "Дмитрий", "Wei", "Nguyễn", "Siobhán", "Ali"]
+LAST = ["García", "Müller", "Волкова", "Иванов", "Zhang", "Thị Hương", "Ó Briain", "Smith", "Nowak"]
+DOMAINS = ["gmail.com", "example.co.uk", "mail.example", "stonelegal.co.uk", "ezweb.ne.jp"]
+
+
+@pytest.fixture(autouse=True)
+def _no_sample_read() -> None:
+    search_sample.forget()
+
+
+@pytest.fixture
+def people(app: Flask) -> list[tuple[str, str]]:
+    """Three hundred contacts imported through the API, and a sample drawn of them."""
+    rng = random.Random(14)
+    rows, seen = [], set()
+    while len(rows) < 300:
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        email = f"{rng.choice(['m', first[:3].lower(), 'x.y'])}{rng.randrange(10**4)}@{rng.choice(DOMAINS)}"
+        if email not in seen:
+            seen.add(email)
+            rows.append([f"{first} {last}", email, "", "", "", ""])
+    Imports(app).run(csv_bytes(rows))
+    assert search_sample.draw(db.session, minimum=0)
+    return [(name, email) for name, email, *_ in rows]
+
+
+def found(q: str, plain: bool = False) -> list[str]:
+    """The emails of every contact the search finds, a page of 50 at a time, in id order."""
+    emails: list[str] = []
+    where = ContactFilter(q=q).where(db.session, planned=not plain)
+    after = None
+    while True:
+        query = select(Contact).where(*where)
+        if after is not None:
+            query = query.where(Contact.id > after)
+        page = list(db.session.scalars(query.order_by(Contact.id).limit(50)))
+        emails += [c.email for c in page]
+        if len(page) < 50:
+            return emails
+        after = page[-1].id
+
+
+def test_a_planned_search_finds_what_the_plain_one_finds(people: list[tuple[str, str]]):
+    rng = random.Random(18)
+    terms = ["a", "gmail", "co.uk", "müller", "ВОЛКОВ", "Thị Hương", "100%", "x.y1", "nowhere"]
+    for name, email in rng.sample(people, 25):
+        local = email.split("@")[0]
+        terms += [f"{local}@", email[1:-2], name[1:], name.split()[-1].upper(), "@" + email.split("@")[1]]
+    planned = 0
+    for term in terms:
+        by_hand = sorted(e for n, e in people if term.lower() in e.lower() or term.lower() in n.lower())
+        assert sorted(found(term)) == by_hand, term
+        assert found(term) == found(term, plain=True), term
+        planned += search_sample.rare_parts(db.session, term) is not None
+    assert planned > len(terms) // 2  # most were planned from the sample, not left to the plain search
+
+
+def test_a_rare_term_asks_the_index_for_its_rarest_part_only(people: list[tuple[str, str]]):
+    name, email = people[7]
+    term = email.split("@")[0] + "@"
+    parts = search_sample.rare_parts(db.session, term)
+    assert parts and all(part in term for part in parts) and "".join(parts) != term
+    query = select(Contact.id).where(*ContactFilter(q=term).where(db.session))
+    with db.engine.connect() as conn:
+        conn.execute(text("SET enable_seqscan = off"))
+        compiled = query.compile(conn, compile_kwargs={"literal_binds": True})
+        plan = "\n".join(row[0] for row in conn.execute(text(f"EXPLAIN {compiled}")))
+    index_conditions = [line for line in plan.splitlines() if "Index Cond" in line]
+    assert "contacts_search_trgm_idx" in plan and index_conditions
+    assert not any(term in line for line in index_conditions)  # the whole term is checked, not indexed
+    assert found(term) == [email]
+
+
+def test_the_sample_is_drawn_again_only_when_the_table_has_changed(app: Flask, people):
+    assert not search_sample.draw(db.session, minimum=0)  # fresh: left as it is
+    made = db.session.execute(text("SELECT made_at, contacts FROM search_samples")).one()
+    assert made.contacts == 300
+    more = [[f"Extra {n}", f"extra{n}@example.org", "", "", "", ""] for n in range(100)]
+    Imports(app).run(csv_bytes(more), source="shop")
+    assert search_sample.draw(db.session, minimum=0)  # a third more contacts
+    again = db.session.execute(text("SELECT made_at, contacts, texts FROM search_samples")).one()
+    assert again.made_at > made.made_at and again.contacts == 400 and "extra7@example.org" in again.texts
+    assert not search_sample.draw(db.session)  # fewer than the default minimum: none is kept
+    assert db.session.execute(text("SELECT count(*) FROM search_samples")).scalar() == 0
+    assert search_sample.rare_parts(db.session, "extra7@") is None
+    assert search_sample.keep_search_sample in maintenance.TASKS
+
+
+def test_no_sample_means_the_plain_search(app: Flask):
+    assert search_sample.current(db.session) is None
+    assert search_sample.rare_parts(db.session, "margaret.ovric77@") is None
+
+
+def test_a_search_run_many_times_on_one_connection_is_never_prepared(people: list[tuple[str, str]]):
+    """A prepared search is planned once for every term: at scale, a read of the whole table."""
+    for _ in range(8):
+        assert found("gmail")
+    connection = db.session.connection()
+    assert connection.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar() == 0
