@@ -8,14 +8,15 @@ import json
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, String, literal_column, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from app.imports.body import has_control_characters
 from app.imports.rejected import neutralise
 from app.models import Contact
-from app.search_sample import rare_parts
+from app.search_sample import PLAIN, Plan, plan
 
 QUERY_MAX = 200
 SEPARATOR = "\x1f"  # the unit separator
@@ -34,14 +35,19 @@ EXPORT_COLUMNS = (
 )
 
 
-def searched_text() -> ColumnElement[str]:
+def searched_text(of: Any = Contact) -> ColumnElement[str]:
     """The email and the name as one text, the expression of the search's trigram index (migration 0013).
 
     One index of one expression answers what an OR of two columns asked of two indexes. The two are
     joined by a control character, which a search cannot hold (ContactFilter.from_args refuses it),
     so a match is always inside the email or inside the name, never across the two.
     """
-    return Contact.email + literal_column(f"'{SEPARATOR}'", String) + Contact.name
+    return of.email + literal_column(f"'{SEPARATOR}'", String) + of.name
+
+
+def _unindexed(of: Any = Contact) -> ColumnElement[str]:
+    """The same text as an expression the trigram index is not of, so that it is checked, not asked."""
+    return searched_text(of) + literal_column("''", String)
 
 
 def _containing(term: str) -> str:
@@ -81,12 +87,17 @@ class ContactFilter:
                 raise BadFilter("after must be the id of a contact, as the previous page gave it") from None
         return cls(q, source, import_id, after)
 
-    def where(self, session: Session, planned: bool = True) -> list[ColumnElement[bool]]:
-        """The conditions of this filter (the page's position aside); ``planned=False`` for the plain search.
+    def plan(self, session: Session, page: int = 50) -> Plan:
+        """How to look for this filter's term (app.search_sample); plainly beside a source or an import."""
+        if not self.q or self.source or self.import_id:
+            return PLAIN
+        return plan(session, self.q, page)
+
+    def where(self, session: Session, search: Plan | None = None) -> list[ColumnElement[bool]]:
+        """The conditions of this filter (the page's position aside), looking for its term by ``search``.
 
         The search is for a substring (a prefix is one) of the email or the name, in either case.
-        A term the search sample finds rare asks the index for its rarest parts and is checked
-        whole on what they find, as a condition the index cannot answer (app.search_sample).
+        A term planned by its parts asks the index for them and is checked whole on what they find.
         """
         where: list[ColumnElement[bool]] = []
         if self.source:
@@ -94,13 +105,12 @@ class ContactFilter:
         if self.import_id:
             where.append(Contact.import_id == self.import_id)
         if self.q:
-            parts = rare_parts(session, self.q) if planned and not (self.source or self.import_id) else None
+            parts = (search or self.plan(session)).parts
             if parts is None:
                 where.append(searched_text().ilike(_containing(self.q), escape="\\"))
             else:
                 where += [searched_text().ilike(_containing(part), escape="\\") for part in parts]
-                unindexed = searched_text() + literal_column("''", String)
-                where.append(unindexed.ilike(_containing(self.q), escape="\\"))
+                where.append(_unindexed().ilike(_containing(self.q), escape="\\"))
         return where
 
     def args(self) -> dict[str, str]:
@@ -111,13 +121,39 @@ class ContactFilter:
 
 def keyset_page(session: Session, wanted: ContactFilter, size: int) -> tuple[list[Contact], str | None]:
     """The contacts after ``wanted.after`` in id order (ids are time-ordered); the next page's ``after``."""
-    query: Select = select(Contact).where(*wanted.where(session))
-    if wanted.after is not None:
-        query = query.where(Contact.id > wanted.after)
-    contacts = list(session.scalars(query.order_by(Contact.id).limit(size + 1)))
+    search = wanted.plan(session, size + 1)
+    contacts = _read_in_order(session, wanted, search, size + 1) if search.share else []
+    if len(contacts) <= size:
+        after = contacts[-1].id if contacts else wanted.after
+        if search.share:
+            after = _last_read(session, wanted.after, search.contacts_to_read(size + 1)) or after
+        query: Select = select(Contact).where(*wanted.where(session, PLAIN if search.share else search))
+        if after is not None:
+            query = query.where(Contact.id > after)
+        contacts += session.scalars(query.order_by(Contact.id).limit(size + 1 - len(contacts)))
     more = len(contacts) > size
     contacts = contacts[:size]
     return contacts, str(contacts[-1].id) if more else None
+
+
+def _read_in_order(session: Session, wanted: ContactFilter, search: Plan, wanted_rows: int) -> list[Contact]:
+    """The first ``wanted_rows`` holding the term among the next contacts the plan reads in id order."""
+    window = select(Contact)
+    if wanted.after is not None:
+        window = window.where(Contact.id > wanted.after)
+    window = window.order_by(Contact.id).limit(search.contacts_to_read(wanted_rows))
+    read = aliased(Contact, window.subquery())
+    found = select(read).where(_unindexed(read).ilike(_containing(wanted.q), escape="\\"))
+    return list(session.scalars(found.order_by(read.id).limit(wanted_rows)))
+
+
+def _last_read(session: Session, after: uuid.UUID | None, count: int) -> uuid.UUID | None:
+    """The id of the last of the ``count`` contacts after ``after``: where a search read up to."""
+    ids = select(Contact.id)
+    if after is not None:
+        ids = ids.where(Contact.id > after)
+    window = ids.order_by(Contact.id).limit(count).subquery()
+    return session.scalar(select(window.c.id).order_by(window.c.id.desc()).limit(1))
 
 
 def _cell(value: object) -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
+import uuid
 
 import pytest
 from flask import Flask
 from sqlalchemy import select, text
 
-from app import maintenance, search_sample
-from app.contact_search import ContactFilter
+from app import contact_search, maintenance, search_sample
+from app.contact_search import ContactFilter, keyset_page
 from app.extensions import db
 from app.models import Contact
 from tests.test_merge import Imports, csv_bytes
@@ -41,19 +42,26 @@ def people(app: Flask) -> list[tuple[str, str]]:
 
 
 def found(q: str, plain: bool = False) -> list[str]:
-    """The emails of every contact the search finds, a page of 50 at a time, in id order."""
+    """The emails of every contact the search finds, page after page of 50, in id order.
+
+    Planned, it is the contacts page's own keyset pages; plain, the search PostgreSQL plans alone.
+    """
     emails: list[str] = []
-    where = ContactFilter(q=q).where(db.session, planned=not plain)
-    after = None
+    wanted = ContactFilter(q=q)
     while True:
-        query = select(Contact).where(*where)
-        if after is not None:
-            query = query.where(Contact.id > after)
-        page = list(db.session.scalars(query.order_by(Contact.id).limit(50)))
+        if plain:
+            query = select(Contact).where(*wanted.where(db.session, search_sample.PLAIN))
+            if wanted.after is not None:
+                query = query.where(Contact.id > wanted.after)
+            page = list(db.session.scalars(query.order_by(Contact.id).limit(51)))
+            after = page[49].id if len(page) > 50 else None
+            page = page[:50]
+        else:
+            page, after = keyset_page(db.session, wanted, 50)
         emails += [c.email for c in page]
-        if len(page) < 50:
+        if after is None:
             return emails
-        after = page[-1].id
+        wanted = ContactFilter(q=q, after=uuid.UUID(str(after)))
 
 
 def test_a_planned_search_finds_what_the_plain_one_finds(people: list[tuple[str, str]]):
@@ -67,14 +75,31 @@ def test_a_planned_search_finds_what_the_plain_one_finds(people: list[tuple[str,
         by_hand = sorted(e for n, e in people if term.lower() in e.lower() or term.lower() in n.lower())
         assert sorted(found(term)) == by_hand, term
         assert found(term) == found(term, plain=True), term
-        planned += search_sample.rare_parts(db.session, term) is not None
+        planned += search_sample.plan(db.session, term) != search_sample.PLAIN
     assert planned > len(terms) // 2  # most were planned from the sample, not left to the plain search
+
+
+def test_a_term_most_contacts_hold_is_read_for_in_id_order(people: list[tuple[str, str]]):
+    common = search_sample.plan(db.session, "a")
+    assert common.share and common.share > 0.5 and common.parts is None
+    assert 0 < common.contacts_to_read(51) < len(people)  # a page is found before the table's end
+    by_hand = [e for n, e in people if "a" in e.lower() or "a" in n.lower()]
+    assert sorted(found("a")) == sorted(by_hand) and found("a") == found("a", plain=True)
+
+
+def test_a_page_read_for_in_order_goes_on_past_the_contacts_read(people, monkeypatch: pytest.MonkeyPatch):
+    """A sample can be wrong where a term's contacts are: the page is found after those read too."""
+    monkeypatch.setattr(contact_search, "plan", lambda *_: search_sample.Plan(share=0.9))
+    late = people[-1][1]  # the last contact of all, past the 170 read for a page
+    assert found(late) == [late]
+    domain = "@" + late.split("@")[1]
+    assert found(domain) == found(domain, plain=True) and len(found(domain)) > 50
 
 
 def test_a_rare_term_asks_the_index_for_its_rarest_part_only(people: list[tuple[str, str]]):
     name, email = people[7]
     term = email.split("@")[0] + "@"
-    parts = search_sample.rare_parts(db.session, term)
+    parts = search_sample.plan(db.session, term).parts
     assert parts and all(part in term for part in parts) and "".join(parts) != term
     query = select(Contact.id).where(*ContactFilter(q=term).where(db.session))
     with db.engine.connect() as conn:
@@ -98,13 +123,13 @@ def test_the_sample_is_drawn_again_only_when_the_table_has_changed(app: Flask, p
     assert again.made_at > made.made_at and again.contacts == 400 and "extra7@example.org" in again.texts
     assert not search_sample.draw(db.session)  # fewer than the default minimum: none is kept
     assert db.session.execute(text("SELECT count(*) FROM search_samples")).scalar() == 0
-    assert search_sample.rare_parts(db.session, "extra7@") is None
+    assert search_sample.plan(db.session, "extra7@") == search_sample.PLAIN
     assert search_sample.keep_search_sample in maintenance.TASKS
 
 
 def test_no_sample_means_the_plain_search(app: Flask):
     assert search_sample.current(db.session) is None
-    assert search_sample.rare_parts(db.session, "margaret.ovric77@") is None
+    assert search_sample.plan(db.session, "margaret.ovric77@") == search_sample.PLAIN
 
 
 def test_a_search_run_many_times_on_one_connection_is_never_prepared(people: list[tuple[str, str]]):
