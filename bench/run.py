@@ -489,15 +489,17 @@ def load(
     body: bytes | None,
     seconds: float,
     connections: int = 16,
+    rate: float | None = None,
 ) -> dict[str, float]:
     """``connections`` clients for ``seconds``: wrk when installed, else a bounded client in threads.
 
-    Given several paths, each connection asks for them in turn (a mix, such as the searches).
+    Given several paths, each connection asks for them in turn (a mix, such as the searches). Given
+    a ``rate``, the connections send that many requests a second between them, on a schedule.
     """
     paths = [path] if isinstance(path, str) else list(path)
-    if shutil.which("wrk"):
+    if shutil.which("wrk") and rate is None:
         return _wrk(stack, method, paths, body, seconds, connections)
-    return _threads(stack, method, paths, body, seconds, connections)
+    return _threads(stack, method, paths, body, seconds, connections, rate)
 
 
 def _wrk(
@@ -545,19 +547,30 @@ def _wrk(
 
 
 def _threads(
-    stack: Stack, method: str, paths: list[str], body: bytes | None, seconds: float, connections: int
+    stack: Stack,
+    method: str,
+    paths: list[str],
+    body: bytes | None,
+    seconds: float,
+    connections: int,
+    rate: float | None = None,
 ) -> dict[str, float]:
     latencies: list[float] = []
     errors = [0]
-    deadline = time.perf_counter() + seconds
+    start = time.perf_counter()
+    deadline = start + seconds
     headers = {"Accept": "application/json", **AUTHORIZATION}
     if body is not None:
         headers["Content-Type"] = "application/json"
 
-    def client(turn: int) -> None:
+    def client(n: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=30)
         mine = []
+        turn = n
         while time.perf_counter() < deadline:
+            if rate is not None:  # this connection's k-th request is due at (k * connections + n) / rate
+                due = start + ((turn - n) * connections + n) / rate
+                time.sleep(max(0.0, due - time.perf_counter()))
             turn += 1
             started = time.perf_counter()
             try:
@@ -585,7 +598,7 @@ def _threads(
         "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
         "errors": errors[0],
-        "tool": "python threads",
+        "tool": "python threads" + (f", {rate:g}/s on a schedule" if rate else ""),
     }
 
 

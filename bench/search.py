@@ -5,7 +5,8 @@ the same in every run): what a user types to find one person (the start of an em
 it, a part of a name, a name in its own script, a name with accents in another case, a company's
 domain), then a common term's first and a deep page, and two searches labelled pathological,
 which no index of the table answers well. One of each kind is timed alone (best of 5), then the
-selective ones are asked in turn by 16 connections at once for the p99, beside GET /health.
+selective ones are asked in turn by 16 connections at once for the p99, beside GET /health, as fast
+as they are answered and then at PACED searches a second between them.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
+from app.search_sample import MIN_CONTACTS
 from bench.search_data import contact_id, fill
 from bench.stack import Stack, database_url
 
 # Where in the table (as a share of it) the contacts sit whose searches are timed.
 PLACES = (0.11, 0.23, 0.37, 0.5, 0.61, 0.74, 0.86, 0.97)
 TARGET_MS = 100
+SAMPLE_WAIT = 120
+PACED = 60  # searches a second
 
 
 def _best_ms(run: Callable[[], Any], repeats: int = 5) -> float:
@@ -72,11 +76,22 @@ def search_run(
     """Store ``rows`` generated contacts, time each search's first page alone, then the p99 under load."""
     stack.wait_idle()
     stack.sql("TRUNCATE contacts, import_errors")
+    filled_at = stack.sql("SELECT now()")[0][0]
     loaded = fill(database_url(), rows)
+    # The worker draws the search sample within a maintenance interval of the table's growth
+    # (a table smaller than MIN_CONTACTS keeps none: every search of it is fast).
+    waited = time.perf_counter()
+    drawn = "SELECT 1 FROM search_samples WHERE made_at > %s"
+    while rows >= MIN_CONTACTS and not stack.sql(drawn, filled_at):
+        if time.perf_counter() - waited > SAMPLE_WAIT:
+            raise TimeoutError(f"the worker drew no search sample in {SAMPLE_WAIT} s")
+        time.sleep(0.5)
+    sampled = time.perf_counter() - waited
     scan_ms = _best_ms(lambda: stack.sql("SELECT count(*) FROM contacts WHERE name || email LIKE '%zzz%'"))
     figures: dict[str, Any] = {
         "rows": rows,
         "load_seconds": round(loaded, 1),
+        "sample_drawn_after_seconds": round(sampled, 1),
         "full_scan_ms": round(scan_ms, 1),
     }
     searches = [search for place in PLACES for search in _person_searches(stack, rows, place)]
@@ -118,11 +133,23 @@ def search_run(
             f"{ms / scan_ms:.2f}",
             f"< {TARGET_MS} ms {verdict(ms < TARGET_MS)}" if not label.startswith("PATH") else "reported",
         )
-    # GET /health under the same load is the web tier's own floor on this machine.
+    # GET /health under the same load is the web tier's own floor on this machine, and the cheapest
+    # full page of contacts (a common term, found in the first rows read) the contacts page's.
     health = load(stack, "GET", "/health", None, seconds)
+    cheapest = load(stack, "GET", _path("gmail"), None, seconds)
     mix = [_path(query) for _kind, query in selective]
     searched = load(stack, "GET", mix, None, seconds)
-    figures["load"] = {"paths": mix, "short": short, "seconds": seconds, "search": searched, "health": health}
+    # The same mix at a pace many users searching at once might keep, and well under what 2 cores serve.
+    paced = load(stack, "GET", mix, None, seconds, rate=PACED)
+    figures["load"] = {
+        "paths": mix,
+        "short": short,
+        "seconds": seconds,
+        "search": searched,
+        "paced": paced,
+        "health": health,
+        "cheapest_page": cheapest,
+    }
     ok = searched["errors"] == 0 and searched["p99_ms"] < TARGET_MS
     results.add(
         f"Contacts search at {rows:,} contacts, {len(mix)} selective searches (3 characters or more) "
@@ -131,9 +158,18 @@ def search_run(
         f"{searched['requests_per_s']:,.0f}; {searched['p50_ms']:.1f}/{searched['p99_ms']:.1f}; "
         f"{searched['errors']}",
         f"full scan {scan_ms:,.1f}; GET /health {health['requests_per_s']:,.0f}; "
-        f"{health['p50_ms']:.1f}/{health['p99_ms']:.1f}",
+        f"{health['p50_ms']:.1f}/{health['p99_ms']:.1f}; 'gmail' alone {cheapest['requests_per_s']:,.0f}; "
+        f"{cheapest['p50_ms']:.1f}/{cheapest['p99_ms']:.1f}",
         f"{searched['p99_ms'] / scan_ms:.2f}",
         f"p99 < {TARGET_MS} ms {verdict(ok)}",
+    )
+    results.add(
+        f"Contacts search at {rows:,} contacts, the same {len(mix)} searches from 16 connections "
+        f"at {PACED:g} a second between them, {seconds:.0f} s (req/s; p50/p99 ms; errors)",
+        f"{paced['requests_per_s']:,.0f}; {paced['p50_ms']:.1f}/{paced['p99_ms']:.1f}; {paced['errors']}",
+        f"in turn, as fast as answered: p99 {searched['p99_ms']:.1f}",
+        f"{paced['p99_ms'] / searched['p99_ms']:.2f}",
+        f"p99 < {TARGET_MS} ms at this pace {verdict(paced['errors'] == 0 and paced['p99_ms'] < TARGET_MS)}",
     )
     results.figures[f"search_{rows}"] = figures
     stack.sql("TRUNCATE contacts")

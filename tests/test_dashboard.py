@@ -396,3 +396,17 @@ def test_a_stale_chart_is_redrawn_by_one_viewer_while_the_others_see_the_copy(ma
     assert _completed_bar(redrawn) == "2"
     assert store.exists(f"{name}:fresh") and not store.exists(f"{name}:drawing")
     assert 3600 < store.ttl(name) <= 3600 + 10  # never served past its freshness by more than 10 s
+
+
+def test_without_redis_the_page_draws_what_postgresql_holds(make_app, client, work):
+    post_file(client, MIXED)
+    work()
+    away = make_app(REDIS_URL="redis://127.0.0.1:1/0", OPS_CACHE_SECONDS="3600", WTF_CSRF_ENABLED="false")
+    viewer = away.test_client()
+    page = _html(viewer, "/ops")
+    assert "Redis cannot be reached" in page and "No worker is alive" not in page
+    assert len(re.findall(r'<svg class="chart"', page)) == 6 and _completed_bar(page) == "1"
+    assert "Redis cannot be reached" in _html(viewer, "/ops/now")
+    post_file(client, MIXED, source="other")
+    work()
+    assert _completed_bar(_html(viewer, "/ops/charts/statuses")) == "2"  # drawn afresh, not kept

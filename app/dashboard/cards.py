@@ -14,11 +14,13 @@ most NOW_SECONDS + REDRAW_SECONDS. OPS_CACHE_SECONDS=0 draws everything live.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from flask import render_template
 from markupsafe import Markup
 from redis import Redis
+from redis.exceptions import RedisError
 
 from app.dashboard import now as current
 from app.dashboard import views
@@ -45,10 +47,17 @@ def _keep(client: Redis, name: str, html: Markup, seconds: int) -> None:
 
 
 def _shared(wanted: list[Shared]) -> list[Markup]:
-    """Each drawing's kept copy, unless this request must draw it (and keep it)."""
+    """Each drawing's kept copy, unless this request must draw it (and keep it).
+
+    Without Redis every card is drawn here from PostgreSQL, as with OPS_CACHE_SECONDS=0, so the
+    page ops open when something is wrong still shows what PostgreSQL knows.
+    """
     kept_ones = [name for name, _draw, seconds in wanted if seconds]
     # One round trip for the whole page: each copy and whether it is still fresh.
-    found = redis().mget([p for name in kept_ones for p in (name, f"{name}:fresh")]) if kept_ones else []
+    try:
+        found = redis().mget([p for name in kept_ones for p in (name, f"{name}:fresh")]) if kept_ones else []
+    except RedisError:
+        return [draw() for _name, draw, _seconds in wanted]
     copies = {name: (found[2 * i], found[2 * i + 1]) for i, name in enumerate(kept_ones)}
     shown = []
     redrawn = False
@@ -66,7 +75,8 @@ def _shared(wanted: list[Shared]) -> list[Markup]:
         redrawn = kept is not None
         html = draw()
         if seconds:
-            _keep(redis(), name, html, seconds)
+            with contextlib.suppress(RedisError):  # shown all the same, and drawn again next time
+                _keep(redis(), name, html, seconds)
         shown.append(html)
     return shown
 
@@ -80,11 +90,14 @@ def _chart(key: str, period: str) -> Shared:
 
 
 def _draw_now() -> Markup:
-    workers = current.workers_now()
+    try:
+        workers, queue_now = current.workers_now(), current.queue_now()
+    except RedisError:  # the page says so, and shows what PostgreSQL knows
+        workers, queue_now = None, None
     return Markup(
         render_template(
             "ops/_now.html",
-            queue_now=current.queue_now(),
+            queue_now=queue_now,
             workers=workers,
             retrying=current.waiting_for_retry(),
             reviewing=current.waiting_for_review(),

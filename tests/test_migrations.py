@@ -1,0 +1,71 @@
+"""Migrations on a database of their own: the search index is built without blocking, and rebuilt if cut short."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic import command
+from alembic.config import Config
+from flask import Flask
+
+from app import create_app
+from app.cli import ROOT
+from tests.conftest import ADMIN_URL, DATABASE_NAME
+
+NAME = f"{DATABASE_NAME}_migrations"
+
+
+@pytest.fixture
+def fresh(redis_url: str, tmp_path: Path) -> Iterator[tuple[Flask, Config, str]]:
+    """An app on an empty PostgreSQL database, and the migrations' configuration for it."""
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{NAME}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{NAME}"')
+    url = f"{ADMIN_URL.rsplit('/', 1)[0]}/{NAME}"
+    app = create_app(
+        {"DATABASE_URL": url, "REDIS_URL": redis_url, "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "t"}
+    )
+    config = Config()
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.attributes["flask_app"] = app
+    yield app, config, url
+    with app.app_context():
+        from app.extensions import db
+
+        db.engine.dispose()
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{NAME}" WITH (FORCE)')
+
+
+def _indexes(url: str) -> dict[str, bool]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT c.relname, x.indisvalid FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid "
+            "WHERE x.indrelid = 'contacts'::regclass AND c.relname LIKE '%trgm%'"
+        ).fetchall()
+    return dict(rows)
+
+
+def test_a_search_index_build_cut_short_is_built_again(fresh: tuple[Flask, Config, str]):
+    app, config, url = fresh
+    with app.app_context():
+        command.upgrade(config, "head")
+        assert _indexes(url) == {"contacts_search_trgm_idx": True}
+        command.downgrade(config, "0012_webhook_tallies")
+        assert _indexes(url) == {"contacts_email_trgm_idx": True, "contacts_name_trgm_idx": True}
+        # What a CREATE INDEX CONCURRENTLY cut short leaves behind: the index, marked invalid.
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE INDEX contacts_search_trgm_idx ON contacts "
+                "USING gin ((email || E'\\x1f' || name) gin_trgm_ops)"
+            )
+            conn.execute(
+                "UPDATE pg_index SET indisvalid = false "
+                "WHERE indexrelid = 'contacts_search_trgm_idx'::regclass"
+            )
+        assert _indexes(url)["contacts_search_trgm_idx"] is False
+        command.upgrade(config, "head")
+        assert _indexes(url) == {"contacts_search_trgm_idx": True}
