@@ -1,4 +1,4 @@
-"""Migrations on a database of their own: the search index is built without blocking, and rebuilt if cut short."""
+"""Migrations on a database of their own: the search index built without blocking, again if cut short."""
 
 from __future__ import annotations
 
