@@ -9,6 +9,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from app.config_values import (
+    ConfigError,
+    read_backoff,
+    read_bool,
+    read_duration,
+    read_int,
+    read_rate,
+    read_size,
+)
 from app.webhooks.settings import WebhookSettings, webhook_settings
 
 STORAGE_BACKENDS = ("local", "supabase")
@@ -18,34 +27,6 @@ SUPABASE_CHUNK_SIZE = 6 * 1024 * 1024
 # to Supabase through tus, in parts (SUPABASE_UPLOAD_LIMIT).
 SUPABASE_UPLOAD_LIMIT = 50 * 1024 * 1024
 MIN_TOKEN_LENGTH = 16
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$", re.IGNORECASE)
-_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-class ConfigError(Exception):
-    """One or more settings are wrong; the message lists every mistake."""
-
-
-def parse_size(text: str) -> int:
-    """Read a byte size such as ``6291456``, ``6MB``, ``6MiB`` or ``1GB``."""
-    match = _SIZE.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a size (examples: 6291456, 6MiB, 1GB)")
-    number, unit = match.groups()
-    unit = (unit or "").lower()
-    base = 1024 if "i" in unit else 1000
-    power = {"": 0, "b": 0, "k": 1, "m": 2, "g": 3, "t": 4}[unit.rstrip("ib")[:1]]
-    return int(float(number) * base**power)
-
-
-def parse_duration(text: str) -> float:
-    """Read a duration in seconds, such as ``86400``, ``90s``, ``30m``, ``24h`` or ``7d``."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a duration (examples: 86400, 90s, 30m, 24h, 7d)")
-    number, unit = match.groups()
-    return float(number) * _SECONDS[(unit or "").lower()]
 
 
 def database_url(url: str) -> str:
@@ -190,73 +171,6 @@ class Settings:
         }
 
 
-def _bool(name: str, text: str, errors: list[str]) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    errors.append(f"{name} must be true or false, not {text!r}")
-    return False
-
-
-def _int(name: str, text: str, errors: list[str], minimum: int = 1, maximum: int | None = None) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        errors.append(f"{name} must be a whole number, not {text!r}")
-        return minimum
-    if value < minimum:
-        errors.append(f"{name} must be at least {minimum}, not {value}")
-    elif maximum is not None and value > maximum:
-        errors.append(f"{name} must be at most {maximum}, not {value}")
-    return value
-
-
-def _size(name: str, text: str, errors: list[str]) -> int:
-    try:
-        value = parse_size(text)
-    except ValueError as exc:
-        errors.append(f"{name}: {exc}")
-        return 1
-    if value < 1:
-        errors.append(f"{name} must be more than 0 bytes")
-    return value
-
-
-def _duration(name: str, text: str, errors: list[str]) -> float:
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        errors.append(f"{name}: {exc}")
-        return 1.0
-    if value <= 0:
-        errors.append(f"{name} must be longer than 0 seconds")
-    return value
-
-
-def _backoff(name: str, text: str, errors: list[str]) -> tuple[int, ...]:
-    """Seconds to wait before each retry, such as ``5,30,120``: one retry per number."""
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        errors.append(f"{name} must be whole seconds separated by commas (example: 5,30,120), not {text!r}")
-        return (1,)
-    if any(value < 0 for value in values):
-        errors.append(f"{name} cannot hold a negative number of seconds: {text!r}")
-    return values
-
-
-def _rate(name: str, text: str, errors: list[str]) -> str:
-    from limits import parse_many
-
-    try:
-        parse_many(text)
-    except ValueError:
-        errors.append(f"{name} must be a rate such as 600/minute or 10/second, not {text!r}")
-    return text
-
-
 def _security(env: dict[str, str], errors: list[str]) -> SecuritySettings:
     """Tokens, cookies, rate limits and file limits."""
     try:
@@ -273,20 +187,20 @@ def _security(env: dict[str, str], errors: list[str]) -> SecuritySettings:
         api_tokens=tokens,
         token_grants=grants,
         metrics_token=metrics_token,
-        session_cookie_secure=_bool(
+        session_cookie_secure=read_bool(
             "SESSION_COOKIE_SECURE", env.get("SESSION_COOKIE_SECURE", "true"), errors
         ),
-        rate_limits_enabled=_bool("RATE_LIMITS_ENABLED", env.get("RATE_LIMITS_ENABLED", "true"), errors),
-        rate_limit=_rate("RATE_LIMIT", env.get("RATE_LIMIT", defaults.rate_limit), errors),
-        import_rate_limit=_rate(
+        rate_limits_enabled=read_bool("RATE_LIMITS_ENABLED", env.get("RATE_LIMITS_ENABLED", "true"), errors),
+        rate_limit=read_rate("RATE_LIMIT", env.get("RATE_LIMIT", defaults.rate_limit), errors),
+        import_rate_limit=read_rate(
             "IMPORT_RATE_LIMIT", env.get("IMPORT_RATE_LIMIT", defaults.import_rate_limit), errors
         ),
-        login_rate_limit=_rate(
+        login_rate_limit=read_rate(
             "LOGIN_RATE_LIMIT", env.get("LOGIN_RATE_LIMIT", defaults.login_rate_limit), errors
         ),
-        max_rows=_int("MAX_ROWS", env.get("MAX_ROWS", str(defaults.max_rows)), errors),
-        max_columns=_int("MAX_COLUMNS", env.get("MAX_COLUMNS", str(defaults.max_columns)), errors),
-        session_lifetime=_duration("SESSION_LIFETIME", env.get("SESSION_LIFETIME", "12h"), errors),
+        max_rows=read_int("MAX_ROWS", env.get("MAX_ROWS", str(defaults.max_rows)), errors),
+        max_columns=read_int("MAX_COLUMNS", env.get("MAX_COLUMNS", str(defaults.max_columns)), errors),
+        session_lifetime=read_duration("SESSION_LIFETIME", env.get("SESSION_LIFETIME", "12h"), errors),
     )
 
 
@@ -340,7 +254,7 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
     supabase_url = env.get("SUPABASE_URL") or None
     supabase_key = env.get("SUPABASE_SERVICE_ROLE_KEY") or None
     bucket = env.get("SUPABASE_BUCKET", "imports").strip()
-    chunk_size = _size("UPLOAD_CHUNK_SIZE", env.get("UPLOAD_CHUNK_SIZE", "6MiB"), errors)
+    chunk_size = read_size("UPLOAD_CHUNK_SIZE", env.get("UPLOAD_CHUNK_SIZE", "6MiB"), errors)
     if backend == "supabase":
         if not supabase_url:
             errors.append("STORAGE_BACKEND=supabase needs SUPABASE_URL")
@@ -395,33 +309,33 @@ def load_settings(env: dict[str, str] | None = None, instance: Path | None = Non
         storage_backend=backend,
         storage_dir=Path(env.get("STORAGE_DIR") or instance / "uploads").resolve(),
         secret_key=secret,
-        port=_int("PORT", env.get("PORT", "8000"), errors, maximum=65535),
-        enable_metrics=_bool("ENABLE_METRICS", env.get("ENABLE_METRICS", "true"), errors),
+        port=read_int("PORT", env.get("PORT", "8000"), errors, maximum=65535),
+        enable_metrics=read_bool("ENABLE_METRICS", env.get("ENABLE_METRICS", "true"), errors),
         upload_chunk_size=chunk_size,
-        worker_concurrency=_int("WORKER_CONCURRENCY", env.get("WORKER_CONCURRENCY", "10"), errors),
-        max_upload_size=_size("MAX_UPLOAD_SIZE", env.get("MAX_UPLOAD_SIZE", "1GB"), errors),
+        worker_concurrency=read_int("WORKER_CONCURRENCY", env.get("WORKER_CONCURRENCY", "10"), errors),
+        max_upload_size=read_size("MAX_UPLOAD_SIZE", env.get("MAX_UPLOAD_SIZE", "1GB"), errors),
         security=_security(env, errors),
-        batch_size=_int("BATCH_SIZE", env.get("BATCH_SIZE", "10000"), errors),
-        maintenance_interval=_int("MAINTENANCE_INTERVAL", env.get("MAINTENANCE_INTERVAL", "30"), errors),
-        upload_expiry=_duration("UPLOAD_EXPIRY", env.get("UPLOAD_EXPIRY", "24h"), errors),
-        reconcile_interval=_int("RECONCILE_INTERVAL", env.get("RECONCILE_INTERVAL", "30"), errors),
+        batch_size=read_int("BATCH_SIZE", env.get("BATCH_SIZE", "10000"), errors),
+        maintenance_interval=read_int("MAINTENANCE_INTERVAL", env.get("MAINTENANCE_INTERVAL", "30"), errors),
+        upload_expiry=read_duration("UPLOAD_EXPIRY", env.get("UPLOAD_EXPIRY", "24h"), errors),
+        reconcile_interval=read_int("RECONCILE_INTERVAL", env.get("RECONCILE_INTERVAL", "30"), errors),
         # A beat goes out every quarter of the timeout, so two seconds is the shortest that works.
-        job_heartbeat_timeout=_int(
+        job_heartbeat_timeout=read_int(
             "JOB_HEARTBEAT_TIMEOUT", env.get("JOB_HEARTBEAT_TIMEOUT", "60"), errors, minimum=2
         ),
         # How long a running import's rows and stage may stand still before a new run takes it over.
-        stall_timeout=_duration("STALL_TIMEOUT", env.get("STALL_TIMEOUT", "5m"), errors),
-        retry_backoff=_backoff("RETRY_BACKOFF", env.get("RETRY_BACKOFF", "5,30,120,600,1800"), errors),
+        stall_timeout=read_duration("STALL_TIMEOUT", env.get("STALL_TIMEOUT", "5m"), errors),
+        retry_backoff=read_backoff("RETRY_BACKOFF", env.get("RETRY_BACKOFF", "5,30,120,600,1800"), errors),
         supabase_url=supabase_url.rstrip("/") if supabase_url else None,
         supabase_service_role_key=supabase_key,
         supabase_bucket=bucket,
-        supabase_upload_limit=_size(
+        supabase_upload_limit=read_size(
             "SUPABASE_UPLOAD_LIMIT", env.get("SUPABASE_UPLOAD_LIMIT", str(SUPABASE_UPLOAD_LIMIT)), errors
         ),
         webhooks=webhook_settings(env, errors),
         default_phone_region=phone_region,
-        ops_cache_seconds=_int("OPS_CACHE_SECONDS", env.get("OPS_CACHE_SECONDS", "5"), errors, minimum=0),
-        import_timings=_bool("IMPORT_TIMINGS", env.get("IMPORT_TIMINGS", "false"), errors),
+        ops_cache_seconds=read_int("OPS_CACHE_SECONDS", env.get("OPS_CACHE_SECONDS", "5"), errors, minimum=0),
+        import_timings=read_bool("IMPORT_TIMINGS", env.get("IMPORT_TIMINGS", "false"), errors),
         warnings=warnings,
     )
     if errors:

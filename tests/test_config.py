@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.config import ConfigError, load_settings, parse_size
+from app.config import ConfigError, load_settings
+from app.config_values import parse_size
 from tests.conftest import ROOT
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.config_values import parse_duration, read_bool, read_duration, read_int
+
 # Seconds before each attempt: the first at once, then the Standard Webhooks schedule.
 DEFAULT_SCHEDULE = "0,5s,5m,30m,2h,5h,10h,14h,20h,24h"
 
@@ -22,8 +24,6 @@ class WebhookSettings:
 
 
 def _schedule(text: str, errors: list[str]) -> tuple[float, ...]:
-    from app.config import parse_duration
-
     try:
         values = tuple(parse_duration(part) for part in text.split(","))
     except ValueError as exc:
@@ -34,14 +34,12 @@ def _schedule(text: str, errors: list[str]) -> tuple[float, ...]:
 
 def webhook_settings(env: dict[str, str], errors: list[str]) -> WebhookSettings:
     """Read the WEBHOOK_* variables, adding every mistake to ``errors``."""
-    from app.config import _bool, _duration, _int
-
     return WebhookSettings(
-        allow_private=_bool("WEBHOOK_ALLOW_PRIVATE", env.get("WEBHOOK_ALLOW_PRIVATE", "false"), errors),
-        allow_http=_bool("WEBHOOK_ALLOW_HTTP", env.get("WEBHOOK_ALLOW_HTTP", "false"), errors),
-        timeout=_duration("WEBHOOK_TIMEOUT", env.get("WEBHOOK_TIMEOUT", "15s"), errors),
+        allow_private=read_bool("WEBHOOK_ALLOW_PRIVATE", env.get("WEBHOOK_ALLOW_PRIVATE", "false"), errors),
+        allow_http=read_bool("WEBHOOK_ALLOW_HTTP", env.get("WEBHOOK_ALLOW_HTTP", "false"), errors),
+        timeout=read_duration("WEBHOOK_TIMEOUT", env.get("WEBHOOK_TIMEOUT", "15s"), errors),
         schedule=_schedule(env.get("WEBHOOK_RETRY_SCHEDULE", DEFAULT_SCHEDULE), errors),
-        disable_after=_duration("WEBHOOK_DISABLE_AFTER", env.get("WEBHOOK_DISABLE_AFTER", "5d"), errors),
-        poll_interval=_duration("WEBHOOK_POLL_INTERVAL", env.get("WEBHOOK_POLL_INTERVAL", "5s"), errors),
-        concurrency=_int("WEBHOOK_CONCURRENCY", env.get("WEBHOOK_CONCURRENCY", "8"), errors, maximum=64),
+        disable_after=read_duration("WEBHOOK_DISABLE_AFTER", env.get("WEBHOOK_DISABLE_AFTER", "5d"), errors),
+        poll_interval=read_duration("WEBHOOK_POLL_INTERVAL", env.get("WEBHOOK_POLL_INTERVAL", "5s"), errors),
+        concurrency=read_int("WEBHOOK_CONCURRENCY", env.get("WEBHOOK_CONCURRENCY", "8"), errors, maximum=64),
     )
