@@ -7,9 +7,10 @@ rarest three trigrams find the same contact in under a millisecond. PostgreSQL k
 of trigrams, so the worker keeps a sample of the contacts' searched text (``SAMPLE_ROWS`` of them,
 drawn again as the table grows), and each web process reads it once a minute at most.
 
-A term the sample finds rare is looked for by its rarest trigrams in the index, and the whole term
-is then checked on each contact found, so the answer is exactly the plain search's. A term the
-sample finds common, or one it cannot judge, is left to PostgreSQL's own plan.
+With the sample's counts each search is planned (``plan``): by its rarest trigrams in the index,
+the whole term then checked on each contact found; by reading contacts in id order when many hold
+the term; or as PostgreSQL plans it, whichever costs least. Every plan finds exactly the contacts
+the plain search finds: the sample decides how fast, never what.
 """
 
 from __future__ import annotations
@@ -266,6 +267,10 @@ def draw(session: Session, minimum: int = MIN_CONTACTS, force: bool = False) -> 
     ).scalars()
     lines = [line.replace("\n", " ") for line in drawn if line]
     session.execute(text("DELETE FROM search_samples"))
+    if not lines:  # pages of dead rows only: no sample rather than one that knows nothing
+        session.commit()
+        forget()
+        return False
     session.execute(
         text(
             "INSERT INTO search_samples (id, contacts, texts, trigrams, made_at) "
