@@ -203,3 +203,18 @@ def test_the_pages_show_a_list_of_extra_addresses_as_the_addresses(imports: Impo
         page = imports.client.get(path, headers=HTML).get_data(as_text=True)
         assert "ada@work.example" in page and "[&#39;ada@work.example&#39;]" not in page
         assert "[" not in page.split("ada@work.example")[0][-3:]
+
+
+def test_numbered_pages_count_up_to_a_limit_and_send_on_to_keyset_pages(imports: Imports, monkeypatch):
+    from app import contact_list
+
+    imports.run(csv_bytes([[f"P {n}", f"p{n}@example.com", "", "", "", ""] for n in range(7)]))
+    page = imports.client.get("/contacts", query_string={"per_page": 2}).get_json()
+    assert (page["total"], page["totalExact"], page["pages"]) == (7, True, 4)
+    monkeypatch.setattr(contact_list, "COUNT_MAX", 3)
+    capped = imports.client.get("/contacts", query_string={"per_page": 2}).get_json()
+    assert (capped["total"], capped["totalExact"], capped["pages"]) == (3, False, 2)
+    assert len(imports.client.get("/contacts", query_string={"per_page": 2, "page": 2}).json["items"]) == 2
+    past = imports.client.get("/contacts", query_string={"per_page": 2, "page": 3})
+    assert past.status_code == 400 and "after=" in past.get_json()["error"]
+    assert len(imports.client.get("/contacts", query_string={"after": "", "per_page": 7}).json["items"]) == 7

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.contact_list import COUNT_MAX
 from app.imports.body import SOURCE_MAX
 from app.models import IMPORT_STATUSES, MERGE_MODES
 from app.openapi.parts import _error, _nullable, _ref
@@ -182,12 +183,18 @@ SCHEMAS: dict[str, Any] = {
     },
     "ContactPage": {
         "type": "object",
-        "required": ["items", "page", "pages", "total"],
+        "required": ["items", "page", "pages", "total", "totalExact"],
         "properties": {
             "items": {"type": "array", "items": _ref("Contact")},
             "page": {"type": "integer", "minimum": 1},
             "pages": {"type": "integer", "minimum": 1},
-            "total": {"type": "integer", "minimum": 0},
+            "total": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": COUNT_MAX,
+                "description": f"Matching contacts, counted up to {COUNT_MAX:,} (then totalExact is false)",
+            },
+            "totalExact": {"type": "boolean"},
         },
     },
     "ContactKeysetPage": {
