@@ -489,3 +489,25 @@ def test_a_small_import_is_accepted_when_redis_is_down_and_run_later(make_app, w
         worker_process("--concurrency", "1", **FAST)
         wait_for(lambda: all(status(job_id).is_final for job_id in small.ids), timeout=60, interval=0.2)
         assert_small_imports_stored_once(small)
+
+
+def test_a_forked_process_opens_its_own_database_connections(app):
+    """A horse (or a respawned worker) never talks over its parent's pooled connection's socket."""
+
+    def backend() -> int:
+        with db.engine.connect() as connection:
+            return connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+
+    parent = backend()  # now pooled, as a worker's is after checking its horse's run
+    read, write = os.pipe()
+    child_pid = os.fork()
+    if child_pid == 0:  # the child: report the backend it talks to, whatever happens
+        try:
+            os.write(write, str(backend()).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(child_pid, 0)
+    child = int(os.read(read, 32) or 0)
+    assert child and child != parent
+    assert backend() == parent  # and the parent's connection is still its own, and works
