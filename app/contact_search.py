@@ -124,7 +124,8 @@ def keyset_page(session: Session, wanted: ContactFilter, size: int) -> tuple[lis
     search = wanted.plan(session, size + 1)
     contacts = _read_in_order(session, wanted, search, size + 1) if search.share else []
     if len(contacts) <= size:
-        after = contacts[-1].id if contacts else wanted.after
+        # Read in order, every match before the last contact read is in hand: go on after it.
+        after = wanted.after
         if search.share:
             after = _last_read(session, wanted.after, search.contacts_to_read(size + 1)) or after
         query: Select = select(Contact).where(*wanted.where(session, PLAIN if search.share else search))

@@ -60,12 +60,17 @@ SAMPLED_TEXT = "lower(email || E'\\x1f' || name)"
 LOCK = 7_318_201  # pg_try_advisory_xact_lock: one worker draws the sample at a time
 
 
+def _windows(text: str) -> list[str]:
+    """Every three characters in a row of ``text``."""
+    return [text[i : i + 3] for i in range(len(text) - 2)]
+
+
 def trigrams_inside(text: str) -> list[tuple[int, str]]:
     """(position, trigram) of every three letters or digits in a row of ``text``, as pg_trgm reads a LIKE."""
     return [
-        (word.start() + i, word.group()[i : i + 3])
+        (word.start() + i, trigram)
         for word in WORD.finditer(text)
-        for i in range(len(word.group()) - 2)
+        for i, trigram in enumerate(_windows(word.group()))
     ]
 
 
@@ -215,7 +220,7 @@ def like_trigrams(term: str) -> list[str]:
     found = []
     for word in WORD.finditer(term.lower()):
         padded = ("  " if word.start() > 0 else "") + word.group() + (" " if word.end() < len(term) else "")
-        found += [padded[i : i + 3] for i in range(len(padded) - 2)]
+        found += _windows(padded)
     return found
 
 
@@ -225,8 +230,7 @@ def count_trigrams(texts: list[str]) -> dict[str, int]:
     for line in texts:
         held: set[str] = set()
         for word in WORD.findall(line):
-            padded = f"  {word} "
-            held.update(padded[i : i + 3] for i in range(len(padded) - 2))
+            held.update(_windows(f"  {word} "))
         counts.update(held)
     return dict(counts)
 
