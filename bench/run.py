@@ -23,7 +23,7 @@ from bench.ops import ops_page
 from bench.rejected import rejected_lists
 from bench.search import search_run
 from bench.small import small_imports
-from bench.stack import AUTHORIZATION, MemoryWatch, Stack, database_url
+from bench.stack import AUTHORIZATION, MemoryWatch, Stack, database_url, wait_for_turn
 from bench.undo import undo_run
 from bench.webhooks import webhooks
 
@@ -568,9 +568,8 @@ def _threads(
         mine = []
         turn = n
         while time.perf_counter() < deadline:
-            if rate is not None:  # this connection's k-th request is due at (k * connections + n) / rate
-                due = start + ((turn - n) * connections + n) / rate
-                time.sleep(max(0.0, due - time.perf_counter()))
+            if rate is not None:
+                wait_for_turn(start, turn - n, n, connections, rate)
             turn += 1
             started = time.perf_counter()
             try:

@@ -17,7 +17,7 @@ import redis
 from rq import Queue, Worker
 from rq.job import Job
 
-from bench.stack import AUTHORIZATION, REDIS_URL, ROOT, Stack
+from bench.stack import AUTHORIZATION, REDIS_URL, ROOT, Stack, wait_for_turn
 
 QUEUE_NAME = "imports"
 
@@ -95,7 +95,7 @@ def _post_all(
         mine, times = [], []
         for k, body in enumerate(bodies[n::clients]):
             if rate is not None:
-                time.sleep(max(0.0, start + (k * clients + n) / rate - time.perf_counter()))
+                wait_for_turn(start, k, n, clients, rate)
             began = time.perf_counter()
             conn.request("POST", "/import", body=body, headers=headers)
             response = conn.getresponse()

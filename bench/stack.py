@@ -32,6 +32,12 @@ def database_url() -> str:
     return f"{ADMIN_URL.rsplit('/', 1)[0]}/{DATABASE_NAME}"
 
 
+def wait_for_turn(start: float, sent: int, client: int, clients: int, rate: float) -> None:
+    """Sleep until ``client``'s next request is due, when ``clients`` send ``rate`` a second between
+    them from ``start`` on, in turn: after ``sent`` of its own, at (sent * clients + client) / rate."""
+    time.sleep(max(0.0, start + (sent * clients + client) / rate - time.perf_counter()))
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (RQ forks a work horse per job, below its worker)."""
     found, todo = [], [pid]
