@@ -104,6 +104,44 @@ def assert_stored_exactly_once(job_id: str, file: ContactFile, source: str = "cr
     return imp
 
 
+def wait_until_ended(job_id: str, timeout: float = 120) -> None:
+    """Wait for the import to complete or fail; on a timeout, fail with what held it up."""
+    try:
+        wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=timeout, interval=0.2)
+    except AssertionError:
+        raise AssertionError(f"the import did not end in {timeout:g}s\n{stuck_report(job_id)}") from None
+
+
+def stuck_report(job_id: str) -> str:
+    """The import's row, every other session of the database and what it waits on, and its RQ job."""
+    from app.extensions import queue
+
+    imp = status(job_id)
+    lines = [
+        f"import: status={imp.status} attempts={imp.attempts} retries={imp.retries} "
+        f"retry_at={imp.retry_at} run_by={imp.run_by} heartbeat_at={imp.heartbeat_at} error={imp.error!r}"
+    ]
+    sessions = db.session.execute(
+        text(
+            "SELECT pid, application_name, state, now() - xact_start, wait_event_type, wait_event, "
+            "left(query, 120) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    )
+    lines += [f"session: {tuple(row)}" for row in sessions]
+    locks = db.session.execute(
+        text(
+            "SELECT pid, mode, granted FROM pg_locks "
+            "WHERE relation = 'imports'::regclass AND pid <> pg_backend_pid()"
+        )
+    )
+    lines += [f"lock on imports: {tuple(row)}" for row in locks]
+    jobs = queue()
+    lines.append(f"queued jobs: {jobs.get_job_ids()}; started: {jobs.started_job_registry.get_job_ids()}")
+    db.session.rollback()
+    return "\n".join(lines)
+
+
 def progress(job_id: str, at_least: int) -> bool:
     imp = status(job_id)
     return imp.status == "running" and imp.processed_rows >= at_least
@@ -151,7 +189,7 @@ def test_kill_9_of_every_worker_process_mid_import_then_a_new_worker_completes_i
     worker_process("--concurrency", "1", **FAST)
     wait_for(lambda: status(job_id).attempts == 2 and status(job_id).status == "running", timeout=60)
     resumed_after = time.monotonic() - killed_at
-    wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=120, interval=0.2)
+    wait_until_ended(job_id)
     imp = assert_stored_exactly_once(job_id, file)
     assert imp.attempts == 2
     print(f"resumed {resumed_after:.1f}s after kill -9, from row {checkpoint:,}")
@@ -170,7 +208,7 @@ def test_a_killed_work_horse_is_retried_at_once(client, worker_process, tmp_path
 
     # With a heartbeat timeout of ten minutes, only the worker's report of the dead horse (it
     # clears the heartbeat, so the job's retry or the reconciler may resume at once) finishes it.
-    wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=120, interval=0.2)
+    wait_until_ended(job_id)
     imp = assert_stored_exactly_once(job_id, file)
     assert imp.attempts == 2
 
@@ -186,7 +224,7 @@ def test_a_flushed_redis_loses_nothing(client, worker_process, tmp_path, redis_u
     assert status(job_id).status == "queued"
 
     worker_process("--concurrency", "1", **FAST)
-    wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=60, interval=0.2)
+    wait_until_ended(job_id, timeout=60)
     imp = assert_stored_exactly_once(job_id, file)
     assert imp.attempts == 1
 
@@ -212,7 +250,7 @@ def test_dropped_database_connections_are_retried_and_counted(client, worker_pro
 
         wait_for(drop_worker_connections, timeout=60, interval=0.2)
 
-    wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=120, interval=0.2)
+    wait_until_ended(job_id)
     imp = assert_stored_exactly_once(job_id, file)
     assert imp.attempts > 1
     assert client.get(f"/imports/{job_id}").get_json()["attempts"] == imp.attempts
@@ -234,7 +272,7 @@ def test_redis_connections_killed_mid_import(client, worker_process, tmp_path, r
     for client_info in ours:  # only this test database's clients: other databases are not ours
         server.client_kill_filter(_id=client_info["id"])
 
-    wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=120, interval=0.2)
+    wait_until_ended(job_id)
     assert_stored_exactly_once(job_id, file)
 
 
@@ -256,7 +294,7 @@ def test_sigterm_hands_the_import_back_after_a_batch(client, worker_process, tmp
     assert queued == [job_id.encode()]
 
     worker_process("--concurrency", "1", **FAST)
-    wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=120, interval=0.2)
+    wait_until_ended(job_id)
     imp = assert_stored_exactly_once(job_id, file)
     assert imp.attempts == 2
 
@@ -271,7 +309,7 @@ def test_import_is_accepted_when_redis_is_down_and_queued_later(make_app, worker
         assert status(job_id).status == "queued"
 
         worker_process("--concurrency", "1", **FAST)
-        wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=60, interval=0.2)
+        wait_until_ended(job_id, timeout=60)
         assert_stored_exactly_once(job_id, file)
 
 
