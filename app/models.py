@@ -153,9 +153,11 @@ class Import(db.Model):
     progress_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # "host:pid" of the work horse that claimed the import.
     run_by: Mapped[str | None] = mapped_column(String(255))
-    # Undo (app.undo): contacts removed or restored, contacts kept because a later import changed
-    # them, and the undo's checkpoint {"from": status before, "phase", "after", "keptBy": {id: n}}.
+    # Undo (app.undo): contacts removed or restored, of them those removed, contacts kept because a
+    # later import changed them, and the undo's checkpoint {"from": status before, "phase", "after",
+    # "keptBy": {id: n}}. A source holds its imports' inserted_rows less their removed_rows.
     undone_rows: Mapped[int] = mapped_column(Integer, default=0)
+    removed_rows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     kept_rows: Mapped[int] = mapped_column(Integer, default=0)
     undo_state: Mapped[dict | None] = mapped_column(JSON)
     undo_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -207,6 +209,7 @@ _JSON_NAMES = {
     "sheet": "sheet",
     "attempts": "attempts",
     "undone_rows": "undoneRows",
+    "removed_rows": "removedRows",
     "kept_rows": "keptRows",
     "error": "error",
     "created_by": "createdBy",
@@ -237,7 +240,8 @@ class RowError(db.Model):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
-    import_id: Mapped[str] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"))
+    # No foreign key (migration 0017): PostgreSQL would check it on every rejected row stored.
+    import_id: Mapped[str] = mapped_column(String(36))
     row: Mapped[int] = mapped_column(Integer)
     field: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[str] = mapped_column(Text)

@@ -240,15 +240,16 @@ def run(imp: Import) -> None:
             while state["phase"] != "done":
                 if handback_requested.is_set():
                     raise ImportHandedBack(import_id)
-                if state["phase"] == "restore":
-                    last, undone, kept = _restore_batch(import_id, state.get("after"), config.batch_size)
-                    state.update(phase="remove", after=None) if last is None else state.update(after=last)
-                else:
+                removing = state["phase"] == "remove"
+                if removing:
                     last, undone, kept = _remove_batch(import_id, state.get("after"), config.batch_size)
                     state.update(phase="done", after=None) if last is None else state.update(after=last)
+                else:
+                    last, undone, kept = _restore_batch(import_id, state.get("after"), config.batch_size)
+                    state.update(phase="remove", after=None) if last is None else state.update(after=last)
                 for changer, count in _changers(kept).items():
                     state["keptBy"][changer] = state["keptBy"].get(changer, 0) + count
-                _commit_batch(import_id, attempt, state, undone, len(kept))
+                _commit_batch(import_id, attempt, state, undone, len(kept), removed=undone if removing else 0)
     except ImportStopped:
         db.session.rollback()
         log.info("the undo was cancelled or taken over by a newer run", extra={"import_id": import_id})
@@ -265,8 +266,13 @@ def run(imp: Import) -> None:
         log.info("import undone", extra={"import_id": import_id})
 
 
-def _commit_batch(import_id: str, attempt: int, state: dict[str, Any], undone: int, kept: int) -> None:
-    """Commit a batch's changes with the counters and checkpoint, or nothing if another run owns the undo."""
+def _commit_batch(
+    import_id: str, attempt: int, state: dict[str, Any], undone: int, kept: int, removed: int
+) -> None:
+    """Commit a batch's changes with the counters and checkpoint, or nothing if another run owns the undo.
+
+    ``undone`` counts the contacts removed or restored, ``removed`` those of them removed.
+    """
     if db.session.get_bind().dialect.name == "postgresql":
         # As for an import's batches: the changes, counters and checkpoint are lost together or kept
         # together in a database crash, and a rerun redoes the batch from the older checkpoint.
@@ -276,6 +282,7 @@ def _commit_batch(import_id: str, attempt: int, state: dict[str, Any], undone: i
         .where(*ours(import_id, attempt, UNDOING))
         .values(
             undone_rows=Import.undone_rows + undone,
+            removed_rows=Import.removed_rows + removed,
             kept_rows=Import.kept_rows + kept,
             undo_state=dict(state, keptBy=dict(state["keptBy"])),
             heartbeat_at=utcnow(),

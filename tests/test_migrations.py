@@ -69,3 +69,34 @@ def test_a_search_index_build_cut_short_is_built_again(fresh: tuple[Flask, Confi
         assert _indexes(url)["contacts_search_trgm_idx"] is False
         command.upgrade(config, "head")
         assert _indexes(url) == {"contacts_search_trgm_idx": True}
+
+
+def test_the_contacts_undos_removed_before_the_count_was_kept_are_counted_once(
+    fresh: tuple[Flask, Config, str],
+):
+    """Migration 0016: an undo run before it removed what its import inserted and is no longer there."""
+    app, config, url = fresh
+    with app.app_context():
+        command.upgrade(config, "0015_search_sample")
+        with psycopg.connect(url, autocommit=True) as conn:
+            for import_id, undone in (("undone", True), ("kept", False)):
+                conn.execute(
+                    "INSERT INTO imports (id, status, source, created_at, inserted_rows, undo_state) "
+                    "VALUES (%s, %s, 'crm', now(), 3, %s)",
+                    (import_id, "undone" if undone else "completed", '{"phase": "done"}' if undone else None),
+                )
+            # The undone import's third contact was changed by a later import, so its undo kept it.
+            rows = [("undone", "kept@example.com")] + [("kept", f"p{n}@example.com") for n in range(3)]
+            for import_id, email in rows:
+                conn.execute(
+                    "INSERT INTO contacts (id, name, email, source, import_id, imported_at) "
+                    "VALUES (gen_random_uuid(), '', %s, 'crm', %s, now())",
+                    (email, import_id),
+                )
+        command.upgrade(config, "head")
+        with psycopg.connect(url) as conn:
+            removed = dict(conn.execute("SELECT id, removed_rows FROM imports").fetchall())
+        assert removed == {"undone": 2, "kept": 0}
+        client = app.test_client()
+        listed = client.get("/sources", headers={"Accept": "application/json"}).get_json()["items"]
+        assert [(item["source"], item["contacts"]) for item in listed] == [("crm", 4)]

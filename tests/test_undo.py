@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from rq import SimpleWorker
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.extensions import QUEUE_NAME, db, redis
 from app.models import Contact
@@ -44,7 +44,7 @@ def test_undo_of_update_and_fill_imports_restores_every_row_exactly(imports: Imp
         assert snapshot() != before
         undone = undo(imports, status["jobId"])
         assert undone["undoneRows"] == status["insertedRows"] + status["updatedRows"]
-        assert undone["keptRows"] == 0
+        assert (undone["removedRows"], undone["keptRows"]) == (status["insertedRows"], 0)
         assert snapshot() == before
     # Two merging imports, undone newest first, give the table back as it was before both.
     first = imports.run(csv_bytes(AGAIN), mode="update")
@@ -66,13 +66,15 @@ def test_contacts_a_later_import_changed_keep_the_change_and_the_undo_names_it(i
     assert later["updatedRows"] == 2  # Ada and Grace; Alan is unchanged
     after_later = {email: values for email, values in imports.contacts().items() if "example.com" in email}
     undone = undo(imports, first["jobId"])
-    assert (undone["undoneRows"], undone["keptRows"]) == (1, 2)  # Alan removed; Ada and Grace kept
+    # Alan removed; Ada and Grace kept
+    assert (undone["undoneRows"], undone["removedRows"], undone["keptRows"]) == (1, 1, 2)
     contacts = imports.contacts()
     assert set(contacts) == {"ada@example.com", "grace@example.com", "edsger@example.nl"}
     assert contacts["ada@example.com"] == after_later["ada@example.com"]
     page = imports.client.get(f"/imports/{first['jobId']}", headers={"Accept": "text/html"})
     html = page.get_data(as_text=True)
     assert "kept, because a later import changed them" in html
+    assert "<span data-removed>1</span> removed, <span data-restored>0</span> restored" in html
     assert f"/imports/{later['jobId']}" in html and "(2)" in html
 
 
@@ -127,8 +129,8 @@ def test_a_cancelled_undo_is_consistent_and_a_second_undo_finishes_it(make_app, 
         # restore phase, which has nothing to do here): the undo waits again, two contacts removed.
         batches, commits = undo_module._commit_batch, []
 
-        def one_batch_then_stop(*args: Any) -> None:
-            batches(*args)
+        def one_batch_then_stop(*args: Any, **named: Any) -> None:
+            batches(*args, **named)
             commits.append(args)
             if len(commits) == 2:
                 runs.handback_requested.set()
@@ -199,3 +201,33 @@ def test_a_transient_failure_mid_undo_waits_for_its_retry_in_postgresql(make_app
         assert (finished["status"], finished["error"]) == ("undone", None)
         assert (finished["undoneRows"], finished["keptRows"]) == (5, 0)
         assert imports.contacts() == {}
+
+
+def test_each_source_counts_the_contacts_its_imports_left(imports: Imports):
+    """The sources page counts from the imports: it agrees with the contacts after inserts, merges,
+    a small JSON import, fixes and undos, as the contacts page's source filter does."""
+    first = imports.run(csv_bytes(STORED))
+    imports.run(csv_bytes(AGAIN), mode="update")  # Edsger new; Ada and Grace changed
+    undo(imports, first["jobId"])  # Alan removed; Ada and Grace kept
+    shop = imports.run(csv_bytes([["Ada", "ada@example.com", "", "", "", ""]]), source="shop")
+    people = [{"name": "Wei", "email": f"w{n}@example.cn"} for n in range(3)]
+    small = imports.client.post("/import", json={"source": "web", "data": people})
+    assert small.status_code == 202
+    SimpleWorker([QUEUE_NAME], connection=redis()).work(burst=True, with_scheduler=False)
+    fixed = imports.run(csv_bytes([["Bad", "not an email", "", "", "", ""]]), source="web")
+    bad_row = imports.client.get(f"/imports/{fixed['jobId']}/errors").get_json()["items"][0]["row"]
+    answer = imports.client.post(
+        f"/imports/{fixed['jobId']}/fixes",
+        json={"rows": [{"row": bad_row, "values": {"Email": "fixed@example.cn"}}]},
+    )
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    SimpleWorker([QUEUE_NAME], connection=redis()).work(burst=True, with_scheduler=False)
+    undo(imports, shop["jobId"])  # the source is left with no contacts, and still listed
+    db.session.remove()
+
+    held = dict(db.session.execute(select(Contact.source, func.count()).group_by(Contact.source)).all())
+    assert held == {"crm": 3, "web": 4}
+    listed = imports.client.get("/sources").get_json()["items"]
+    assert {item["source"]: item["contacts"] for item in listed} == {**held, "shop": 0}
+    page = imports.client.get("/contacts", headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert re.findall(r'<option value="(\w+)"', page) == ["crm", "web"]

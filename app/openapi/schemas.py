@@ -110,6 +110,7 @@ SCHEMAS: dict[str, Any] = {
             "startedAt": _nullable("string", format="date-time"),
             "finishedAt": _nullable("string", format="date-time"),
             "undoneRows": {"type": "integer", "minimum": 0},
+            "removedRows": {"type": "integer", "minimum": 0},
             "keptRows": {"type": "integer", "minimum": 0},
             "undoneAt": _nullable("string", format="date-time"),
             "fixes": _nullable("string"),
