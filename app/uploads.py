@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
 from datetime import UTC, datetime
@@ -30,6 +28,7 @@ from app.storage import (
     StorageUnavailable,
     UploadTooLarge,
 )
+from app.tus_headers import byte_count, parse_metadata, upload_checksum
 from app.upload_files import (
     CHECKSUM_ALGORITHMS,
     INSUFFICIENT_STORAGE,
@@ -108,59 +107,6 @@ def _tus_headers(response: Response) -> Response:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite gives naive datetimes
-
-
-def _byte_count(name: str, required: bool = True) -> int | None:
-    value = request.headers.get(name)
-    if value is None:
-        if required:
-            raise TusError(400, f"The {name} header is missing")
-        return None
-    if not (value.isascii() and value.isdigit()):
-        raise TusError(400, f"{name} must be a whole number of bytes, not {value!r}")
-    return int(value)
-
-
-def parse_metadata(header: str) -> dict[str, str]:
-    """Decode ``Upload-Metadata`` (``key base64value,key2 ...``); raise TusError 400 when malformed."""
-    metadata: dict[str, str] = {}
-    for pair in header.split(","):
-        pair = pair.strip()
-        if not pair:
-            continue
-        key, _, encoded = pair.partition(" ")
-        if not key.isascii() or " " in encoded.strip():
-            raise TusError(400, f"Upload-Metadata has a malformed pair: {pair[:100]!r}")
-        if key in metadata:
-            raise TusError(400, f"Upload-Metadata names {key!r} twice")
-        try:
-            metadata[key] = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            raise TusError(
-                400, f"Upload-Metadata value of {key!r} is not base64-encoded UTF-8 text"
-            ) from None
-    return metadata
-
-
-def _checksum() -> tuple[str, bytes] | None:
-    """The Upload-Checksum header as (algorithm, digest), or None."""
-    value = request.headers.get("Upload-Checksum")
-    if value is None:
-        return None
-    algorithm, _, encoded = value.strip().partition(" ")
-    if algorithm not in CHECKSUM_ALGORITHMS:
-        raise TusError(
-            400,
-            f"Upload-Checksum algorithm {algorithm!r} is not supported; use one of "
-            + ", ".join(CHECKSUM_ALGORITHMS),
-        )
-    try:
-        digest = base64.b64decode(encoded.strip(), validate=True)
-    except binascii.Error:
-        raise TusError(400, "Upload-Checksum must be the algorithm, a space and a base64 digest") from None
-    if len(digest) != CHECKSUM_ALGORITHMS[algorithm]().digest_size:
-        raise TusError(400, f"Upload-Checksum is not a {algorithm} digest")
-    return algorithm, digest
 
 
 def _upload_headers(response: Response, upload: Upload) -> Response:
@@ -270,7 +216,7 @@ def create() -> Response:
     """Create an upload (creation), with its first bytes if the body has any (creation-with-upload)."""
     if "Upload-Defer-Length" in request.headers:
         raise TusError(400, "Upload-Defer-Length is not supported: send Upload-Length")
-    length = _byte_count("Upload-Length")
+    length = byte_count("Upload-Length")
     limit = settings().max_upload_size
     if length > limit:
         raise TusError(413, f"The file is larger than the limit of {limit:,} bytes")
@@ -296,8 +242,8 @@ def create() -> Response:
     if not current_principal().may_use(source):
         raise TusError(403, f"This API token may not import into the source {source!r}")
     with_data = request.mimetype == CHUNK_TYPE
-    checksum = _checksum() if with_data else None
-    declared = _byte_count("Content-Length", required=False)
+    checksum = upload_checksum() if with_data else None
+    declared = byte_count("Content-Length", required=False)
     if with_data and declared is not None and declared > length:
         raise TusError(413, f"The data runs past the upload's length of {length:,} bytes")
 
@@ -355,9 +301,9 @@ def append(upload_id: str) -> Response:
     """Add bytes at the upload's offset; the last byte starts the import."""
     if request.mimetype != CHUNK_TYPE:
         raise TusError(415, f"A PATCH must have Content-Type: {CHUNK_TYPE}")
-    offset = _byte_count("Upload-Offset")
-    checksum = _checksum()
-    declared = _byte_count("Content-Length", required=False)
+    offset = byte_count("Upload-Offset")
+    checksum = upload_checksum()
+    declared = byte_count("Content-Length", required=False)
     with locked(upload_id):
         upload = _find(upload_id)
         if offset != upload.offset:

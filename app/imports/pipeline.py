@@ -429,7 +429,7 @@ def _read_batches(
             if contact is not None:
                 append(contact)
             else:
-                _reject_or_keep(reader, row, headers, row_number, batch)  # type: ignore[arg-type]
+                reject_or_keep(reader, row, headers, row_number, batch)  # type: ignore[arg-type]
         elif isinstance(row, BrokenRow):
             batch.keep_problems(row_number, (Problem(None, row.message, row.text),), None)
             batch.rejected_rows += 1
@@ -438,7 +438,7 @@ def _read_batches(
         else:
             keys = tuple(row)
             record_reader = reader_of(by_keys, keys, phone_region, mapping)
-            _reject_or_keep(record_reader, record_reader.cells(row), keys, row_number, batch)
+            reject_or_keep(record_reader, record_reader.cells(row), keys, row_number, batch)
     committer.submit(batch)
 
 
@@ -467,7 +467,7 @@ def _record_columns(keys: tuple[str, ...], mapping: dict | None) -> Columns:
     return find_columns(keys)
 
 
-def _reject_or_keep(
+def reject_or_keep(
     reader: ContactReader, cells: list[Any], headers: Sequence[str], row_number: int, batch: Batch
 ) -> None:
     """Read one row into the batch: a contact (with its warnings), the row's problems, or nothing if blank."""

@@ -43,7 +43,7 @@ from app.contacts import (
 )
 from app.dashboard.rollups import record_batch
 from app.extensions import db, queue, redis, settings
-from app.imports.pipeline import Batch, _reject_or_keep, reader_of
+from app.imports.pipeline import Batch, reader_of, reject_or_keep
 from app.imports.review import ImportOptions
 from app.imports.runs import run_by
 from app.merge import merge_contacts
@@ -299,7 +299,7 @@ def _run_one(
             raise NotSmall(imp.id)
         keys = tuple(row)
         reader = reader_of(readers, keys, config.default_phone_region)
-        _reject_or_keep(reader, reader.cells(row), keys, row_number, batch)
+        reject_or_keep(reader, reader.cells(row), keys, row_number, batch)
         batch.last_row = row_number
     contacts = batch.contacts
     if imp.mode != "skip":

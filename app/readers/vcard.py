@@ -11,14 +11,14 @@ Photos, logos, sounds, keys and any other embedded binary are skipped as they st
 
 from __future__ import annotations
 
-import binascii
 import codecs
 import io
 import re
 from collections.abc import Iterator
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
 from app.readers import BrokenRow, Record, Table
+from app.readers.vcard_values import Property, binary_value, components, decoded, parse_property, unescape
 
 # A physical line is read at most this much at a time, so a photo written on one line of many
 # megabytes (Google does not fold) streams past in pieces instead of filling memory.
@@ -35,11 +35,6 @@ _N_PARTS = ("Last Name", "First Name", "Middle Name", "Name Prefix", "Name Suffi
 _BEGIN = re.compile(rb"[ \t]*BEGIN[ \t]*:[ \t]*VCARD[ \t]*", re.IGNORECASE)
 _END = re.compile(rb"[ \t]*END[ \t]*:[ \t]*VCARD[ \t]*", re.IGNORECASE)
 _APPLE_LABEL = re.compile(r"_\$!<(.*)>!\$_")
-_ESCAPES = re.compile(r"\\(.)", re.DOTALL)
-_ESCAPED = {"n": "\n", "N": "\n", ",": ",", ";": ";", "\\": "\\", ":": ":"}
-# 2.1 writers escape the separators of a compound value and the backslash itself, nothing else:
-# "C:\new" in a 2.1 note is a path, not a line break.
-_ESCAPED_21 = {";": ";", ",": ",", "\\": "\\"}
 
 
 def sniff(head: bytes) -> str | None:
@@ -63,18 +58,11 @@ def read(stream: BinaryIO, head: bytes, kind: str, size: int | None) -> Table:
     return Table(kind, _cards(stream), total)
 
 
-class _Property(NamedTuple):
-    group: str
-    name: str
-    params: dict[str, list[str]]
-    value: bytes
-
-
 class _Card:
     """What has been read of the current card."""
 
     def __init__(self) -> None:
-        self.properties: list[_Property] = []
+        self.properties: list[Property] = []
         self.version = "3.0"
         self.size = 0
         self.shown: list[str] = []
@@ -122,7 +110,7 @@ def _cards(stream: BinaryIO) -> Iterator[tuple[int, Record | BrokenRow]]:
         card.keep_text(line)
         if card.problem:
             continue
-        prop = _parse(line)
+        prop = parse_property(line)
         if prop is None:
             shown = line[:80].decode("utf-8", errors="replace")
             card.problem = f"This card has a line that is not a vCard property: “{shown}”"
@@ -185,7 +173,7 @@ def _logical_lines(stream: BinaryIO) -> Iterator[tuple[bytes, bool]]:
             current, size, overflow = [text], len(text), False
             before = text.split(b":", 1)[0].upper()
             name = before.split(b";", 1)[0].rsplit(b".", 1)[-1].strip()
-            skipping = name.decode("ascii", errors="replace") in SKIPPED or _binary(before)
+            skipping = name.decode("ascii", errors="replace") in SKIPPED or binary_value(before)
             quoted_printable = b"QUOTED-PRINTABLE" in before
             if name == b"VERSION":
                 keep_space = text.split(b":", 1)[-1].strip() == b"2.1"
@@ -201,108 +189,7 @@ def _logical_lines(stream: BinaryIO) -> Iterator[tuple[bytes, bool]]:
         yield b"".join(current), skipping
 
 
-def _binary(before_colon: bytes) -> bool:
-    """Whether the parameters say the value is base64 (binary data, kept by no contact field)."""
-    return b"ENCODING=B" in before_colon or b"BASE64" in before_colon
-
-
-def _parse(line: bytes) -> _Property | None:
-    """``group.NAME;PARAM=a,b;BARE:value`` taken apart; None for a line that is none of that."""
-    colon = _value_start(line)
-    if colon < 0:
-        return None
-    head = line[:colon].decode("utf-8", errors="replace")
-    parts = _split_params(head)
-    group, _, name = parts[0].strip().rpartition(".")
-    name = name.strip().upper()
-    if not name or not re.fullmatch(r"[A-Z0-9-]+", name):
-        return None
-    params: dict[str, list[str]] = {}
-    for param in parts[1:]:
-        key, eq, value = param.partition("=")
-        if not eq:  # 2.1: ;HOME;PREF;QUOTED-PRINTABLE
-            key, value = _bare_param(key.strip())
-        values = [v.strip().strip('"') for v in value.split(",")] if value else []
-        params.setdefault(key.strip().upper(), []).extend(values)
-    return _Property(group.strip().lower(), name, params, line[colon + 1 :])
-
-
-def _value_start(line: bytes) -> int:
-    """Where the value starts: after the first colon that is not inside a quoted parameter."""
-    colon = line.find(b":")
-    if colon < 0 or b'"' not in line[:colon]:
-        return colon
-    quoted = False
-    for i, byte in enumerate(line):
-        if byte == 0x22:
-            quoted = not quoted
-        elif byte == 0x3A and not quoted:
-            return i
-    return -1
-
-
-def _split_params(head: str) -> list[str]:
-    parts, start, quoted = [], 0, False
-    for i, ch in enumerate(head):
-        if ch == '"':
-            quoted = not quoted
-        elif ch == ";" and not quoted:
-            parts.append(head[start:i])
-            start = i + 1
-    parts.append(head[start:])
-    return parts
-
-
-def _bare_param(word: str) -> tuple[str, str]:
-    upper = word.upper()
-    if upper in ("QUOTED-PRINTABLE", "BASE64", "8BIT", "7BIT"):
-        return "ENCODING", upper
-    if upper.startswith("CHARSET"):
-        return "CHARSET", word.partition("=")[2]
-    return "TYPE", word
-
-
-def _decoded(prop: _Property) -> str:
-    """The value's text: QUOTED-PRINTABLE undone, bytes read in the CHARSET the card names."""
-    raw = prop.value
-    encoding = [e.upper() for e in prop.params.get("ENCODING", [])]
-    if "QUOTED-PRINTABLE" in encoding:
-        raw = binascii.a2b_qp(raw)
-    charset = (prop.params.get("CHARSET") or ["utf-8"])[0] or "utf-8"
-    try:
-        text = raw.decode(charset)
-    except (LookupError, UnicodeDecodeError):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("cp1252", errors="replace")
-    return text.replace("\r\n", "\n")
-
-
-def _unescape(text: str, version: str) -> str:
-    """Backslash escapes undone (newline, comma, semicolon, backslash, Google's colon; 2.1 fewer)."""
-    if "\\" not in text:
-        return text
-    table = _ESCAPED_21 if version == "2.1" else _ESCAPED
-    return _ESCAPES.sub(lambda m: table.get(m.group(1), m.group(0)), text)
-
-
-def _components(text: str, version: str) -> list[str]:
-    """A structured value (N, ADR, ORG) split at its unescaped semicolons."""
-    parts, start, i = [], 0, 0
-    while i < len(text):
-        if text[i] == "\\":
-            i += 2  # the escaped character, whatever it is, is no separator
-            continue
-        if text[i] == ";":
-            parts.append(text[start:i])
-            start = i + 1
-        i += 1
-    parts.append(text[start:])
-    return [_unescape(part, version).strip() for part in parts]
-
-
-def _preference(prop: _Property, index: int) -> tuple[int, int]:
+def _preference(prop: Property, index: int) -> tuple[int, int]:
     """Sort key: PREF=1 (4.0) or TYPE=pref (2.1, 3.0) first, then the order of the file."""
     rank = 101
     for value in prop.params.get("PREF", []):
@@ -320,10 +207,10 @@ def _record(card: _Card) -> Record | BrokenRow:
         return BrokenRow(card.problem, card.text())
     version = card.version
     record: Record = {}
-    emails: list[tuple[tuple[int, int], str, _Property]] = []
-    phones: list[tuple[tuple[int, int], str, _Property]] = []
+    emails: list[tuple[tuple[int, int], str, Property]] = []
+    phones: list[tuple[tuple[int, int], str, Property]] = []
     owners: dict[str, str] = {}  # group -> the record key of its main property
-    labels: list[_Property] = []
+    labels: list[Property] = []
     for index, prop in enumerate(card.properties):
         name = prop.name
         if name in _NOT_KEPT:
@@ -331,29 +218,29 @@ def _record(card: _Card) -> Record | BrokenRow:
         if name.startswith("X-AB") and prop.group:
             labels.append(prop)
             continue
-        text = _decoded(prop)
+        text = decoded(prop)
         if name == "EMAIL":
-            value = _unescape(text, version).strip()
+            value = unescape(text, version).strip()
             if value:
                 emails.append((_preference(prop, index), value, prop))
         elif name == "TEL":
-            value = _unescape(text, version).strip()
+            value = unescape(text, version).strip()
             if value:
                 phones.append((_preference(prop, index), value, prop))
         elif name == "FN":
-            _put(record, "Name", _unescape(text, version).strip(), prop, owners)
+            _put(record, "Name", unescape(text, version).strip(), prop, owners)
         elif name == "N":
-            for key, part in zip(_N_PARTS, _components(text, version), strict=False):
+            for key, part in zip(_N_PARTS, components(text, version), strict=False):
                 if part:
                     record[key] = part
         elif name == "ORG":
-            _put(record, "Company", ", ".join(p for p in _components(text, version) if p), prop, owners)
+            _put(record, "Company", ", ".join(p for p in components(text, version) if p), prop, owners)
         elif name == "TITLE":
-            _put(record, "Title", _unescape(text, version).strip(), prop, owners)
+            _put(record, "Title", unescape(text, version).strip(), prop, owners)
         elif name == "ADR":
-            _put(record, "ADR", ", ".join(p for p in _components(text, version) if p), prop, owners)
+            _put(record, "ADR", ", ".join(p for p in components(text, version) if p), prop, owners)
         else:
-            _put(record, name, _unescape(text, version).strip(), prop, owners)
+            _put(record, name, unescape(text, version).strip(), prop, owners)
     if emails:
         emails.sort(key=lambda e: e[0])
         record["E-mail"] = " ::: ".join(value for _, value, _ in emails)
@@ -367,7 +254,7 @@ def _record(card: _Card) -> Record | BrokenRow:
         if prop.group:
             owners.setdefault(prop.group, key)
     for prop in labels:
-        label = _unescape(_decoded(prop), version).strip()
+        label = unescape(decoded(prop), version).strip()
         label = _APPLE_LABEL.sub(r"\1", label)
         owner = owners.get(prop.group)
         key = f"{owner} {_LABELS.get(prop.name, prop.name)}" if owner else prop.name
@@ -376,7 +263,7 @@ def _record(card: _Card) -> Record | BrokenRow:
     return record
 
 
-def _put(record: Record, key: str, value: str, prop: _Property, owners: dict[str, str]) -> None:
+def _put(record: Record, key: str, value: str, prop: Property, owners: dict[str, str]) -> None:
     """Set ``key``, or ``key 2``, ``key 3``... when the card repeats the property."""
     if not value:
         return
