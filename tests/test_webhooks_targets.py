@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import multiprocessing
+import socket
 import ssl
 import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -86,6 +92,68 @@ def test_a_name_is_resolved_once_and_judged_by_its_address():
     assert ipaddress.ip_address(target.address).is_loopback
     with pytest.raises(TargetRefused, match="could not be resolved"):
         resolve("https://no-such-host.invalid/hook", STRICT)
+
+
+@contextmanager
+def dripping_server() -> Iterator[int]:
+    """A server that answers every request a byte every 0.2 s, so no single read ever times out."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+                if stop.wait(0.2):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return  # cut by the client
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        listener.close()
+
+
+def _post_to(port: int, timeout: float) -> tuple[str, float]:
+    started = time.monotonic()
+    answer = post(Target("http", "127.0.0.1", port, "/hook", "127.0.0.1"), {}, b"{}", timeout=timeout)
+    return answer.outcome, time.monotonic() - started
+
+
+def _post_in_child(port: int, results: multiprocessing.Queue) -> None:
+    results.put(_post_to(port, 1))
+
+
+def test_an_answer_dripped_a_byte_at_a_time_is_cut_at_the_timeout_also_in_a_forked_process():
+    with dripping_server() as port:
+        # Several at once, each cut at its own deadline by the one watchdog.
+        with ThreadPoolExecutor(4) as pool:
+            cut = list(pool.map(lambda timeout: _post_to(port, timeout), [1, 1.5, 1, 2]))
+        assert [outcome for outcome, _ in cut] == ["timeout"] * 4
+        assert all(
+            timeout <= took < timeout + 1 for (_, took), timeout in zip(cut, [1, 1.5, 1, 2], strict=True)
+        )
+        # A work horse is forked from a worker whose watchdog may be running: it watches its own.
+        context = multiprocessing.get_context("fork")
+        results = context.Queue()
+        child = context.Process(target=_post_in_child, args=(port, results))
+        child.start()
+        outcome, took = results.get(timeout=10)
+        child.join(10)
+        assert outcome == "timeout" and 1 <= took < 2
 
 
 def test_the_request_goes_to_the_pinned_address_with_the_name_as_host():
