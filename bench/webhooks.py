@@ -52,9 +52,13 @@ def receiver() -> Iterator[tuple[str, Counter]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 128
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        # Read by the constructor's listen(): set on the instance afterwards, the backlog stays 5,
+        # and connections beyond it wait a second for their SYN to be sent again.
+        request_queue_size = 128
+
+    server = Server(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

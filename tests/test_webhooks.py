@@ -4,6 +4,7 @@ retries, 410, timeouts, redirects, Retry-After, rotation, recovery, the pages an
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
@@ -18,6 +19,7 @@ from app.models import Import, utcnow
 from app.webhooks import record_event
 from app.webhooks.delivery import QUEUE_NAME as WEBHOOK_QUEUE
 from app.webhooks.models import WebhookEndpoint, WebhookEvent
+from tests.conftest import wait_for
 from tests.webhook_receiver import Receiver, Reply, running_receiver
 
 # A receiver on loopback over plain http needs both switches; retries come at once.
@@ -521,7 +523,8 @@ def test_webhooks_need_a_token_like_the_rest_of_the_api(make_app):
 
 
 def test_a_claimed_message_is_held_by_one_run_until_its_lease_ends(api, receiver):
-    from app.webhooks.delivery import attempt, claim, record
+    from app.webhooks.answers import record
+    from app.webhooks.delivery import attempt, claim
     from app.webhooks.models import WebhookMessage
 
     endpoint = add_endpoint(api, receiver.url)
@@ -550,6 +553,47 @@ def test_a_claimed_message_is_held_by_one_run_until_its_lease_ends(api, receiver
     record([(c, attempt(c, config), utcnow()) for c in second], config)
     db.session.commit()
     assert db.session.query(WebhookMessage).count() == 0
+
+
+def test_a_job_asked_to_stop_sends_what_it_started_and_gives_the_rest_back(make_app, receiver):
+    from app.imports.runs import handback_requested
+    from app.webhooks.delivery import claim, drain
+    from app.webhooks.models import WebhookAttempt, WebhookMessage
+
+    app = make_app(**OPEN | {"WEBHOOK_CONCURRENCY": "1"})
+    with app.app_context():
+        api = app.test_client()
+        api.environ_base["HTTP_ACCEPT"] = "application/json"
+        endpoint = add_endpoint(api, receiver.url)
+        for _ in range(5):
+            api.post(f"/webhooks/{endpoint['id']}/test")
+        held = threading.Event()
+        receiver.script(Reply(hold=held))
+
+        def stop_while_the_first_is_out() -> None:
+            wait_for(lambda: receiver.received, timeout=10, interval=0.01)
+            handback_requested.set()  # as a worker's warm shutdown does
+            held.set()
+
+        stopper = threading.Thread(target=stop_while_the_first_is_out)
+        stopper.start()
+        try:
+            sent = drain()
+        finally:
+            stopper.join()
+            handback_requested.clear()
+        assert sent == 1 and len(receiver.received) == 1
+        messages = db.session.scalars(db.select(WebhookMessage)).all()
+        assert sorted(m.status for m in messages) == ["delivered", "pending", "pending", "pending", "pending"]
+        waiting = [m for m in messages if m.status == "pending"]
+        assert all(m.attempts == 0 and m.lease_until is None for m in waiting)
+        assert db.session.query(WebhookAttempt).count() == 1
+        # Given back, they are due at once, and their first attempt is the first one logged.
+        again = claim(10, app.config["SETTINGS"].webhooks)
+        assert sorted(c.message_id for c in again) == sorted(m.id for m in waiting)
+        assert {c.number for c in again} == {1}
+        db.session.rollback()
+    _clean(app)
 
 
 def test_the_import_page_follows_its_deliveries_only_while_they_may_change(api, receiver):

@@ -8,20 +8,21 @@ worker killed mid-send only delays a message, which then goes out with the same 
 from __future__ import annotations
 
 import logging
-import random
+import queue as queues
 import time
 import uuid
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import redis.exceptions
 from rq import Queue
-from sqlalchemy import and_, bindparam, or_, select, text, update
+from sqlalchemy import and_, or_, select, update
 
 from app.extensions import db, settings
 from app.extensions import redis as redis_connection
 from app.models import utcnow
+from app.webhooks.answers import record, relaxed_commit, release
 from app.webhooks.models import (
     WebhookAttempt,
     WebhookEndpoint,
@@ -38,11 +39,15 @@ log = logging.getLogger(__name__)
 QUEUE_NAME = "webhooks"
 # A job stops claiming after this long and hands what is left to a new job, so others get a turn.
 DRAIN_BUDGET = 120.0
-JITTER = 0.1
-# How long the loop waits for answers before recording those that are in.
+# Claimed work, in rounds of WEBHOOK_CONCURRENCY messages. A job claims up to CLAIMED rounds and
+# claims again when its threads are down to REFILL; it records answers once RECORDED rounds are in
+# (or when it must claim). A claim's or a record's statements cost about as much for 48 messages
+# as for 8, so the job's own thread does each seldom and the threads always have work queued.
+CLAIMED = 8
+REFILL = 2
+RECORDED = 6
+# How long the loop waits for one more answer before recording those that are in.
 GATHER = 0.01
-# Retry-After is honoured up to a day; a longer wait is taken as a day.
-MAX_RETRY_AFTER = 86400.0
 
 
 def queue() -> Queue:
@@ -99,9 +104,9 @@ class Claim:
 
 
 def _lease(config: WebhookSettings) -> timedelta:
-    # Longer than a claimed message can wait for a thread and then be sent: one round queued
+    # Longer than a claimed message can wait for a thread and then be sent: the rounds claimed
     # ahead of it, then its own exchange, each cut at the timeout.
-    return timedelta(seconds=3 * config.timeout + 5)
+    return timedelta(seconds=(CLAIMED + 1) * config.timeout + 5)
 
 
 def claim(limit: int, config: WebhookSettings) -> list[Claim]:
@@ -133,7 +138,7 @@ def claim(limit: int, config: WebhookSettings) -> list[Claim]:
     if not rows:
         db.session.rollback()
         return []
-    _relaxed_commit()
+    relaxed_commit()
     token = uuid.uuid4().hex
     # One statement takes them all; it checks each is still due, so on SQLite (no row locks) a
     # message another process took in between is simply not returned.
@@ -167,16 +172,6 @@ def claim(limit: int, config: WebhookSettings) -> list[Claim]:
     return claims
 
 
-def _relaxed_commit() -> None:
-    """On PostgreSQL, commit this transaction without waiting for the disk.
-
-    Safe for deliveries: a claim or an answer lost in a database crash only means the message
-    is sent again, with the same webhook-id, which receivers must accept anyway.
-    """
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(text("SET LOCAL synchronous_commit = off"))
-
-
 def attempt(claimed: Claim, config: WebhookSettings) -> Answer:
     """Resolve, sign and send one message; touches no database (it runs in a thread)."""
     try:
@@ -193,151 +188,6 @@ def attempt(claimed: Claim, config: WebhookSettings) -> Answer:
     return post(target, headers, body, config.timeout)
 
 
-def next_delay(number: int, answer: Answer, config: WebhookSettings) -> float | None:
-    """Seconds until the attempt after attempt ``number``, with jitter; None when none is left."""
-    if number >= len(config.schedule):
-        return None
-    delay = config.schedule[number] * random.uniform(1 - JITTER, 1 + JITTER)
-    if answer.retry_after is not None:
-        delay = max(delay, min(answer.retry_after, MAX_RETRY_AFTER))
-    return delay
-
-
-def disable_endpoint(endpoint_id: str, reason: str | None) -> None:
-    """Stop sending to an endpoint: its waiting messages fail (``recover`` sends them again later)."""
-    now = utcnow()
-    db.session.execute(
-        update(WebhookEndpoint)
-        .where(WebhookEndpoint.id == endpoint_id)
-        .values(enabled=False, disabled_reason=reason, updated_at=now)
-    )
-    db.session.execute(
-        update(WebhookMessage)
-        .where(WebhookMessage.endpoint_id == endpoint_id, WebhookMessage.status == "pending")
-        .values(
-            status="failed",
-            next_attempt_at=None,
-            last_error="The endpoint was disabled" + (f": {reason}" if reason else ""),
-        )
-    )
-
-
-_MESSAGES = WebhookMessage.__table__
-_SETTLE = (
-    update(_MESSAGES)
-    .where(_MESSAGES.c.id == bindparam("b_id"), _MESSAGES.c.lease_token == bindparam("b_token"))
-    .values(
-        status=bindparam("b_status"),
-        next_attempt_at=bindparam("b_next"),
-        lease_until=None,
-        lease_token=None,
-        last_status_code=bindparam("b_code"),
-        last_error=bindparam("b_error"),
-    )
-)
-# A success also says when; a failure leaves the time of an earlier delivery (a replay's) alone.
-_DELIVERED = _SETTLE.values(delivered_at=bindparam("b_at"))
-
-
-def record(answers: list[tuple[Claim, Answer, datetime]], config: WebhookSettings) -> None:
-    """Log each attempt and move its message on: delivered, due again later, or failed.
-
-    A group of answers is written in one transaction: a few statements for all of them. A
-    message whose lease another run has taken since keeps its new state (the token fences it).
-    """
-    now = utcnow()
-    _relaxed_commit()
-    # A message deleted with its endpoint while it was being sent has no log left to add to; the
-    # lock keeps the others from being deleted until this is committed.
-    kept = set(
-        db.session.scalars(
-            select(WebhookMessage.id)
-            .where(WebhookMessage.id.in_([claimed.message_id for claimed, _, _ in answers]))
-            .with_for_update()
-        )
-    )
-    answers = [entry for entry in answers if entry[0].message_id in kept]
-    if not answers:
-        return
-    db.session.add_all(
-        WebhookAttempt(
-            message_id=claimed.message_id,
-            number=claimed.number,
-            started_at=started,
-            duration_ms=answer.duration_ms,
-            status_code=answer.status_code,
-            outcome=answer.outcome,
-            response=answer.response,
-            error=answer.error,
-        )
-        for claimed, answer, started in answers
-    )
-    delivered, settled = [], []
-    succeeded, failing, gone = set(), {}, set()
-    for claimed, answer, started in answers:
-        params = {
-            "b_id": claimed.message_id,
-            "b_token": claimed.token,
-            "b_code": answer.status_code,
-            "b_error": answer.error,
-            "b_next": None,
-        }
-        if answer.outcome == "success":
-            delivered.append(params | {"b_status": "delivered", "b_at": now})
-            succeeded.add(claimed.endpoint_id)
-            continue
-        delay = None if answer.outcome == "gone" else next_delay(claimed.number, answer, config)
-        if delay is None:
-            params["b_status"] = "failed"
-        else:
-            params |= {"b_status": "pending", "b_next": now + timedelta(seconds=delay)}
-        settled.append(params)
-        failing.setdefault(claimed.endpoint_id, started)
-        if answer.outcome == "gone":
-            gone.add(claimed.endpoint_id)
-    db.session.flush()
-    if delivered:
-        db.session.execute(_DELIVERED, delivered)
-    if settled:
-        db.session.execute(_SETTLE, settled)
-    endpoints = update(WebhookEndpoint)
-    if succeeded:
-        db.session.execute(
-            endpoints.where(
-                WebhookEndpoint.id.in_(succeeded), WebhookEndpoint.failing_since.is_not(None)
-            ).values(failing_since=None)
-        )
-    for endpoint_id, since in failing.items():
-        if endpoint_id in gone:
-            disable_endpoint(endpoint_id, f"It answered 410 Gone on {now:%Y-%m-%d %H:%M} UTC.")
-        elif endpoint_id not in succeeded:
-            db.session.execute(
-                endpoints.where(
-                    WebhookEndpoint.id == endpoint_id, WebhookEndpoint.failing_since.is_(None)
-                ).values(failing_since=since)
-            )
-            _disable_if_failing_too_long(endpoint_id, now, config)
-
-
-def _disable_if_failing_too_long(endpoint_id: str, now: datetime, config: WebhookSettings) -> None:
-    cutoff = now - timedelta(seconds=config.disable_after)
-    failing_since = db.session.scalar(
-        select(WebhookEndpoint.failing_since).where(
-            WebhookEndpoint.id == endpoint_id,
-            WebhookEndpoint.enabled.is_(True),
-            WebhookEndpoint.failing_since <= cutoff,
-        )
-    )
-    if failing_since is not None:
-        days = config.disable_after / 86400
-        span = f"{days:g} days" if days >= 1 else f"{config.disable_after:g} seconds"
-        disable_endpoint(
-            endpoint_id,
-            f"Every delivery failed for {span} (since {failing_since:%Y-%m-%d %H:%M} UTC). "
-            "Fix the endpoint, enable it, then recover the failed messages.",
-        )
-
-
 def _stopping() -> bool:
     from app.imports.runs import handback_requested  # set in a work horse asked to stop
 
@@ -349,29 +199,53 @@ def drain() -> int:
     config = settings().webhooks
     started = time.monotonic()
     sent = 0
-    in_flight: dict[Future[Answer], tuple[Claim, datetime]] = {}
+    in_flight: dict[Future[Answer | None], tuple[Claim, datetime]] = {}
+    answered: queues.SimpleQueue[Future[Answer | None]] = queues.SimpleQueue()
     exhausted = False
     with ThreadPoolExecutor(config.concurrency, thread_name_prefix="webhook") as pool:
         while True:
             exhausted = time.monotonic() - started > DRAIN_BUDGET or _stopping()
-            # Keep a second round queued behind the threads, so they send while this thread
-            # records answers and claims more; claim again once a round's worth is done.
-            if not exhausted and len(in_flight) <= config.concurrency:
-                for claimed in claim(2 * config.concurrency - len(in_flight), config):
-                    in_flight[pool.submit(attempt, claimed, config)] = (claimed, utcnow())
+            if not exhausted and len(in_flight) <= REFILL * config.concurrency:
+                for claimed in claim(CLAIMED * config.concurrency - len(in_flight), config):
+                    future = pool.submit(_send_unless_stopping, claimed, config)
+                    in_flight[future] = (claimed, utcnow())
+                    future.add_done_callback(answered.put)
             if not in_flight:
                 break
-            # Answers are recorded in groups: those in after a moment, or else the first one.
-            done, _ = wait(in_flight, timeout=GATHER, return_when=ALL_COMPLETED)
-            if not done:
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            answers = []
-            for future in done:
+            answers, unsent = [], []
+            for future in _gather(answered, in_flight, config.concurrency):
                 claimed, at = in_flight.pop(future)
-                answers.append((claimed, future.result(), at))
+                answer = future.result()
+                if answer is None:
+                    unsent.append(claimed)
+                else:
+                    answers.append((claimed, answer, at))
             record(answers, config)
+            release(unsent)
             db.session.commit()
             sent += len(answers)
     if exhausted:
         enqueue_due()
     return sent
+
+
+def _send_unless_stopping(claimed: Claim, config: WebhookSettings) -> Answer | None:
+    """In a thread: send the message, or None once the job is asked to stop (it goes back)."""
+    return None if _stopping() else attempt(claimed, config)
+
+
+def _gather(answered: queues.SimpleQueue[Future], in_flight: dict, concurrency: int) -> list[Future]:
+    """The answers to record together: the first one, then those that follow it closely, until
+    RECORDED rounds are in, the threads are down to REFILL rounds of work (the loop must claim)
+    or the job is asked to stop."""
+    done = [answered.get()]
+    while (
+        len(done) < RECORDED * concurrency
+        and len(in_flight) - len(done) > REFILL * concurrency
+        and not _stopping()
+    ):
+        try:
+            done.append(answered.get(timeout=GATHER))
+        except queues.Empty:
+            break
+    return done

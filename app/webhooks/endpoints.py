@@ -105,7 +105,7 @@ def update_endpoint(endpoint: WebhookEndpoint, body: object) -> None:
 
 def set_enabled(endpoint: WebhookEndpoint, enabled: bool) -> None:
     """Enable (forgetting why it was disabled) or disable an endpoint."""
-    from app.webhooks.delivery import disable_endpoint
+    from app.webhooks.answers import disable_endpoint
 
     if enabled and not endpoint.enabled:
         endpoint.enabled, endpoint.disabled_reason, endpoint.failing_since = True, None, None
