@@ -292,6 +292,48 @@ def join_name(parts: Mapping[str, str]) -> str:
     return " ".join(w for w in words if w)
 
 
+def mapping_headers(mapping: Mapping[str, Any] | None, attributes: bool = True) -> list[str]:
+    """Every header a mapping (``Columns.to_dict``'s shape) names, in its order; with ``attributes``
+    false, only those that fill a field."""
+    headers: list[str] = []
+    for key, value in (mapping or {}).items():
+        if key == "attributes" and not attributes:
+            continue
+        for header in [value] if isinstance(value, str) else value or []:
+            if isinstance(header, str) and header not in headers:
+                headers.append(header)
+    return headers
+
+
+class KeysRead:
+    """The keys of the JSON items or vCards an import has read, and the mapping they come to.
+
+    Each item is read by its own keys; the import records the mapping of all the keys seen, as a
+    review of the file would propose it, so its page says where each key went. Started from the
+    mapping an earlier run recorded, so a resumed import forgets none. At most LIMIT keys are
+    named (items whose keys are ids would have no end of them).
+    """
+
+    LIMIT = 1000
+
+    def __init__(self, recorded: Mapping[str, Any] | None = None) -> None:
+        self.keys = dict.fromkeys(mapping_headers(recorded))
+        self.grown = False
+
+    def add(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            if key not in self.keys and len(self.keys) < self.LIMIT:
+                self.keys[key] = None
+                self.grown = True
+
+    def new_mapping(self) -> dict[str, Any] | None:
+        """The mapping of the keys seen, if any came since it was last asked for; else None."""
+        if not self.grown:
+            return None
+        self.grown = False
+        return find_columns(self.keys).to_dict()
+
+
 def describe_mapping(mapping: Mapping[str, Any] | None) -> str | None:
     """Which columns went where, as a person reads it.
 

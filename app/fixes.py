@@ -12,7 +12,7 @@ from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db, settings
-from app.fields import Columns, MappingError, find_columns
+from app.fields import Columns, MappingError, find_columns, mapping_headers
 from app.imports.service import ActionRefused, create_import
 from app.models import JSON_DOCUMENT, Import, RowError
 from app.principals import current_principal
@@ -73,19 +73,21 @@ def _raw_rows(import_id: str, rows: Iterable[int]) -> dict[int, dict[str, str] |
     return found
 
 
-def _mapped_headers(mapping: Mapping[str, Any] | None) -> list[str]:
-    """Every header the import's mapping names, so a follow-up file has each of them."""
-    headers: list[str] = []
-    for value in (mapping or {}).values():
-        for header in [value] if isinstance(value, str) else value or []:
-            if isinstance(header, str) and header not in headers:
-                headers.append(header)
-    return headers
+def _with_fields(imp: Import, cells: Mapping[str, str] | None) -> dict[str, str] | None:
+    """A row's cells, and each column the import fills a field from that the row lacks, empty.
+
+    A JSON item or a vCard has only the keys it was written with: one without an email gets the
+    email's column here, so the email can be given.
+    """
+    if not cells:
+        return None
+    missing = [h for h in mapping_headers(imp.mapping, attributes=False) if h not in cells]
+    return {**cells, **dict.fromkeys(missing, "")}
 
 
 def check_row(imp: Import, cells: Mapping[str, str]) -> str | None:
     """Why the row would be rejected by the import's mapping, or None when it is ready."""
-    headers = list(dict.fromkeys([*_mapped_headers(imp.mapping), *cells]))
+    headers = list(dict.fromkeys([*mapping_headers(imp.mapping), *cells]))
     try:
         columns = Columns.from_dict(imp.mapping, headers) if imp.mapping else find_columns(headers)
     except MappingError as exc:
@@ -122,7 +124,7 @@ def edit_row(imp: Import, row: int, values: Mapping[str, Any]) -> RowFix:
     fix = _fix_of(imp, row) or RowFix(import_id=imp.id, row=row, dismissed=False)
     if fix.fixed_in:
         raise FixRefused(f"Row {row} was already imported again, in import {fix.fixed_in}.")
-    cells = dict(fix.cells or raw[row] or {})
+    cells = _with_fields(imp, fix.cells or raw[row]) or {}
     if not cells:
         raise FixRefused(
             f"Row {row} could not be read as cells; dismiss it, or fix the file and upload it again."
@@ -177,7 +179,7 @@ def import_fixes(imp: Import, rows: list[int]) -> Import | None:
     chosen = [row for row in chosen if not fixes[row].dismissed]  # a row both fixed and dismissed stays out
     if not chosen:
         return None
-    headers = _mapped_headers(imp.mapping)
+    headers = mapping_headers(imp.mapping)
     for row in chosen:
         headers.extend(h for h in fixes[row].cells or {} if h not in headers)
     out = io.StringIO()
@@ -278,7 +280,7 @@ def page_of_rows(imp: Import, problem: str | None, after: int) -> tuple[list[Sho
         shown.append(
             ShownRow(
                 row=row,
-                cells=fix.cells if edited else raw.get(row),
+                cells=fix.cells if edited else _with_fields(imp, raw.get(row)),
                 problem=fix.problem if edited else "; ".join(messages.get(row, [])),
                 dismissed=bool(fix and fix.dismissed),
                 fixed_in=fix.fixed_in if fix else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app.extensions import db
-from app.fields import find_columns
+from app.fields import describe_mapping, find_columns, mapping_headers
 from app.models import Contact
 from app.phones import normalise_phone
 from app.readers import cell_text, read_rows
@@ -105,6 +106,11 @@ def test_an_export_imports_end_to_end(client: FlaskClient, work: Callable[[], No
     counted = ("insertedRows", "updatedRows", "unchangedRows", "duplicateRows", "rejectedRows")
     assert sum(status[k] for k in counted) == status["processedRows"]
     assert status["insertedRows"] == len(exports.PEOPLE)
+    # Where every column (or every vCard property) went is recorded and shown, none left unnamed.
+    assert set(mapping_headers(status["mapping"])) == {h for headers, _ in _rows(data) for h in headers}
+    assert status["mapping"]["email"] and status["mapping"]["name"]
+    page = client.get(f"/imports/{answer.get_json()['jobId']}", headers={"Accept": "text/html"})
+    assert describe_mapping(status["mapping"]).split("; ")[0] in html.unescape(page.get_data(as_text=True))
     stored = {c.email: c for c in db.session.scalars(select(Contact).where(Contact.source == layout)).all()}
     made = {c.email: c for c in _made(data)}
     assert set(stored) == set(made)

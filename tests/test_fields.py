@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.fields import Columns, MappingError, find_columns, join_name
+from app.fields import Columns, KeysRead, MappingError, find_columns, join_name, mapping_headers
 
 GOOGLE = [
     "First Name",
@@ -222,3 +222,29 @@ def test_a_mapping_that_misses_names_every_column_of_the_file():
     message = str(refused.value)
     assert "no column 'E-mail 1 - Value'" in message
     assert message.endswith("Column 39, Column 40.") and "…" not in message
+
+
+def test_the_keys_of_items_read_come_to_one_mapping_and_a_resumed_import_keeps_the_earlier_ones():
+    keys = KeysRead()
+    assert keys.new_mapping() is None  # nothing read yet
+    keys.add(("Name", "E-mail", "Phone"))
+    keys.add(("Name", "First Name", "Last Name", "E-mail", "ADR"))
+    first = keys.new_mapping()
+    assert first == {
+        "name": "Name",
+        "email": "E-mail",
+        "phone": "Phone",
+        "company": None,
+        "title": None,
+        "attributes": ["First Name", "Last Name", "ADR"],
+    }
+    keys.add(("E-mail", "Name"))
+    assert keys.new_mapping() is None  # no key it had not seen: nothing to record again
+    # A run that resumes the import starts from what the earlier run recorded.
+    resumed = KeysRead(first)
+    resumed.add(("Name", "E-mail", "NOTE"))
+    assert resumed.new_mapping() == {**first, "attributes": ["First Name", "Last Name", "ADR", "NOTE"]}
+    # Items whose keys never repeat (ids as keys) name at most LIMIT of them.
+    endless = KeysRead()
+    endless.add(("name", "email", *(f"id-{n}" for n in range(3 * KeysRead.LIMIT))))
+    assert len(mapping_headers(endless.new_mapping())) == KeysRead.LIMIT

@@ -139,3 +139,31 @@ def test_an_edit_on_the_page_is_checked_at_once_and_the_button_imports_the_ready
     follow = imports.client.get(f"/imports/{started.get_json()['jobId']}").get_json()
     assert (follow["insertedRows"], follow["rejectedRows"]) == (1, 0)
     assert HEADERS[1] == "Email"
+
+
+def test_a_vcard_without_an_email_is_fixed_by_its_own_property_names(imports: Imports):
+    cards = (
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Ada Lovelace\r\nEMAIL;TYPE=INTERNET:ada@example.com\r\n"
+        "END:VCARD\r\n"
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Алан Тьюринг\r\nTEL;TYPE=CELL:+44 1625 000000\r\n"
+        "NOTE:met at Bletchley\r\nEND:VCARD\r\n"
+    ).encode()
+    answer = imports.client.post(
+        "/import", data=cards, headers={"X-Source": "phone", "X-Filename": "all.vcf"}
+    )
+    assert answer.status_code == 202
+    run_jobs()
+    original = imports.client.get(f"/imports/{answer.get_json()['jobId']}").get_json()
+    assert (original["insertedRows"], original["rejectedRows"]) == (1, 1)
+    assert (original["mapping"]["name"], original["mapping"]["email"]) == ("Name", "E-mail")
+    [row] = rejected_rows(imports, original["jobId"])
+    fixed = post_fixes(
+        imports, original["jobId"], {"rows": [{"row": row, "values": {"E-mail": "alan@example.com"}}]}
+    )
+    assert fixed.status_code == 202, fixed.get_data(as_text=True)
+    run_jobs()
+    follow = imports.client.get(f"/imports/{fixed.get_json()['jobId']}").get_json()
+    assert (follow["status"], follow["insertedRows"], follow["rejectedRows"]) == ("completed", 1, 0)
+    alan = imports.contacts("phone")["alan@example.com"]
+    assert (alan[0], alan[1]) == ("Алан Тьюринг", "+441625000000")
+    assert alan[4]["NOTE"] == "met at Bletchley"

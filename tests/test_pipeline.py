@@ -193,6 +193,7 @@ def test_json_and_ndjson_rows_are_numbered_by_item_and_line(client, work):
     work()
     status = client.get(f"/imports/{job_id}").get_json()
     assert (status["format"], status["insertedRows"], status["rejectedRows"]) == ("ndjson", 2, 1)
+    assert (status["mapping"]["name"], status["mapping"]["email"]) == ("name", "email")
     errors = client.get(f"/imports/{job_id}/errors").get_json()["items"]
     assert errors[0]["row"] == 2 and errors[0]["value"] == '{"name": "Dee", oops'
 

@@ -95,6 +95,15 @@ def test_a_small_import_merges_keeps_attributes_and_warnings(client, work, caplo
     done = answer(client, job_id)
     assert (done["status"], done["mode"]) == ("completed", "update")
     assert (done["insertedRows"], done["updatedRows"], done["warningRows"]) == (1, 1, 1)
+    # Each item is read by its own keys; the import records where all of them went.
+    assert done["mapping"] == {
+        "name": "name",
+        "email": "email",
+        "phone": "phone",
+        "company": None,
+        "title": "title",
+        "attributes": ["team"],
+    }
     ada = db.session.scalar(select(Contact).where(Contact.email == "ada@example.com"))
     assert (ada.name, ada.company, ada.title) == ("Ada Lovelace", "Engines", "Countess")
     grace = db.session.scalar(select(Contact).where(Contact.email == "grace@example.com"))

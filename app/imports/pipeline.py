@@ -28,7 +28,7 @@ from app.contacts import (
 )
 from app.dashboard.rollups import record_batch
 from app.extensions import db, settings, storage
-from app.fields import Columns, MappingError, find_columns
+from app.fields import Columns, KeysRead, MappingError, find_columns
 from app.imports.cleanup import discard_file
 from app.imports.runs import Heartbeat, handback_requested, ours
 from app.imports.timings import Timings
@@ -73,6 +73,8 @@ class Batch:
     # committer only sends it; None where problems are stored from the lists above.
     problem_lines: list[str] | None = None
     import_id: str = ""
+    # JSON items and vCards: the mapping of the keys read so far, when new keys came in this batch.
+    mapping: dict | None = None
 
     def __len__(self) -> int:
         return len(self.contacts) + self.rejected_rows
@@ -144,6 +146,7 @@ def _count_batch(session: Session, import_id: str, attempt: int, batch: Batch, s
             checkpoint=batch.last_row,
             heartbeat_at=utcnow(),
             progress_at=utcnow(),
+            **({"mapping": batch.mapping} if batch.mapping else {}),
         )
     )
     if result.rowcount == 0:
@@ -349,8 +352,10 @@ def run(imp: Import) -> None:
                 region = config.default_phone_region
                 # JSON items have no header: a mapping given for them applies to each item it fits.
                 given = imp.mapping if not table.columns and imp.mapping_from in ("given", "saved") else None
+                # Else they are read by their own keys, and the import records where those went.
+                keys_read = KeysRead(imp.mapping) if not table.columns and given is None else None
                 batches = _read_batches(
-                    table, fixed, checkpoint, batch_size, committer, limits, region, mapping=given
+                    table, fixed, checkpoint, batch_size, committer, limits, region, given, keys_read
                 )
                 for _ in batches:
                     if handback_requested.is_set():
@@ -387,11 +392,18 @@ def _read_batches(
     limits: Limits,
     phone_region: str | None,
     mapping: dict | None = None,
+    keys_read: KeysRead | None = None,
 ) -> Iterator[None]:
     """Validate the rows after the checkpoint into batches, hand each to the committer, yield after each.
 
     The row past MAX_ROWS is never stored: the rows before it are committed, then the file fails.
     """
+
+    def submit(batch: Batch) -> None:
+        if keys_read is not None:
+            batch.mapping = keys_read.new_mapping()
+        committer.submit(batch)
+
     by_keys: dict[tuple[str, ...], ContactReader] = {}
     headers = table.columns
     reader = ContactReader(fixed, headers, phone_region) if fixed is not None else None
@@ -411,12 +423,12 @@ def _read_batches(
     for row_number, row in rows:
         if len(contacts) + batch.rejected_rows >= room:
             if room < batch_size and not _is_blank_row(row):  # one row past MAX_ROWS
-                committer.submit(batch)
+                submit(batch)
                 committer.wait()
                 raise _too_many_rows(limits.max_rows, row_number)
             if room == batch_size:
                 submitted += room
-                committer.submit(batch)
+                submit(batch)
                 yield
                 batch = committer.batch(batch.last_row)
                 contacts, append = batch.contacts, batch.contacts.append
@@ -437,9 +449,11 @@ def _read_batches(
             batch.skipped_rows += 1
         else:
             keys = tuple(row)
+            if keys_read is not None and keys not in by_keys:
+                keys_read.add(keys)
             record_reader = reader_of(by_keys, keys, phone_region, mapping)
             reject_or_keep(record_reader, record_reader.cells(row), keys, row_number, batch)
-    committer.submit(batch)
+    submit(batch)
 
 
 def reader_of(

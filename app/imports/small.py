@@ -43,6 +43,7 @@ from app.contacts import (
 )
 from app.dashboard.rollups import record_batch
 from app.extensions import db, queue, redis, settings
+from app.fields import KeysRead
 from app.imports.pipeline import Batch, reader_of, reject_or_keep
 from app.imports.review import ImportOptions
 from app.imports.runs import run_by
@@ -97,6 +98,7 @@ _COMPLETE = (
         run_by=bindparam("new_run_by"),
         error=None,
         mapping_from="detected",
+        mapping=bindparam("new_mapping", type_=_IMPORTS.mapping.type),
         format=bindparam("new_format"),
         processed_rows=bindparam("new_rows"),
         total_rows=bindparam("new_rows"),
@@ -294,10 +296,12 @@ def _run_one(
     config = settings()
     table = read_rows(io.BytesIO(imp.body), len(imp.body))
     batch = Batch(ContactBatch(None, imp.source, imp.id))
+    keys_read = KeysRead()
     for row_number, row in table.rows:
         if not isinstance(row, dict) or len(row) > config.security.max_columns:
             raise NotSmall(imp.id)
         keys = tuple(row)
+        keys_read.add(keys)
         reader = reader_of(readers, keys, config.default_phone_region)
         reject_or_keep(reader, reader.cells(row), keys, row_number, batch)
         batch.last_row = row_number
@@ -313,6 +317,7 @@ def _run_one(
     return {
         "import_id": imp.id,
         "new_format": table.format,
+        "new_mapping": keys_read.new_mapping(),
         "new_rows": len(batch),
         **{f"new_{outcome}": count for outcome, count in outcomes.items()},
         "new_skipped": batch.skipped_rows,
