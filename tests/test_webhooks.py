@@ -596,6 +596,31 @@ def test_a_job_asked_to_stop_sends_what_it_started_and_gives_the_rest_back(make_
     _clean(app)
 
 
+def test_a_job_past_its_budget_gives_back_what_no_thread_started(make_app, receiver, monkeypatch):
+    from app.webhooks import delivery
+    from app.webhooks.models import WebhookMessage
+
+    monkeypatch.setattr(delivery, "DRAIN_BUDGET", 0.5)
+    app = make_app(**OPEN | {"WEBHOOK_CONCURRENCY": "1"})
+    with app.app_context():
+        api = app.test_client()
+        api.environ_base["HTTP_ACCEPT"] = "application/json"
+        endpoint = add_endpoint(api, receiver.url)
+        for _ in range(5):
+            api.post(f"/webhooks/{endpoint['id']}/test")
+        delivery.queue().empty()
+        receiver.default = Reply(delay=0.3)
+        sent = delivery.drain()  # all five are claimed at once; about two fit in the budget
+        assert 1 <= sent < 5 and len(receiver.received) == sent
+        pending = db.select(WebhookMessage).where(WebhookMessage.status == "pending")
+        waiting = db.session.scalars(pending).all()
+        assert len(waiting) == 5 - sent
+        assert all(m.attempts == 0 and m.lease_until is None for m in waiting)
+        assert delivery.queue().count == 1  # the next job, which sends them
+        delivery.queue().empty()
+    _clean(app)
+
+
 def test_the_import_page_follows_its_deliveries_only_while_they_may_change(api, receiver):
     job_id = start_import(api)
     fragment = f"/webhooks/for-import/{job_id}"

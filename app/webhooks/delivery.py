@@ -11,6 +11,7 @@ import logging
 import queue as queues
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -195,25 +196,31 @@ def _stopping() -> bool:
 
 
 def drain() -> int:
-    """Send due messages, ``WEBHOOK_CONCURRENCY`` at a time, until none is due; how many were sent."""
+    """Send due messages, ``WEBHOOK_CONCURRENCY`` at a time, until none is due; how many were sent.
+
+    Once the job is asked to stop or has used its DRAIN_BUDGET, it claims no more, and what no
+    thread has started goes back, due at once, for the next job.
+    """
     config = settings().webhooks
-    started = time.monotonic()
+    deadline = time.monotonic() + DRAIN_BUDGET
+
+    def over() -> bool:
+        return time.monotonic() > deadline or _stopping()
+
     sent = 0
     in_flight: dict[Future[Answer | None], tuple[Claim, datetime]] = {}
     answered: queues.SimpleQueue[Future[Answer | None]] = queues.SimpleQueue()
-    exhausted = False
     with ThreadPoolExecutor(config.concurrency, thread_name_prefix="webhook") as pool:
         while True:
-            exhausted = time.monotonic() - started > DRAIN_BUDGET or _stopping()
-            if not exhausted and len(in_flight) <= REFILL * config.concurrency:
+            if not over() and len(in_flight) <= REFILL * config.concurrency:
                 for claimed in claim(CLAIMED * config.concurrency - len(in_flight), config):
-                    future = pool.submit(_send_unless_stopping, claimed, config)
+                    future = pool.submit(_send_unless, over, claimed, config)
                     in_flight[future] = (claimed, utcnow())
                     future.add_done_callback(answered.put)
             if not in_flight:
                 break
             answers, unsent = [], []
-            for future in _gather(answered, in_flight, config.concurrency):
+            for future in _gather(answered, in_flight, config.concurrency, over):
                 claimed, at = in_flight.pop(future)
                 answer = future.result()
                 if answer is None:
@@ -224,25 +231,27 @@ def drain() -> int:
             release(unsent)
             db.session.commit()
             sent += len(answers)
-    if exhausted:
+    if over():
         enqueue_due()
     return sent
 
 
-def _send_unless_stopping(claimed: Claim, config: WebhookSettings) -> Answer | None:
-    """In a thread: send the message, or None once the job is asked to stop (it goes back)."""
-    return None if _stopping() else attempt(claimed, config)
+def _send_unless(over: Callable[[], bool], claimed: Claim, config: WebhookSettings) -> Answer | None:
+    """In a thread: send the message, or None once the job is over (it goes back)."""
+    return None if over() else attempt(claimed, config)
 
 
-def _gather(answered: queues.SimpleQueue[Future], in_flight: dict, concurrency: int) -> list[Future]:
+def _gather(
+    answered: queues.SimpleQueue[Future], in_flight: dict, concurrency: int, over: Callable[[], bool]
+) -> list[Future]:
     """The answers to record together: the first one, then those that follow it closely, until
     RECORDED rounds are in, the threads are down to REFILL rounds of work (the loop must claim)
-    or the job is asked to stop."""
+    or the job is over."""
     done = [answered.get()]
     while (
         len(done) < RECORDED * concurrency
         and len(in_flight) - len(done) > REFILL * concurrency
-        and not _stopping()
+        and not over()
     ):
         try:
             done.append(answered.get(timeout=GATHER))
