@@ -55,7 +55,12 @@ def hooks_app(make_app: Callable[..., Flask]) -> Iterator[Flask]:
 
 @pytest.fixture
 def api(hooks_app: Flask) -> FlaskClient:
-    client = hooks_app.test_client()
+    return json_client(hooks_app)
+
+
+def json_client(app: Flask) -> FlaskClient:
+    """A client of the app that asks for JSON, as API clients do."""
+    client = app.test_client()
     client.environ_base["HTTP_ACCEPT"] = "application/json"
     return client
 
@@ -81,6 +86,13 @@ def start_import(api: FlaskClient) -> str:
 def page_of(api: FlaskClient, path: str) -> str:
     """A page as a browser sees it, from a client of its own (a page opens a session)."""
     return api.application.test_client().get(path, headers={"Accept": "text/html"}).get_data(as_text=True)
+
+
+def five_pings(api: FlaskClient, receiver: Receiver) -> None:
+    """Five test pings to a new endpoint, due at once."""
+    endpoint = add_endpoint(api, receiver.url)
+    for _ in range(5):
+        api.post(f"/webhooks/{endpoint['id']}/test")
 
 
 def log_of(api: FlaskClient, endpoint_id: str) -> list[dict]:
@@ -216,8 +228,7 @@ def test_an_endpoint_failing_for_five_days_is_disabled(api, receiver):
 def test_a_slow_receiver_times_out_and_is_retried_later(make_app, receiver):
     app = make_app(**OPEN | {"WEBHOOK_TIMEOUT": "1", "WEBHOOK_RETRY_SCHEDULE": "0,1h"})
     with app.app_context():
-        api = app.test_client()
-        api.environ_base["HTTP_ACCEPT"] = "application/json"
+        api = json_client(app)
         endpoint = add_endpoint(api, receiver.url)
         receiver.default = Reply(delay=4)
         start_import(api)
@@ -245,8 +256,7 @@ def test_a_redirect_is_a_failure_and_is_not_followed(api, receiver):
 def test_429_with_retry_after_waits_as_long_as_asked(make_app, receiver):
     app = make_app(**OPEN | {"WEBHOOK_RETRY_SCHEDULE": "0,1"})
     with app.app_context():
-        api = app.test_client()
-        api.environ_base["HTTP_ACCEPT"] = "application/json"
+        api = json_client(app)
         endpoint = add_endpoint(api, receiver.url)
         receiver.script(Reply(429, {"Retry-After": "600"}))
         start_import(api)
@@ -404,8 +414,7 @@ def test_the_api_refuses_bad_input_with_what_to_do(api, receiver):
 def test_private_targets_are_refused_without_the_switch(make_app, receiver):
     app = make_app(RATE_LIMITS_ENABLED="false")
     with app.app_context():
-        api = app.test_client()
-        api.environ_base["HTTP_ACCEPT"] = "application/json"
+        api = json_client(app)
         for url in (
             "http://example.com/hook",
             "https://127.0.0.1/hook",
@@ -562,11 +571,7 @@ def test_a_job_asked_to_stop_sends_what_it_started_and_gives_the_rest_back(make_
 
     app = make_app(**OPEN | {"WEBHOOK_CONCURRENCY": "1"})
     with app.app_context():
-        api = app.test_client()
-        api.environ_base["HTTP_ACCEPT"] = "application/json"
-        endpoint = add_endpoint(api, receiver.url)
-        for _ in range(5):
-            api.post(f"/webhooks/{endpoint['id']}/test")
+        five_pings(json_client(app), receiver)
         held = threading.Event()
         receiver.script(Reply(hold=held))
 
@@ -603,11 +608,7 @@ def test_a_job_past_its_budget_gives_back_what_no_thread_started(make_app, recei
     monkeypatch.setattr(delivery, "DRAIN_BUDGET", 0.5)
     app = make_app(**OPEN | {"WEBHOOK_CONCURRENCY": "1"})
     with app.app_context():
-        api = app.test_client()
-        api.environ_base["HTTP_ACCEPT"] = "application/json"
-        endpoint = add_endpoint(api, receiver.url)
-        for _ in range(5):
-            api.post(f"/webhooks/{endpoint['id']}/test")
+        five_pings(json_client(app), receiver)
         delivery.queue().empty()
         receiver.default = Reply(delay=0.3)
         sent = delivery.drain()  # all five are claimed at once; about two fit in the budget
