@@ -22,7 +22,8 @@ import redis.exceptions
 from sqlalchemy import delete, select, text, update
 
 from app.extensions import db, queue, settings
-from app.imports.pipeline import ImportHandedBack, ImportStopped
+from app.imports.committer import ImportStopped
+from app.imports.pipeline import ImportHandedBack
 from app.imports.runs import UNDO_JOB_PREFIX, Heartbeat, handback_requested, ours
 from app.imports.service import JOB_TIMEOUT, ActionRefused
 from app.merge import MERGED

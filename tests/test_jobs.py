@@ -9,7 +9,7 @@ from rq.job import Job
 from sqlalchemy import func, select, update
 
 from app.extensions import QUEUE_NAME, db, queue, redis, settings
-from app.imports import pipeline
+from app.imports import committer
 from app.maintenance import run_task
 from app.models import Contact, Import, utcnow
 from app.recovery import queue_due_retries
@@ -22,7 +22,7 @@ CSV = ("Name,Email\n" + "".join(f"Person {i},p{i}@example.com\n" for i in range(
 def database_drops_once(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """The database connection breaks while the second batch is being stored, once."""
     calls = {"count": 0}
-    real_store = pipeline.store_contacts
+    real_store = committer.store_contacts
 
     def store(*args, **kwargs):
         calls["count"] += 1
@@ -30,7 +30,7 @@ def database_drops_once(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
             raise sqlalchemy.exc.OperationalError("COPY", {}, Exception("server closed the connection"))
         return real_store(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "store_contacts", store)
+    monkeypatch.setattr(committer, "store_contacts", store)
     return calls
 
 

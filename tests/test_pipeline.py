@@ -15,7 +15,7 @@ from rq.job import Job
 from sqlalchemy import func, select, update
 
 from app.extensions import db, redis
-from app.imports import pipeline, runs
+from app.imports import committer, pipeline, runs
 from app.models import Contact, Import, RowError
 from tests.conftest import shared_file, wait_for
 from tests.spreadsheets import ods_bytes, xlsx_bytes
@@ -212,7 +212,7 @@ def test_progress_is_committed_per_batch_and_a_rerun_continues_without_doubling(
         job_id = post_file(client, _numbered_csv(10))
 
         calls = {"count": 0}
-        real_store = pipeline.store_contacts
+        real_store = committer.store_contacts
 
         def store_then_lose_the_database(*args, **kwargs):
             calls["count"] += 1
@@ -220,7 +220,7 @@ def test_progress_is_committed_per_batch_and_a_rerun_continues_without_doubling(
                 raise sqlalchemy.exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
             return real_store(*args, **kwargs)
 
-        monkeypatch.setattr(pipeline, "store_contacts", store_then_lose_the_database)
+        monkeypatch.setattr(committer, "store_contacts", store_then_lose_the_database)
         claimed = runs.claim(job_id)
         with pytest.raises(sqlalchemy.exc.OperationalError):
             pipeline.run(claimed)
@@ -233,7 +233,7 @@ def test_progress_is_committed_per_batch_and_a_rerun_continues_without_doubling(
         assert (imp.inserted_rows, imp.rejected_rows) == (5, 1)
         assert db.session.scalar(select(func.count()).select_from(Contact)) == 5
 
-        monkeypatch.setattr(pipeline, "store_contacts", real_store)
+        monkeypatch.setattr(committer, "store_contacts", real_store)
         pipeline.run(runs.claim(job_id))
         db.session.expire_all()
         imp = db.session.get(Import, job_id)

@@ -4,36 +4,20 @@ from __future__ import annotations
 
 import io
 import logging
-import sys
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import dropwhile
 from typing import Any, BinaryIO
 
-from flask import current_app
-from sqlalchemy import text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import update
 
-from app.contacts import (
-    ContactBatch,
-    SeenEmails,
-    Stored,
-    WideContactBatch,
-    copy_row_errors,
-    row_error_line,
-    store_contacts,
-    store_row_errors,
-)
-from app.dashboard.rollups import record_batch
 from app.extensions import db, settings, storage
 from app.fields import Columns, KeysRead, MappingError, find_columns
 from app.imports.cleanup import discard_file
+from app.imports.committer import Batch, Committer, ImportStopped
 from app.imports.runs import Heartbeat, handback_requested, ours
-from app.imports.timings import Timings
 from app.mapping import choose_columns, columns_for
-from app.merge import merge_contacts
 from app.models import Import, utcnow
 from app.readers import BrokenRow, SkippedRow, Table, UnusableFile, cell_text, read_rows
 from app.rows import ContactReader
@@ -44,183 +28,12 @@ from app.webhooks import record_event
 log = logging.getLogger(__name__)
 
 
-COMMITTER_SWITCH_INTERVAL = 0.0002
 # Readers kept for the key sets of JSON items and vCards (most files have a handful).
 READERS_KEPT = 1024
 
 
-class ImportStopped(Exception):
-    """The import was cancelled, finished, or claimed by a newer run while this run worked on it."""
-
-
 class ImportHandedBack(Exception):
     """The worker is shutting down: the import stopped after a committed batch and waits for another."""
-
-
-@dataclass
-class Batch:
-    """Rows read since the last commit."""
-
-    contacts: ContactBatch
-    rejected: list[tuple[int, Problem, dict | None]] = field(default_factory=list)
-    rejected_rows: int = 0
-    skipped_rows: int = 0
-    # Problems of rows stored anyway, without the value each is about: (row, problem, raw row).
-    warnings: list[tuple[int, Problem, dict | None]] = field(default_factory=list)
-    warning_rows: int = 0
-    last_row: int = 0
-    # On PostgreSQL, every problem's COPY text for import_errors, made as its row is read, so the
-    # committer only sends it; None where problems are stored from the lists above.
-    problem_lines: list[str] | None = None
-    import_id: str = ""
-    # JSON items and vCards: the mapping of the keys read so far, when new keys came in this batch.
-    mapping: dict | None = None
-
-    def __len__(self) -> int:
-        return len(self.contacts) + self.rejected_rows
-
-    def outcomes(self, stored: Stored) -> dict[str, int]:
-        """What the batch's rows came to, once stored: the rollups' outcomes."""
-        return {
-            "inserted": stored.inserted,
-            "updated": stored.updated,
-            "unchanged": stored.unchanged,
-            "duplicate": len(self.contacts) - stored.total,
-            "rejected": self.rejected_rows,
-        }
-
-    def keep_problems(
-        self, row_number: int, problems: Sequence[Problem], raw: dict | None, level: str = "error"
-    ) -> None:
-        """Keep a row's problems for the commit: a rejected row's, or (``level`` "warning") a stored one's."""
-        (self.rejected if level == "error" else self.warnings).extend((row_number, p, raw) for p in problems)
-        if self.problem_lines is not None:
-            self.problem_lines.extend(
-                row_error_line(self.import_id, row_number, level, p, raw) for p in problems
-            )
-
-
-def _commit_batch(
-    session: Session, import_id: str, attempt: int, source: str, mode: str, batch: Batch, timings: Timings
-) -> None:
-    """Store a batch with its counters and checkpoint in one transaction, or nothing of it.
-
-    Stops, storing nothing, if the import was cancelled or a newer run claimed it.
-    """
-    with timings.stage("contacts"):
-        if session.get_bind().dialect.name == "postgresql":
-            # Rows, row errors, counters and checkpoint commit together, so a commit lost in a
-            # database crash loses all of them at once and the rerun redoes the batch from the older
-            # checkpoint. The import's final commit stays synchronous: the stored file is deleted after it.
-            session.execute(text("SET LOCAL synchronous_commit = off"))
-        if mode == "skip":
-            stored = store_contacts(session, import_id, source, batch.contacts)
-        else:
-            stored = merge_contacts(session, import_id, source, batch.contacts, mode)
-    with timings.stage("row_errors"):
-        if batch.problem_lines is not None:
-            copy_row_errors(session, batch.problem_lines)
-        else:
-            store_row_errors(session, import_id, batch.rejected)
-            store_row_errors(session, import_id, batch.warnings, level="warning")
-    with timings.stage("counters"):
-        _count_batch(session, import_id, attempt, batch, stored)
-    with timings.stage("commit"):
-        session.commit()
-
-
-def _count_batch(session: Session, import_id: str, attempt: int, batch: Batch, stored: Stored) -> None:
-    """Add the batch to the import's counters and rollups and move its checkpoint; stop if not ours."""
-    result = session.execute(
-        update(Import)
-        .where(*ours(import_id, attempt))
-        .values(
-            processed_rows=Import.processed_rows + len(batch),
-            inserted_rows=Import.inserted_rows + stored.inserted,
-            updated_rows=Import.updated_rows + stored.updated,
-            unchanged_rows=Import.unchanged_rows + stored.unchanged,
-            duplicate_rows=Import.duplicate_rows + len(batch.contacts) - stored.total,
-            rejected_rows=Import.rejected_rows + batch.rejected_rows,
-            skipped_rows=Import.skipped_rows + batch.skipped_rows,
-            warning_rows=Import.warning_rows + batch.warning_rows,
-            checkpoint=batch.last_row,
-            heartbeat_at=utcnow(),
-            progress_at=utcnow(),
-            **({"mapping": batch.mapping} if batch.mapping else {}),
-        )
-    )
-    if result.rowcount == 0:
-        session.rollback()
-        raise ImportStopped(import_id)
-    record_batch(session, import_id, batch.outcomes(stored), batch.rejected)
-
-
-class Committer:
-    """Commits batches in order, one at a time; on PostgreSQL in a thread of its own.
-
-    While PostgreSQL stores batch N the main thread reads and validates batch N+1 (psycopg
-    releases the GIL while it waits), so Python and PostgreSQL work at the same time. The thread
-    owns the session while a batch is pending; the caller must not touch it until ``wait``.
-    """
-
-    def __init__(self, session: Session, imp: Import, attempt: int) -> None:
-        self.session, self.import_id, self.attempt, self.source = session, imp.id, attempt, imp.source
-        self.mode = imp.mode or "skip"
-        self.app = current_app._get_current_object()
-        threaded = session.get_bind().dialect.name == "postgresql"
-        # On PostgreSQL, which emails the rows read so far had: a new one goes in by COPY. Fill and
-        # update look every contact up instead, so they have no use for it.
-        self.seen = SeenEmails(imp.size_bytes) if threaded and self.mode == "skip" else None
-        # Whether contacts carry more than a name and an email (set once the header is read).
-        self.wide = True
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="import-commit") if threaded else None
-        self._pending: Future[None] | None = None
-        self.timings = Timings()
-        # The committer wakes a dozen times a batch (each statement's answer, each COPY flush) and
-        # must take the GIL back from the reading thread each time: at Python's default 5 ms per
-        # hand-over PostgreSQL sat idle for seconds per million rows.
-        self._switch_interval = sys.getswitchinterval()
-        if threaded:
-            sys.setswitchinterval(COMMITTER_SWITCH_INTERVAL)
-
-    def batch(self, last_row: int) -> Batch:
-        """An empty batch whose rows follow ``last_row``."""
-        kind = WideContactBatch if self.wide else ContactBatch
-        lines = [] if self._pool is not None else None
-        contacts = kind(self.seen, self.source, self.import_id)
-        return Batch(contacts, last_row=last_row, problem_lines=lines, import_id=self.import_id)
-
-    def submit(self, batch: Batch) -> None:
-        """Commit the batch once the previous one is committed; raise what the previous one raised."""
-        self.wait()
-        if self._pool is None:
-            self._commit(batch)
-        else:
-            self._pending = self._pool.submit(self._commit_in_thread, batch)
-
-    def _commit_in_thread(self, batch: Batch) -> None:
-        # The session finds its engine through the app, so the thread needs an app context too.
-        with self.app.app_context():
-            self._commit(batch)
-
-    def _commit(self, batch: Batch) -> None:
-        with self.timings.batch():
-            _commit_batch(
-                self.session, self.import_id, self.attempt, self.source, self.mode, batch, self.timings
-            )
-
-    def wait(self) -> None:
-        """Block until the pending batch is committed; raise its exception (ImportStopped, ...)."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            with self.timings.waited():
-                pending.result()
-
-    def close(self) -> None:
-        """Let the pending batch finish, whatever happens to the caller, and stop the thread."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            sys.setswitchinterval(self._switch_interval)
 
 
 def _open(imp: Import) -> AbstractContextManager[BinaryIO]:

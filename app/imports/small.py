@@ -44,7 +44,8 @@ from app.contacts import (
 from app.dashboard.rollups import record_batch
 from app.extensions import db, queue, redis, settings
 from app.fields import KeysRead
-from app.imports.pipeline import Batch, reader_of, reject_or_keep
+from app.imports.committer import Batch
+from app.imports.pipeline import reader_of, reject_or_keep
 from app.imports.review import ImportOptions
 from app.imports.runs import run_by
 from app.merge import merge_contacts
