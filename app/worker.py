@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import signal
+import time
 from types import FrameType
 from typing import Any
 
@@ -46,10 +47,16 @@ class ImportWorker(Worker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # How long a horse may live on once its import no longer needs it (runs.LEFT_BEHIND): a
+        # claim, a handback or a finish takes moments; a horse frozen meanwhile would hold this
+        # worker, and the import queued behind it, until RQ's job timeout.
+        self.left_behind_grace = 60.0
+        self._left_behind: tuple[int, float] | None = None  # (horse, when first seen so)
         if has_app_context():
             # How often maintain_heartbeats runs while a horse works: at least once per heartbeat timeout.
             timeout = int(settings().job_heartbeat_timeout)
             self.job_monitoring_interval = max(1, min(self.job_monitoring_interval, timeout))
+            self.left_behind_grace = 2.0 * settings().job_heartbeat_timeout
 
     def execute_job(self, job: Any, queue: Any) -> None:
         """Run the small imports' job here, any other in a forked work horse."""
@@ -64,7 +71,9 @@ class ImportWorker(Worker):
         """RQ's heartbeats while the horse works, then a look at PostgreSQL: a horse whose import a
         newer run took over, or whose own heartbeat stopped, is stuck past its heartbeat thread's
         reach (stopped whole, or holding the GIL), and is killed. Its connection goes with it, so
-        row locks it held no longer keep the reconciler from the import."""
+        row locks it held no longer keep the reconciler from the import. So is one still alive
+        ``left_behind_grace`` after its import went back to waiting or ended: with one worker, the
+        import's next run would otherwise wait behind it."""
         super().maintain_heartbeats(job, execution)
         horse = self.horse_pid
         if not horse:
@@ -73,6 +82,13 @@ class ImportWorker(Worker):
             why = runs.lost_by(job.id, runs.run_by(horse))
         except Exception as exc:  # the database is away: look again at the next beat
             log.warning("could not check the import's owner: %s", exc, extra={"import_id": job.id})
+            return
+        if why != runs.LEFT_BEHIND:
+            self._left_behind = None
+        elif self._left_behind is None or self._left_behind[0] != horse:
+            self._left_behind = (horse, time.monotonic())
+            return
+        elif time.monotonic() - self._left_behind[1] < self.left_behind_grace:
             return
         if why:
             log.error("killing a stuck work horse: %s", why, extra={"import_id": job.id})

@@ -195,7 +195,8 @@ def worker_process(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[...
             process = subprocess.Popen(
                 [sys.executable, "-m", "flask", "--app", "wsgi", "worker", *args],
                 cwd=ROOT,
-                env={**os.environ, **env, **extra},
+                # faulthandler: a process sent SIGABRT prints its threads' stacks into the log.
+                env={**os.environ, **env, "PYTHONFAULTHANDLER": "1", **extra},
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )

@@ -156,3 +156,27 @@ def test_default_phone_region(tmp_path: Path):
     assert settings(tmp_path, DEFAULT_PHONE_REGION=" gb ").default_phone_region == "GB"
     with pytest.raises(ConfigError, match="DEFAULT_PHONE_REGION must be a two-letter country code.*'UK'"):
         settings(tmp_path, DEFAULT_PHONE_REGION="UK")
+
+
+def test_a_database_that_never_answers_fails_the_connection_instead_of_hanging():
+    """A server that takes the TCP connection and then says nothing (a host dropping packets, a
+    frozen proxy): the connection attempt gives up after ``connect_timeout``, 10 s unless the URL
+    sets it."""
+    import socket
+
+    import sqlalchemy
+    import sqlalchemy.exc
+
+    from app.config import engine_options
+
+    assert engine_options("postgresql+psycopg://db/app")["connect_args"]["connect_timeout"] == 10
+    assert (
+        "connect_timeout"
+        not in engine_options("postgresql+psycopg://db/app?connect_timeout=3")["connect_args"]
+    )
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens; never accepts, never answers
+        url = f"postgresql+psycopg://nobody@127.0.0.1:{silent.getsockname()[1]}/app?connect_timeout=1"
+        engine = sqlalchemy.create_engine(url, **engine_options(url))
+        with pytest.raises(sqlalchemy.exc.OperationalError, match="timeout"):
+            engine.connect()
+        engine.dispose()

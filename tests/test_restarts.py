@@ -5,8 +5,11 @@ import final and exact contact counts."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
+import os
+import signal
 import socket
 import time
 import urllib.request
@@ -36,8 +39,10 @@ from tests.test_recovery import (
     email_held,
     post_file,
     post_small_imports,
+    process_tree,
     progress,
     status,
+    stuck_report,
     waiting_on_the_held_email,
 )
 from tests.test_retries import assert_counts
@@ -59,6 +64,25 @@ def final(job_id: str) -> bool:
         return False
 
 
+def wait_until_final(job_ids: list[str], workers: list, timeout: float = 120) -> None:
+    """Wait for every import to end; on a timeout, fail with what held each up and where every
+    worker process stood (each is made to print its threads' stacks into its log)."""
+    try:
+        wait_for(lambda: all(final(job_id) for job_id in job_ids), timeout=timeout, interval=0.2)
+    except AssertionError:
+        report = [f"not every import ended in {timeout:g}s"]
+        report += [stuck_report(job_id) for job_id in job_ids if not final(job_id)]
+        for worker in workers:
+            for pid in process_tree(worker.pid):  # faulthandler prints the stacks on SIGABRT
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGABRT)
+        time.sleep(2)
+        for worker in workers:
+            lines = worker.log_path.read_text(errors="replace").splitlines()[-400:]
+            report += [f"--- {worker.log_path.name}", *(line[:400] for line in lines)]
+        raise AssertionError("\n".join(report)) from None
+
+
 def test_redis_restarted_empty_while_imports_are_queued_running_and_waiting_to_retry(
     make_app, worker_process, throwaway_redis, tmp_path
 ):
@@ -69,7 +93,7 @@ def test_redis_restarted_empty_while_imports_are_queued_running_and_waiting_to_r
         running = contact_file(tmp_path, rows=ROWS)
         queued = contact_file(tmp_path, rows=5_000, first=1_000_001)
         retrying = contact_file(tmp_path, rows=5_000, first=2_000_001)
-        worker_process("--concurrency", "1", REDIS_URL=redis_url, **FAST)
+        worker = worker_process("--concurrency", "1", REDIS_URL=redis_url, **FAST)
         running_id = post_file(client, running)
         wait_for(lambda: progress(running_id, 5_000), timeout=60, interval=0.05)
         queued_id = post_file(client, queued)  # waits behind the running one: one worker
@@ -90,8 +114,7 @@ def test_redis_restarted_empty_while_imports_are_queued_running_and_waiting_to_r
         throwaway_redis.restart()
         assert jobs.llen(f"rq:queue:{QUEUE_NAME}") == 0  # every queue and job is gone
 
-        for job_id in (running_id, queued_id, retry_id):
-            wait_for(lambda job_id=job_id: final(job_id), timeout=120, interval=0.2)
+        wait_until_final([running_id, queued_id, retry_id], [worker])
         assert_counts({running_id: running, queued_id: queued, retry_id: retrying})
 
 
@@ -112,12 +135,12 @@ def test_postgresql_restarted_mid_copy(mode, make_app, worker_process, throwaway
     with app.app_context():
         file = contact_file(tmp_path, rows=ROWS)
         job_id = post_file(api_client(app), file)
-        worker_process("--concurrency", "1", DATABASE_URL=url, **FAST)
+        worker = worker_process("--concurrency", "1", DATABASE_URL=url, **FAST)
         wait_for(lambda: progress(job_id, 2_000), timeout=60, interval=0.05)
         wait_for(lambda: _copying(url), timeout=30, interval=0.01)
         throwaway_postgres.restart(mode)
 
-        wait_for(lambda: final(job_id), timeout=120, interval=0.2)
+        wait_until_final([job_id], [worker])
         imp = assert_stored_exactly_once(job_id, file)
         assert imp.attempts >= 2
 
@@ -135,7 +158,7 @@ def test_postgresql_unreachable_for_30_seconds(make_app, worker_process, throwaw
         assert worker.poll() is None  # the worker rides it out
         throwaway_postgres.start()
 
-        wait_for(lambda: final(job_id), timeout=120, interval=0.2)
+        wait_until_final([job_id], [worker])
         imp = assert_stored_exactly_once(job_id, file)
         assert imp.attempts >= 2
 
@@ -168,7 +191,7 @@ def _stored(app) -> list[Path]:
 def test_the_web_process_killed_mid_upload(make_app, web_server, worker_process, tmp_path):
     app = make_app(**FAST)
     base = web_server(**FAST)
-    worker_process("--concurrency", "1", MAINTENANCE_INTERVAL="1", **FAST)
+    worker = worker_process("--concurrency", "1", MAINTENANCE_INTERVAL="1", **FAST)
     files = {
         "stream": contact_file(tmp_path, rows=ROWS),
         "multipart": contact_file(tmp_path, rows=ROWS, first=1_000_001),
@@ -229,8 +252,7 @@ def test_the_web_process_killed_mid_upload(make_app, web_server, worker_process,
     ids["multipart"] = json.loads(body)["jobId"]
 
     with app.app_context():
-        for job_id in ids.values():
-            wait_for(lambda job_id=job_id: final(job_id), timeout=120, interval=0.2)
+        wait_until_final(list(ids.values()), [worker])
         for source, job_id in ids.items():
             assert_stored_exactly_once(job_id, files[source], source=source)
         assert db.session.scalar(select(func.count()).select_from(Import)) == 3
@@ -256,12 +278,14 @@ def test_redis_restarted_empty_mid_batch_of_small_imports(
         before = post_small_imports(client)
         worker_url = f"{database_url}?application_name={WORKER_APP}"
         with email_held(database_url):
-            worker_process("--concurrency", "1", REDIS_URL=redis_url, DATABASE_URL=worker_url, **FAST)
+            worker = worker_process(
+                "--concurrency", "1", REDIS_URL=redis_url, DATABASE_URL=worker_url, **FAST
+            )
             wait_for(lambda: waiting_on_the_held_email(database_url), timeout=60, interval=0.05)
             throwaway_redis.restart()
         after = post_small_imports(client, count=4, first=101)
         small = _both(before, after)
-        wait_for(lambda: all(final(job_id) for job_id in small.ids), timeout=60, interval=0.2)
+        wait_until_final(small.ids, [worker], timeout=60)
         assert_small_imports_stored_once(small)
 
 
@@ -272,9 +296,11 @@ def test_postgresql_restarted_mid_batch_of_small_imports(mode, make_app, worker_
     with app.app_context():
         small = post_small_imports(api_client(app))
         with email_held(url):
-            worker_process("--concurrency", "1", DATABASE_URL=f"{url}?application_name={WORKER_APP}", **FAST)
+            worker = worker_process(
+                "--concurrency", "1", DATABASE_URL=f"{url}?application_name={WORKER_APP}", **FAST
+            )
             wait_for(lambda: waiting_on_the_held_email(url), timeout=60, interval=0.05)
             throwaway_postgres.restart(mode)
-        wait_for(lambda: all(final(job_id) for job_id in small.ids), timeout=120, interval=0.2)
+        wait_until_final(small.ids, [worker])
         imports = assert_small_imports_stored_once(small)
         assert {imp.attempts for imp in imports} == {1}  # the batch's claim was lost with its transaction

@@ -8,7 +8,10 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from app.extensions import db
+from app.imports.runs import LEFT_BEHIND
 from app.models import Import
 from tests.conftest import stored_files, wait_for
 from tests.test_recovery import (
@@ -100,15 +103,17 @@ def test_a_live_run_that_moves_is_not_taken_over(app, client):
     assert imp.error == "Resumed after it made no progress for 5 minutes"
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_frozen_work_horse_is_killed_by_its_worker_and_the_import_taken_over(
-    client, worker_process, tmp_path
+    workers, client, worker_process, tmp_path
 ):
     """A horse stopped whole (SIGSTOP: no thread of it runs, as when one holds the GIL) cannot
     kill itself; its heartbeat stops, its worker kills it (releasing any row lock it held mid-batch),
-    and a new run takes over."""
+    and a new run takes over. With two workers the other one's run takes the import over first; with
+    one, the import waits queued behind the frozen horse until its worker kills it."""
     file = contact_file(tmp_path, rows=ROWS)
     job_id = post_file(client, file)
-    worker = worker_process("--concurrency", "2", **FAST)
+    worker = worker_process("--concurrency", str(workers), **FAST)
     wait_for(lambda: progress(job_id, 2_000), timeout=60, interval=0.05)
     frozen = int(status(job_id).run_by.rsplit(":", 1)[1])
     os.kill(frozen, signal.SIGSTOP)
@@ -117,7 +122,10 @@ def test_a_frozen_work_horse_is_killed_by_its_worker_and_the_import_taken_over(
     wait_for(lambda: not _alive(frozen), timeout=30)
     wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=120, interval=0.2)
     assert assert_stored_exactly_once(job_id, file).attempts == 2
-    assert "killing a stuck work horse" in worker.log_path.read_text()
+    log = worker.log_path.read_text()
+    assert "killing a stuck work horse" in log
+    if workers == 1:
+        assert f"killing a stuck work horse: {LEFT_BEHIND}" in log
 
 
 def test_a_worker_frozen_mid_batch_of_small_imports_loses_its_locks_and_they_complete_once(
@@ -147,3 +155,37 @@ def test_a_worker_frozen_mid_batch_of_small_imports_loses_its_locks_and_they_com
     # Woken, the frozen worker finds its session ended, and stores nothing twice.
     wait_for(lambda: "each will run alone" in first.log_path.read_text(), timeout=30, interval=0.1)
     assert_small_imports_stored_once(small)
+
+
+def test_what_a_worker_reads_of_its_horse_from_the_import(app, client):
+    """lost_by: nothing while the horse's run works the import; at once when a newer run claimed it
+    or its heartbeat stopped twice over; LEFT_BEHIND (killed after a grace) when no run works it."""
+    from sqlalchemy import text
+
+    from app.imports.runs import UNDO_JOB_PREFIX, lost_by
+
+    job_id = client.post(
+        "/import", json={"source": "s", "data": [{"name": "A", "email": "a@example.com"}]}
+    ).get_json()["jobId"]
+
+    def as_if(values: str) -> None:
+        db.session.execute(text(f"UPDATE imports SET {values} WHERE id = :id"), {"id": job_id})
+        db.session.commit()
+
+    as_if("status = 'queued', run_by = 'host:1', heartbeat_at = NULL")  # not claimed yet
+    assert lost_by(job_id, "host:2") == LEFT_BEHIND
+    as_if("status = 'running', run_by = 'host:2', heartbeat_at = now()")
+    assert lost_by(job_id, "host:2") is None
+    assert lost_by(job_id, "host:3") == "a newer run took the import over"
+    as_if("heartbeat_at = now() - interval '5 minutes'")
+    assert lost_by(job_id, "host:2") == "its heartbeat stopped while the process lives"
+    as_if("status = 'queued', run_by = NULL, heartbeat_at = NULL")  # taken back by the reconciler
+    assert lost_by(job_id, "host:2") == LEFT_BEHIND
+    as_if("status = 'completed', run_by = 'host:2'")
+    assert lost_by(job_id, "host:2") == LEFT_BEHIND
+    # An undo's job: it waits "undoing" with no heartbeat, the import's last run still named.
+    as_if("status = 'undoing', heartbeat_at = NULL")
+    assert lost_by(UNDO_JOB_PREFIX + job_id, "host:4") == LEFT_BEHIND
+    as_if("run_by = 'host:4', heartbeat_at = now()")
+    assert lost_by(UNDO_JOB_PREFIX + job_id, "host:4") is None
+    assert lost_by("a webhook delivery job", "host:4") is None

@@ -164,22 +164,32 @@ def retry_delay(retries: int) -> float | None:
     return backoff[retries] if retries < len(backoff) else None
 
 
-def lost_by(import_id: str, horse: str) -> str | None:
-    """Why ``horse`` (a ``run_by``) no longer runs its import: a newer run took it over, or its own
-    heartbeat stopped twice over (the whole process is frozen). None while all is well."""
+# What lost_by says of a horse whose import is worked by no run: waiting (taken back by the
+# reconciler, handed back, not claimed yet) or ended. A horse claims, hands back or finishes within
+# moments of that; one that stays alive meanwhile is stuck.
+LEFT_BEHIND = "its import is worked by no run, and it did not exit"
+
+
+def lost_by(job_id: str, horse: str) -> str | None:
+    """Why ``horse`` (a ``run_by``) no longer runs its import (or undo, by the job's id): a newer run
+    took it over, its own heartbeat stopped twice over (the whole process is frozen), or
+    LEFT_BEHIND. None while all is well, and for a job that is neither."""
     with autocommit_engine().connect() as connection:
         row = connection.execute(
-            select(Import.status, Import.run_by, Import.heartbeat_at).where(Import.id == import_id)
+            select(Import.status, Import.run_by, Import.heartbeat_at).where(
+                Import.id == job_id.removeprefix(UNDO_JOB_PREFIX)
+            )
         ).first()
-    if row is None or row.run_by is None:  # between a takeover and the next claim
+    if row is None:
         return None
-    if row.run_by != horse:  # whether that run still works on it or has finished it
+    # A claim sets the heartbeat; an undo waits "undoing" without one.
+    if row.status not in ("running", "undoing") or row.heartbeat_at is None:
+        return LEFT_BEHIND
+    if row.run_by != horse:  # a newer run claimed it
         return "a newer run took the import over"
-    if row.status not in ("running", "undoing"):
-        return None
     silent = utcnow() - timedelta(seconds=2 * settings().job_heartbeat_timeout)
     beat = row.heartbeat_at
-    if beat is not None and (beat if beat.tzinfo else beat.replace(tzinfo=UTC)) < silent:
+    if (beat if beat.tzinfo else beat.replace(tzinfo=UTC)) < silent:
         # Frozen, perhaps inside a transaction whose row locks keep the reconciler away.
         return "its heartbeat stopped while the process lives"
     return None
