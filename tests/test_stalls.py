@@ -110,7 +110,8 @@ def test_a_frozen_work_horse_is_killed_by_its_worker_and_the_import_taken_over(
     """A horse stopped whole (SIGSTOP: no thread of it runs, as when one holds the GIL) cannot
     kill itself; its heartbeat stops, its worker kills it (releasing any row lock it held mid-batch),
     and a new run takes over. With two workers the other one's run takes the import over first; with
-    one, the import waits queued behind the frozen horse until its worker kills it."""
+    one, the import waits queued behind the frozen horse until its worker kills it (it waited for
+    RQ's six-hour job timeout when the reconciler took it back first)."""
     file = contact_file(tmp_path, rows=ROWS)
     job_id = post_file(client, file)
     worker = worker_process("--concurrency", str(workers), **FAST)
@@ -123,9 +124,11 @@ def test_a_frozen_work_horse_is_killed_by_its_worker_and_the_import_taken_over(
     wait_for(lambda: status(job_id).status in ("completed", "failed"), timeout=120, interval=0.2)
     assert assert_stored_exactly_once(job_id, file).attempts == 2
     log = worker.log_path.read_text()
-    assert "killing a stuck work horse" in log
-    if workers == 1:
-        assert f"killing a stuck work horse: {LEFT_BEHIND}" in log
+    # With one worker the reconciler takes the import back at one heartbeat timeout, and the kill
+    # then waits out LEFT_BEHIND's grace; if the worker looks first, at two, it kills at once.
+    reasons = ["a newer run took the import over"] if workers == 2 else [LEFT_BEHIND]
+    reasons.append("its heartbeat stopped while the process lives")
+    assert any(f"killing a stuck work horse: {reason}" in log for reason in reasons), log
 
 
 def test_a_worker_frozen_mid_batch_of_small_imports_loses_its_locks_and_they_complete_once(
