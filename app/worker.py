@@ -47,16 +47,12 @@ class ImportWorker(Worker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # How long a horse may live on once its import no longer needs it (runs.LEFT_BEHIND): a
-        # claim, a handback or a finish takes moments; a horse frozen meanwhile would hold this
-        # worker, and the import queued behind it, until RQ's job timeout.
-        self.left_behind_grace = 60.0
-        self._left_behind: tuple[int, float] | None = None  # (horse, when first seen so)
+        # The horse last seen LEFT_BEHIND by maintain_heartbeats, and since when.
+        self._left_behind: tuple[int, float] | None = None
         if has_app_context():
             # How often maintain_heartbeats runs while a horse works: at least once per heartbeat timeout.
             timeout = int(settings().job_heartbeat_timeout)
             self.job_monitoring_interval = max(1, min(self.job_monitoring_interval, timeout))
-            self.left_behind_grace = 2.0 * settings().job_heartbeat_timeout
 
     def execute_job(self, job: Any, queue: Any) -> None:
         """Run the small imports' job here, any other in a forked work horse."""
@@ -71,9 +67,10 @@ class ImportWorker(Worker):
         """RQ's heartbeats while the horse works, then a look at PostgreSQL: a horse whose import a
         newer run took over, or whose own heartbeat stopped, is stuck past its heartbeat thread's
         reach (stopped whole, or holding the GIL), and is killed. Its connection goes with it, so
-        row locks it held no longer keep the reconciler from the import. So is one still alive
-        ``left_behind_grace`` after its import went back to waiting or ended: with one worker, the
-        import's next run would otherwise wait behind it."""
+        row locks it held no longer keep the reconciler from the import. So is one still alive twice
+        JOB_HEARTBEAT_TIMEOUT after its import went back to waiting or ended (a claim, a handback
+        or a finish takes moments): with one worker, the import's next run would otherwise wait
+        behind it until RQ's job timeout."""
         super().maintain_heartbeats(job, execution)
         horse = self.horse_pid
         if not horse:
@@ -88,7 +85,7 @@ class ImportWorker(Worker):
         elif self._left_behind is None or self._left_behind[0] != horse:
             self._left_behind = (horse, time.monotonic())
             return
-        elif time.monotonic() - self._left_behind[1] < self.left_behind_grace:
+        elif time.monotonic() - self._left_behind[1] < 2 * settings().job_heartbeat_timeout:
             return
         if why:
             log.error("killing a stuck work horse: %s", why, extra={"import_id": job.id})
