@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, request
@@ -12,7 +11,7 @@ from sqlalchemy import func, select
 from app.contact_search import BadFilter, ContactFilter, keyset_page
 from app.errors import error_response, wants_json
 from app.extensions import db
-from app.models import Contact
+from app.models import Contact, iso
 
 bp = Blueprint("contacts", __name__)
 
@@ -32,14 +31,6 @@ PAGE_MAX = 1_000_000_000
 COUNT_MAX = 10_000
 
 
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite hands back naive datetimes
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat().replace("+00:00", "Z")
-
-
 def contact_json(contact: Contact) -> dict[str, Any]:
     """A contact as the JSON API shows it: every field, and the columns kept as attributes."""
     return {
@@ -52,8 +43,8 @@ def contact_json(contact: Contact) -> dict[str, Any]:
         "attributes": contact.attributes or {},
         "source": contact.source,
         "importId": contact.import_id,
-        "importedAt": _iso(contact.imported_at),
-        "updatedAt": _iso(contact.updated_at),
+        "importedAt": iso(contact.imported_at),
+        "updatedAt": iso(contact.updated_at),
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, String
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from app.detection import detect_columns, missing_columns_message
 from app.extensions import db
 from app.fields import FIELDS, Columns, MappingError
-from app.models import utcnow
+from app.models import aware, utcnow
 from app.readers import UnusableFile
 
 MAPPING_FROM = ("given", "saved", "detected")
@@ -33,7 +33,7 @@ class SourceMapping(db.Model):
 
     def to_dict(self) -> dict[str, object]:
         """The saved mapping as the JSON API shows it."""
-        updated = self.updated_at if self.updated_at.tzinfo else self.updated_at.replace(tzinfo=UTC)
+        updated = aware(self.updated_at)
         return {
             "source": self.source,
             "mapping": self.mapping,

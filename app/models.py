@@ -42,6 +42,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(moment: datetime) -> datetime:
+    """A time read from the database, timezone-aware: SQLite hands back naive datetimes, in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 class Contact(db.Model):
     """One person; an email is stored once per source."""
 
@@ -175,12 +180,11 @@ class Import(db.Model):
         return import_json(self)
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
+    """A time as the JSON API shows it: ISO 8601 in UTC, with a Z."""
     if value is None:
         return None
-    if value.tzinfo is None:  # SQLite hands back naive datetimes
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat().replace("+00:00", "Z")
+    return aware(value).isoformat().replace("+00:00", "Z")
 
 
 # Each column the JSON API shows, and its name there: a status read selects just these columns.
@@ -226,7 +230,7 @@ IMPORT_JSON_COLUMNS = tuple(Import.__table__.c[column] for column in _JSON_NAMES
 def import_json(imp: Import | Row) -> dict[str, object]:
     """An import as the JSON API shows it, from the loaded object or a row of ``IMPORT_JSON_COLUMNS``."""
     return {
-        name: _iso(getattr(imp, column)) if column in _JSON_TIMES else getattr(imp, column)
+        name: iso(getattr(imp, column)) if column in _JSON_TIMES else getattr(imp, column)
         for column, name in _JSON_NAMES.items()
     }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from rq import Queue
 from rq.exceptions import NoSuchJobError
@@ -16,7 +16,7 @@ from app.extensions import db, queue, settings
 from app.imports.runs import UNDO_JOB_PREFIX
 from app.imports.service import enqueue_import
 from app.maintenance import every
-from app.models import Import, utcnow
+from app.models import Import, aware, utcnow
 from app.webhooks.delivery import enqueue_due
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def reconcile() -> None:
         .with_for_update(skip_locked=True)
     ).all()
     for import_id, heartbeat_at in lost:
-        if heartbeat_at is None or _aware(heartbeat_at) < silent:
+        if heartbeat_at is None or aware(heartbeat_at) < silent:
             why, shown = "its worker stopped sending heartbeats", "Resumed after its worker stopped answering"
         else:
             # Alive but stuck: back to queued fences the old run off; its heartbeat then kills it.
@@ -188,10 +188,6 @@ def queue_due_retries() -> None:
         else:
             _requeue(import_id, "its retry is due")
     db.session.commit()
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite gives naive datetimes
 
 
 def _reconcile_undos(stale: datetime, settled: datetime, grace: float) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import redis.exceptions
@@ -27,7 +27,7 @@ from app.imports.pipeline import ImportHandedBack
 from app.imports.runs import UNDO_JOB_PREFIX, Heartbeat, handback_requested, ours
 from app.imports.service import JOB_TIMEOUT, ActionRefused
 from app.merge import MERGED
-from app.models import Contact, ContactChange, Import, utcnow
+from app.models import Contact, ContactChange, Import, aware, utcnow
 from app.webhooks import record_event
 
 log = logging.getLogger(__name__)
@@ -128,8 +128,7 @@ def stop(import_id: str, attempt: int, error: str) -> None:
 def _as_time(value: str | None) -> datetime | None:
     if value is None:
         return None
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return aware(datetime.fromisoformat(value))
 
 
 def _changers(contact_ids: list[uuid.UUID]) -> dict[str, int]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
 
 import redis.exceptions
 from flask import Blueprint, Response, request
@@ -19,7 +18,7 @@ from app.imports.body import SOURCE_MAX, has_control_characters, mode_problem
 from app.imports.review import announce_review, skip_review
 from app.imports.service import EmptyUpload, create_import, enqueue_import
 from app.maintenance import TASKS
-from app.models import Upload, utcnow
+from app.models import Upload, aware, utcnow
 from app.principals import current_principal
 from app.proxies import absolute_url
 from app.storage import (
@@ -105,13 +104,9 @@ def _tus_headers(response: Response) -> Response:
 # --- headers ---------------------------------------------------------------------------------
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite gives naive datetimes
-
-
 def _upload_headers(response: Response, upload: Upload) -> Response:
     response.headers["Upload-Offset"] = str(upload.offset)
-    response.headers["Upload-Expires"] = http_date(_aware(upload.expires_at))
+    response.headers["Upload-Expires"] = http_date(aware(upload.expires_at))
     if upload.import_id:
         response.headers["X-Import-Id"] = upload.import_id
     return response
@@ -126,7 +121,7 @@ def _find(upload_id: str) -> Upload:
     # Another client's upload is not there for this one: it learns nothing of it, not even that it exists.
     if upload is None or (upload.owner or "") != current_principal().id:
         raise TusError(404, "Upload not found: it never existed, was deleted, or expired")
-    if _aware(upload.expires_at) <= utcnow():
+    if aware(upload.expires_at) <= utcnow():
         raise TusError(410, "This upload expired before it was finished; start it again")
     return upload
 
@@ -350,7 +345,7 @@ def expire_uploads() -> None:
             if not held:  # a request is writing to it right now, so it is not abandoned
                 continue
             upload = db.session.get(Upload, upload_id)
-            if upload is None or _aware(upload.expires_at) > utcnow():
+            if upload is None or aware(upload.expires_at) > utcnow():
                 db.session.rollback()
                 continue
             remove_files(upload_id)

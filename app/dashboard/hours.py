@@ -14,7 +14,7 @@ import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import g
 from sqlalchemy import JSON, DateTime, Integer, func, select
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
 from app.maintenance import TASKS
-from app.models import FINAL_STATUSES, Import, utcnow
+from app.models import FINAL_STATUSES, Import, aware, utcnow
 
 # How an import ended, as the charts count it. An undone import had completed: it counts as completed
 # in the hour it finished, before and after its undo alike.
@@ -72,10 +72,6 @@ def floor_hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def size_class(size: int) -> int:
     """The index of a file size's class: < 1 MB, 1–10 MB, 10–100 MB, ≥ 100 MB."""
     return next((i for i, bound in enumerate(SIZE_BOUNDS) if size < bound), len(SIZE_BOUNDS))
@@ -117,12 +113,12 @@ def ended_between(start: datetime, end: datetime) -> dict[datetime, Ended]:
         )
     )
     for finished, status, size, started in rows:
-        finished = _aware(finished)
+        finished = aware(finished)
         hour = found[floor_hour(finished)]
         status = "completed" if status == "undone" else status
         hour.statuses[status] += 1
         if status == "completed" and started is not None:
-            seconds = max((finished - _aware(started)).total_seconds(), 0.0)
+            seconds = max((finished - aware(started)).total_seconds(), 0.0)
             hour.durations[size_class(size or 0)][bucket_of(seconds)] += 1
     return found
 
@@ -133,7 +129,7 @@ def summarise_hours(now: datetime | None = None) -> int:
     closed_until = floor_hour(now - GRACE)
     last = db.session.scalar(select(func.max(ImportHour.hour)))
     oldest = closed_until - timedelta(days=KEPT_DAYS)
-    start = max(_aware(last) + HOUR, oldest) if last else oldest
+    start = max(aware(last) + HOUR, oldest) if last else oldest
     if start >= closed_until:
         return 0
     ended = ended_between(start, closed_until)
@@ -165,7 +161,7 @@ TASKS.append(summarise_hours)
 def _unsummed(now: datetime, since: datetime) -> dict[datetime, Ended]:
     """The hours from ``since`` that no summary holds yet, read live (once per request)."""
     last = db.session.scalar(select(func.max(ImportHour.hour)).where(ImportHour.hour >= since))
-    start = max(_aware(last) + HOUR, since) if last else since
+    start = max(aware(last) + HOUR, since) if last else since
     memo = g.setdefault("dashboard_unsummed", {})
     if (start, now) not in memo:
         memo[start, now] = ended_between(start, now + HOUR)
@@ -176,7 +172,7 @@ def statuses_by_hour(now: datetime, since: datetime) -> dict[datetime, dict[str,
     """Imports that ended in each hour from ``since`` to now, by final status."""
     columns = [getattr(ImportHour, status) for status in ENDINGS]
     found = {
-        _aware(hour): dict(zip(ENDINGS, counts, strict=True))
+        aware(hour): dict(zip(ENDINGS, counts, strict=True))
         for hour, *counts in db.session.execute(
             select(ImportHour.hour, *columns).where(ImportHour.hour >= since)
         )

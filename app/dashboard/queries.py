@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import BigInteger, cast, func, select
 
+from app import models
 from app.dashboard.hours import ENDINGS, durations_since, floor_hour, quantile, statuses_by_hour
 from app.dashboard.rollups import OUTCOMES, ImportMinute, ImportReason, ReasonHour
 from app.extensions import db
@@ -31,9 +32,7 @@ SIZE_CLASSES = ("< 1 MB", "1–10 MB", "10–100 MB", "≥ 100 MB")
 
 def aware(value: datetime | str) -> datetime:
     """A datetime from the database as UTC-aware (SQLite gives naive ones, or text from strftime)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return models.aware(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
 
 @dataclass(frozen=True)

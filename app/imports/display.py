@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 from flask import Blueprint
 
+from app.models import aware
+
 
 def number(value: float | int | None) -> str:
     """A count with thousands separators; a dash when unknown."""
@@ -51,9 +53,7 @@ def moment(value: datetime | None, short: bool = False) -> str:
     """
     if value is None:
         return "–"
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%-d %b, %H:%M" if short else "%-d %b %Y, %H:%M UTC")
+    return aware(value).astimezone(UTC).strftime("%-d %b, %H:%M" if short else "%-d %b %Y, %H:%M UTC")
 
 
 def register(bp: Blueprint) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from app.models import Import, utcnow
+from app.models import Import, aware, utcnow
 
 
 @dataclass(frozen=True)
@@ -18,17 +18,12 @@ class Pace:
     percent: float | None
 
 
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; they are UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def pace_of(imp: Import, now: datetime | None = None) -> Pace:
     """The pace of an import: up to now while it runs, start to finish once it has ended."""
     elapsed = None
     if imp.started_at is not None:
         end = imp.finished_at if imp.finished_at is not None else (now or utcnow())
-        elapsed = max((_aware(end) - _aware(imp.started_at)).total_seconds(), 0.0)
+        elapsed = max((aware(end) - aware(imp.started_at)).total_seconds(), 0.0)
     rate = imp.processed_rows / elapsed if elapsed and imp.processed_rows else None
     total = imp.total_rows
     percent = None

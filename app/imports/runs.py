@@ -7,14 +7,14 @@ import os
 import signal
 import socket
 import threading
-from datetime import UTC, timedelta
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Engine, and_, or_, select, update
 
 from app.extensions import autocommit_engine, db, settings
-from app.models import Import, utcnow
+from app.models import Import, aware, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +188,7 @@ def lost_by(job_id: str, horse: str) -> str | None:
     if row.run_by != horse:  # a newer run claimed it
         return "a newer run took the import over"
     silent = utcnow() - timedelta(seconds=2 * settings().job_heartbeat_timeout)
-    beat = row.heartbeat_at
-    if (beat if beat.tzinfo else beat.replace(tzinfo=UTC)) < silent:
+    if aware(row.heartbeat_at) < silent:
         # Frozen, perhaps inside a transaction whose row locks keep the reconciler away.
         return "its heartbeat stopped while the process lives"
     return None

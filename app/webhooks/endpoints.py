@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, exists, func, select, update
 
 from app.extensions import db, settings
-from app.models import Import, _iso, utcnow
+from app.models import Import, aware, iso, utcnow
 from app.webhooks import IMPORT_EVENTS
 from app.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookEvent, WebhookMessage
 from app.webhooks.signing import BadSecret, new_secret, secret_bytes
@@ -124,7 +124,7 @@ def parse_since(text: str | None) -> datetime:
         when = datetime.fromisoformat(re.sub(r" (\d\d:?\d\d)$", r"+\1", text.strip().replace("Z", "+00:00")))
     except ValueError:
         raise BadInput(f"since must be an ISO 8601 time such as 2026-12-01T09:00:00Z, not {text!r}") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return aware(when)
 
 
 def retry_message(message: WebhookMessage) -> None:
@@ -132,7 +132,7 @@ def retry_message(message: WebhookMessage) -> None:
     endpoint = db.session.get(WebhookEndpoint, message.endpoint_id)
     if not endpoint.enabled:
         raise Refused("The endpoint is disabled; enable it first, then retry.")
-    if message.status == "pending" and message.lease_until and _aware(message.lease_until) > utcnow():
+    if message.status == "pending" and message.lease_until and aware(message.lease_until) > utcnow():
         raise Refused("This message is being sent right now; its answer will show in a moment.")
     db.session.execute(
         update(WebhookMessage)
@@ -161,10 +161,6 @@ def recover(endpoint: WebhookEndpoint, since: datetime) -> int:
     return result.rowcount
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def endpoint_json(endpoint: WebhookEndpoint, secret: bool = False) -> dict[str, object]:
     """An endpoint as the API shows it; the secret only when it was just made."""
     rotation_ends = max((old["expiresAt"] for old in endpoint.old_secrets or ()), default=None)
@@ -175,10 +171,10 @@ def endpoint_json(endpoint: WebhookEndpoint, secret: bool = False) -> dict[str, 
         "events": list(endpoint.events or ()),
         "enabled": endpoint.enabled,
         "disabledReason": endpoint.disabled_reason,
-        "failingSince": _iso(endpoint.failing_since),
-        "previousSecretExpiresAt": _iso(datetime.fromisoformat(rotation_ends)) if rotation_ends else None,
-        "createdAt": _iso(endpoint.created_at),
-        "updatedAt": _iso(endpoint.updated_at),
+        "failingSince": iso(endpoint.failing_since),
+        "previousSecretExpiresAt": iso(datetime.fromisoformat(rotation_ends)) if rotation_ends else None,
+        "createdAt": iso(endpoint.created_at),
+        "updatedAt": iso(endpoint.updated_at),
     }
     if secret:
         shown["secret"] = endpoint.secret
@@ -189,7 +185,7 @@ def attempt_json(attempt: WebhookAttempt) -> dict[str, object]:
     """One attempt as the API shows it."""
     return {
         "number": attempt.number,
-        "at": _iso(attempt.started_at),
+        "at": iso(attempt.started_at),
         "outcome": attempt.outcome,
         "statusCode": attempt.status_code,
         "durationMs": attempt.duration_ms,
@@ -208,11 +204,11 @@ def message_json(message: WebhookMessage, event: WebhookEvent, attempts: list[We
         "endpointId": message.endpoint_id,
         "status": message.status,
         "attempts": message.attempts,
-        "nextAttemptAt": _iso(message.next_attempt_at) if message.status == "pending" else None,
-        "deliveredAt": _iso(message.delivered_at),
+        "nextAttemptAt": iso(message.next_attempt_at) if message.status == "pending" else None,
+        "deliveredAt": iso(message.delivered_at),
         "lastStatusCode": message.last_status_code,
         "lastError": message.last_error,
-        "createdAt": _iso(message.created_at),
+        "createdAt": iso(message.created_at),
         "attemptLog": [attempt_json(a) for a in attempts],
     }
 
@@ -289,7 +285,7 @@ def import_webhooks(imp: Import) -> dict[str, object]:
     due soon; a retry hours away waits for a reload.
     """
     items = import_deliveries(imp.id)
-    soon = _iso(utcnow() + FOLLOW_FOR)
+    soon = iso(utcnow() + FOLLOW_FOR)
     due_soon = any(m["status"] == "pending" and (m["nextAttemptAt"] or "") <= soon for m in items)
     running = not imp.is_final and bool(
         db.session.scalar(select(exists().where(WebhookEndpoint.enabled.is_(True))))

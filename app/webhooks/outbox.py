@@ -10,7 +10,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from app.extensions import settings
-from app.models import Import, _iso, import_json, utcnow
+from app.models import Import, import_json, iso, utcnow
 from app.webhooks import EVENTS
 from app.webhooks.models import WebhookEndpoint, WebhookEvent, WebhookMessage, new_event_id
 
@@ -22,7 +22,7 @@ WAKE = "webhooks_wake"
 
 def _body(event_type: str, data: dict[str, object]) -> str:
     """The body every delivery of the event sends: ``{"type", "timestamp", "data"}``."""
-    payload = {"type": event_type, "timestamp": _iso(utcnow()), "data": data}
+    payload = {"type": event_type, "timestamp": iso(utcnow()), "data": data}
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from app.models import aware
 from app.webhooks.targets import Target
 
 # Read this much of an answer at most; keep the first part of it in the log.
@@ -47,9 +48,7 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - (now if now is not None else datetime.now(UTC).timestamp()))
+    return max(0.0, aware(when).timestamp() - (now if now is not None else datetime.now(UTC).timestamp()))
 
 
 @functools.lru_cache(maxsize=4)
