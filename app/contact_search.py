@@ -10,13 +10,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, literal_column, select
+from sqlalchemy import ColumnElement, Select, String, func, literal_column, select
 from sqlalchemy.orm import Session, aliased
 
 from app.imports.body import has_control_characters
 from app.imports.rejected import neutralise
 from app.models import Contact
-from app.search_sample import PLAIN, Plan, plan
+from app.search_sample import CJK, PLAIN, Plan, cjk_letters, plan
 
 QUERY_MAX = 200
 SEPARATOR = "\x1f"  # the unit separator
@@ -43,6 +43,23 @@ def searched_text(of: Any = Contact) -> ColumnElement[str]:
     so a match is always inside the email or inside the name, never across the two.
     """
     return of.email + literal_column(f"'{SEPARATOR}'", String) + of.name
+
+
+def cjk_text() -> ColumnElement[str]:
+    """The CJK letters of the searched text, each written three times, the rest blanked: the
+    expression of the CJK index (migration 0018), in which one or two letters make a trigram."""
+    letters = func.regexp_replace(searched_text(), _sql(f"[^{CJK}]+"), _sql(" "), _sql("g"))
+    return func.regexp_replace(letters, _sql("([^ ])"), _sql(r"\1\1\1"), _sql("g"), type_=String)
+
+
+def holds_cjk() -> ColumnElement[bool]:
+    """The condition of the CJK index: contacts whose searched text holds a CJK letter."""
+    return searched_text().op("~", is_comparison=True)(_sql(f"[{CJK}]"))
+
+
+def _sql(constant: str) -> ColumnElement[str]:
+    """A constant written into the statement, as an index's expression is, not sent beside it."""
+    return literal_column("'" + constant.replace("'", "''") + "'", String)
 
 
 def _unindexed(of: Any = Contact) -> ColumnElement[str]:
@@ -88,9 +105,14 @@ class ContactFilter:
         return cls(q, source, import_id, after)
 
     def plan(self, session: Session, page: int = 50) -> Plan:
-        """How to look for this filter's term (app.search_sample); plainly beside a source or an import."""
-        if not self.q or self.source or self.import_id:
+        """How to look for this filter's term (app.search_sample); beside a source or an import, as
+        PostgreSQL plans it, a term of a few CJK letters offered the CJK index."""
+        if not self.q:
             return PLAIN
+        if self.source or self.import_id:
+            postgresql = session.get_bind().dialect.name == "postgresql"
+            cjk = cjk_letters(self.q) if postgresql else []
+            return Plan(cjk=cjk) if cjk else PLAIN
         return plan(session, self.q, page)
 
     def where(self, session: Session, search: Plan | None = None) -> list[ColumnElement[bool]]:
@@ -105,8 +127,12 @@ class ContactFilter:
         if self.import_id:
             where.append(Contact.import_id == self.import_id)
         if self.q:
-            parts = (search or self.plan(session)).parts
-            if parts is None:
+            search = search or self.plan(session)
+            parts = search.parts
+            if search.cjk:
+                where += [cjk_text().like(_containing("".join(c * 3 for c in run))) for run in search.cjk]
+                where += [holds_cjk(), _unindexed().ilike(_containing(self.q), escape="\\")]
+            elif parts is None:
                 where.append(searched_text().ilike(_containing(self.q), escape="\\"))
             else:
                 where += [searched_text().ilike(_containing(part), escape="\\") for part in parts]
@@ -128,7 +154,8 @@ def keyset_page(session: Session, wanted: ContactFilter, size: int) -> tuple[lis
         after = wanted.after
         if search.share:
             after = _last_read(session, wanted.after, search.contacts_to_read(size + 1)) or after
-        query: Select = select(Contact).where(*wanted.where(session, PLAIN if search.share else search))
+        rest = search.past_reading() if search.share else search
+        query: Select = select(Contact).where(*wanted.where(session, rest))
         if after is not None:
             query = query.where(Contact.id > after)
         contacts += session.scalars(query.order_by(Contact.id).limit(size + 1 - len(contacts)))

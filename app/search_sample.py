@@ -58,6 +58,11 @@ WORD = re.compile(r"[^\W_]+")
 # The expression app.contact_search.searched_text names, lower-cased as ILIKE compares it.
 SAMPLED_TEXT = "lower(email || E'\\x1f' || name)"
 LOCK = 7_318_201  # pg_try_advisory_xact_lock: one worker draws the sample at a time
+# Chinese, Japanese and Korean letters, and the iteration mark 々, as a character class that Python
+# and PostgreSQL read alike. Words in these scripts are not spaced, and a name of two letters holds
+# no trigram: migration 0018 indexes these letters apart (app.contact_search.cjk_text).
+CJK = r"\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f"
+CJK_RUN = re.compile(f"[{CJK}]+")
 
 
 def _windows(text: str) -> list[str]:
@@ -154,10 +159,16 @@ class Plan:
     parts: list[str] | None = None
     # The share of the contacts that hold the term, when reading them in id order pays.
     share: float | None = None
+    # The runs of CJK letters of a term too short for trigrams, asked of the CJK index.
+    cjk: list[str] | None = None
 
     def contacts_to_read(self, page: int) -> int:
         """How many contacts to read in id order to find ``page`` of them, with room to spare."""
         return math.ceil(READ_PAGES * page / self.share) if self.share else 0
+
+    def past_reading(self) -> Plan:
+        """How to look for the term past the contacts read in id order."""
+        return Plan(cjk=self.cjk) if self.cjk else PLAIN
 
 
 PLAIN = Plan()
@@ -184,7 +195,11 @@ def plan(session: Session, term: str, page: int = 50) -> Plan:
     if chosen and min(map(sample.contacts_with, chosen[0])) <= CANDIDATES:
         return Plan(parts=chosen[0])
     share = sample.share_holding(term)
-    if READ_COST * page / max(share, 1e-9) < share * sample.contacts:
+    reading = READ_COST * page / max(share, 1e-9) < share * sample.contacts
+    cjk = cjk_letters(term)
+    if cjk:
+        return Plan(share=share, cjk=cjk) if reading else Plan(cjk=cjk)
+    if reading:
         return Plan(share=share)
     # Else the cheapest of the rarest trigrams, all of them, or PostgreSQL's plan of the whole term,
     # counting each trigram's list of contacts read and each contact found in the table.
@@ -196,6 +211,11 @@ def plan(session: Session, term: str, page: int = 50) -> Plan:
         costs[tuple(parts)] += sample.contacts_with_all(parts)
     best = min(costs, key=costs.__getitem__)
     return Plan(parts=list(best)) if best else PLAIN
+
+
+def cjk_letters(term: str) -> list[str]:
+    """The runs of CJK letters of a term that holds no trigram, which the CJK index is asked for."""
+    return [] if trigrams_inside(term) else CJK_RUN.findall(term)
 
 
 def _listed(sample: Sample, trigrams: list[str]) -> float:

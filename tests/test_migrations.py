@@ -10,9 +10,14 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from flask import Flask
+from sqlalchemy import select, text
 
 from app import create_app
 from app.cli import ROOT
+from app.contact_search import ContactFilter
+from app.extensions import db
+from app.models import Contact
+from app.search_sample import Plan
 from tests.conftest import ADMIN_URL, DATABASE_NAME
 
 NAME = f"{DATABASE_NAME}_migrations"
@@ -33,8 +38,6 @@ def fresh(redis_url: str, tmp_path: Path) -> Iterator[tuple[Flask, Config, str]]
     config.attributes["flask_app"] = app
     yield app, config, url
     with app.app_context():
-        from app.extensions import db
-
         db.engine.dispose()
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{NAME}" WITH (FORCE)')
@@ -53,7 +56,7 @@ def test_a_search_index_build_cut_short_is_built_again(fresh: tuple[Flask, Confi
     app, config, url = fresh
     with app.app_context():
         command.upgrade(config, "head")
-        assert _indexes(url) == {"contacts_search_trgm_idx": True}
+        assert _indexes(url) == {"contacts_search_trgm_idx": True, "contacts_cjk_trgm_idx": True}
         command.downgrade(config, "0012_webhook_tallies")
         assert _indexes(url) == {"contacts_email_trgm_idx": True, "contacts_name_trgm_idx": True}
         # What a CREATE INDEX CONCURRENTLY cut short leaves behind: the index, marked invalid.
@@ -68,6 +71,27 @@ def test_a_search_index_build_cut_short_is_built_again(fresh: tuple[Flask, Confi
             )
         assert _indexes(url)["contacts_search_trgm_idx"] is False
         command.upgrade(config, "head")
+        assert _indexes(url) == {"contacts_search_trgm_idx": True, "contacts_cjk_trgm_idx": True}
+
+
+def test_a_cjk_index_build_cut_short_is_built_again_and_used(fresh: tuple[Flask, Config, str]):
+    app, config, url = fresh
+    with app.app_context():
+        command.upgrade(config, "0017_row_errors_unchecked")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE INDEX contacts_cjk_trgm_idx ON contacts (name)")  # any, invalid
+            conn.execute(
+                "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'contacts_cjk_trgm_idx'::regclass"
+            )
+        command.upgrade(config, "head")
+        assert _indexes(url) == {"contacts_search_trgm_idx": True, "contacts_cjk_trgm_idx": True}
+        # The search names the index's expression and condition as the migration wrote them.
+        query = select(Contact.id).where(*ContactFilter(q="徐强").where(db.session, Plan(cjk=["徐强"])))
+        with db.engine.connect() as conn:
+            conn.execute(text("SET enable_seqscan = off"))
+            compiled = query.compile(conn, compile_kwargs={"literal_binds": True})
+            assert "contacts_cjk_trgm_idx" in str(conn.execute(text(f"EXPLAIN {compiled}")).fetchall())
+        command.downgrade(config, "0017_row_errors_unchecked")
         assert _indexes(url) == {"contacts_search_trgm_idx": True}
 
 

@@ -17,6 +17,8 @@ from tests.test_merge import Imports, csv_bytes
 
 FIRST = ["Maria", "José", "Jürgen", "Zoë", "Наталья", "Дмитрий", "Wei", "Nguyễn", "Siobhán", "Ali"]
 LAST = ["García", "Müller", "Волкова", "Иванов", "Zhang", "Thị Hương", "Ó Briain", "Smith", "Nowak"]
+# Names in scripts written without spaces, many of them two letters long: no trigram in them.
+CJK_NAMES = ["高橋翔", "佐々木陽菜", "徐强", "孙芳", "김민준", "이서연", "王秀英", "𠮷野さくら", "加藤さくら"]
 DOMAINS = ["gmail.com", "example.co.uk", "mail.example", "stonelegal.co.uk", "ezweb.ne.jp"]
 
 
@@ -32,10 +34,11 @@ def people(app: Flask) -> list[tuple[str, str]]:
     rows, seen = [], set()
     while len(rows) < 300:
         first, last = rng.choice(FIRST), rng.choice(LAST)
+        name = rng.choice(CJK_NAMES) if len(rows) % 10 == 9 else f"{first} {last}"
         email = f"{rng.choice(['m', first[:3].lower(), 'x.y'])}{rng.randrange(10**4)}@{rng.choice(DOMAINS)}"
         if email not in seen:
             seen.add(email)
-            rows.append([f"{first} {last}", email, "", "", "", ""])
+            rows.append([name, email, "", "", "", ""])
     Imports(app).run(csv_bytes(rows))
     assert search_sample.draw(db.session, minimum=0)
     return [(name, email) for name, email, *_ in rows]
@@ -110,6 +113,41 @@ def test_a_rare_term_asks_the_index_for_its_rarest_part_only(people: list[tuple[
     assert "contacts_search_trgm_idx" in plan and index_conditions
     assert not any(term in line for line in index_conditions)  # the whole term is checked, not indexed
     assert found(term) == [email]
+
+
+def explained(term: str) -> str:
+    """PostgreSQL's plan of the search for ``term`` as the contacts page asks it, a table read forbidden."""
+    query = select(Contact.id).where(*ContactFilter(q=term).where(db.session)).order_by(Contact.id).limit(51)
+    with db.engine.connect() as conn:
+        conn.execute(text("SET enable_seqscan = off"))
+        compiled = query.compile(conn, compile_kwargs={"literal_binds": True})
+        return "\n".join(row[0] for row in conn.execute(text(f"EXPLAIN {compiled}")))
+
+
+def test_a_short_cjk_term_is_asked_of_the_cjk_index(app: Flask, people: list[tuple[str, str]], monkeypatch):
+    """One or two Chinese, Japanese or Korean letters hold no trigram; their own index finds them."""
+    terms = ["徐强", "强", "佐々", "々木", "橋翔", "김", "민준", "𠮷", "野さ", "徐 强", "a徐", "王秀英"]
+    terms += ["ÜLLER徐", "sato@", "高%"]
+    for term in terms:
+        by_hand = sorted(e for n, e in people if term.lower() in e.lower() or term.lower() in n.lower())
+        assert sorted(found(term)) == by_hand, term
+        assert found(term) == found(term, plain=True), term
+    assert len(found("徐强")) == len([n for n, _ in people if n == "徐强"]) > 0
+    rare = search_sample.plan(db.session, "徐强")
+    assert rare.cjk == ["徐强"] and rare.share is None  # a few contacts: asked of the index alone
+    assert "contacts_cjk_trgm_idx" in explained("徐强") and "contacts_cjk_trgm_idx" in explained("김")
+    assert search_sample.plan(db.session, "王秀英").cjk is None  # three letters: a trigram, as before
+    # Beside a source, PostgreSQL chooses between the source's index and the CJK one.
+    Imports(app).run(csv_bytes([["徐强", "xu.qiang@shop.example", "", "", "", ""]]), source="shop")
+    in_shop, _ = keyset_page(db.session, ContactFilter(q="徐强", source="shop"), 50)
+    in_crm, _ = keyset_page(db.session, ContactFilter(q="强", source="crm"), 50)
+    assert [c.email for c in in_shop] == ["xu.qiang@shop.example"]
+    assert sorted(c.email for c in in_crm) == sorted(e for n, e in people if "强" in n)
+    # Read for in id order first, the term is asked of the CJK index past the contacts read.
+    late = next(n for n, _ in reversed(people[170:]) if n in CJK_NAMES)[-2:]  # past the 170 read for a page
+    monkeypatch.setattr(contact_search, "plan", lambda *_: search_sample.Plan(share=0.9, cjk=[late]))
+    assert found(late) == found(late, plain=True)
+    assert [e for n, e in people[170:] if late in n][-1] in found(late)
 
 
 def test_the_sample_is_drawn_again_only_when_the_table_has_changed(app: Flask, people):
