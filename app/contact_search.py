@@ -42,7 +42,7 @@ def searched_text(of: Any = Contact) -> ColumnElement[str]:
     joined by a control character, which a search cannot hold (ContactFilter.from_args refuses it),
     so a match is always inside the email or inside the name, never across the two.
     """
-    return of.email + literal_column(f"'{SEPARATOR}'", String) + of.name
+    return of.email + _sql(SEPARATOR) + of.name
 
 
 def cjk_text() -> ColumnElement[str]:
@@ -64,7 +64,7 @@ def _sql(constant: str) -> ColumnElement[str]:
 
 def _unindexed(of: Any = Contact) -> ColumnElement[str]:
     """The same text as an expression the trigram index is not of, so that it is checked, not asked."""
-    return searched_text(of) + literal_column("''", String)
+    return searched_text(of) + _sql("")
 
 
 def _containing(term: str) -> str:
