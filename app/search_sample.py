@@ -62,7 +62,10 @@ LOCK = 7_318_201  # pg_try_advisory_xact_lock: one worker draws the sample at a 
 # Chinese, Japanese and Korean letters, and the iteration mark 々, as a character class that Python
 # and PostgreSQL read alike. Words in these scripts are not spaced, and a name of two letters holds
 # no trigram: migration 0018 indexes these letters apart (app.contact_search.cjk_text).
-CJK = r"\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f"
+CJK = (
+    r"\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"
+    r"\U00020000-\U0003134f"
+)
 CJK_RUN = re.compile(f"[{CJK}]+")
 
 

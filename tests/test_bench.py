@@ -45,7 +45,8 @@ def test_quick_benchmark_prints_one_table_and_writes_results(tmp_path: Path) -> 
         "preview of a",
         "Undo of",
         "Contacts search",
-        "selective searches (3 characters or more) in turn, 16 connections",
+        "selective searches (3 characters or more, or CJK letters) in turn, 16 connections",
+        "two CJK letters, a name",
         "rejected rows, fix list",
     ):
         assert measure in measures

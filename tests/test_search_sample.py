@@ -19,6 +19,7 @@ FIRST = ["Maria", "José", "Jürgen", "Zoë", "Наталья", "Дмитрий"
 LAST = ["García", "Müller", "Волкова", "Иванов", "Zhang", "Thị Hương", "Ó Briain", "Smith", "Nowak"]
 # Names in scripts written without spaces, many of them two letters long: no trigram in them.
 CJK_NAMES = ["高橋翔", "佐々木陽菜", "徐强", "孙芳", "김민준", "이서연", "王秀英", "𠮷野さくら", "加藤さくら"]
+CJK_NAMES += ["ﾔﾏﾀﾞ ﾕｷ"]  # half-width katakana, as older Japanese systems export names
 DOMAINS = ["gmail.com", "example.co.uk", "mail.example", "stonelegal.co.uk", "ezweb.ne.jp"]
 
 
@@ -127,7 +128,7 @@ def explained(term: str) -> str:
 def test_a_short_cjk_term_is_asked_of_the_cjk_index(app: Flask, people: list[tuple[str, str]], monkeypatch):
     """One or two Chinese, Japanese or Korean letters hold no trigram; their own index finds them."""
     terms = ["徐强", "强", "佐々", "々木", "橋翔", "김", "민준", "𠮷", "野さ", "徐 强", "a徐", "王秀英"]
-    terms += ["ÜLLER徐", "sato@", "高%"]
+    terms += ["ÜLLER徐", "sato@", "高%", "ﾕｷ", "ﾀﾞ"]
     for term in terms:
         by_hand = sorted(e for n, e in people if term.lower() in e.lower() or term.lower() in n.lower())
         assert sorted(found(term)) == by_hand, term
@@ -135,7 +136,7 @@ def test_a_short_cjk_term_is_asked_of_the_cjk_index(app: Flask, people: list[tup
     assert len(found("徐强")) == len([n for n, _ in people if n == "徐强"]) > 0
     rare = search_sample.plan(db.session, "徐强")
     assert rare.cjk == ["徐强"] and rare.share is None  # a few contacts: asked of the index alone
-    assert "contacts_cjk_trgm_idx" in explained("徐强") and "contacts_cjk_trgm_idx" in explained("김")
+    assert all("contacts_cjk_trgm_idx" in explained(term) for term in ("徐强", "김", "ﾕｷ"))
     assert search_sample.plan(db.session, "王秀英").cjk is None  # three letters: a trigram, as before
     # Beside a source, PostgreSQL chooses between the source's index and the CJK one.
     Imports(app).run(csv_bytes([["徐强", "xu.qiang@shop.example", "", "", "", ""]]), source="shop")

@@ -14,7 +14,10 @@ depends_on = None
 
 # app.search_sample.CJK and app.contact_search.cjk_text, as they stand at this revision: the search
 # must name the same expression and the same condition for PostgreSQL to use the index.
-CJK = r"\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f"
+CJK = (
+    r"\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"
+    r"\U00020000-\U0003134f"
+)
 SEARCHED = "(email || E'\\x1f' || name)"
 TRIPLED = f"regexp_replace(regexp_replace({SEARCHED}, '[^{CJK}]+', ' ', 'g'), '([^ ])', '\\1\\1\\1', 'g')"
 HOLDS_CJK = f"{SEARCHED} ~ '[{CJK}]'"
