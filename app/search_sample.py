@@ -10,8 +10,8 @@ drawn again as the table grows), and each web process reads it once a minute at 
 With the sample's counts each search is planned (``plan``): by its rarest trigrams in the index,
 the whole term then checked on each contact found; by reading contacts in id order when many hold
 the term; a term of one or two CJK letters by the index of those letters; or as PostgreSQL plans
-it, whichever costs least. Every plan finds exactly the contacts
-the plain search finds: the sample decides how fast, never what.
+it, whichever costs least. Every plan finds exactly the contacts the plain search finds: the sample
+decides how fast, never what.
 """
 
 from __future__ import annotations
