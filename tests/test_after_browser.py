@@ -73,15 +73,19 @@ def test_undo_from_the_page_with_its_confirmation(server, worker, new_page):  # 
 
 
 def test_search_the_contacts_page_and_export_what_it_shows(server, worker, new_page):  # noqa: F811
-    job_id = server.start_import(contacts_csv(5) + b"Ada Lovelace,ada@engines.example,=2+2\n", "partners.csv")
+    extra = "Ada Lovelace,ada@engines.example,=2+2\n徐强,xu.qiang@example.cn,\n".encode()
+    job_id = server.start_import(contacts_csv(5) + extra, "partners.csv")
     page = new_page()
     page.goto(f"{server.url}/imports/{job_id}")
     page.locator('[data-status="completed"]').wait_for()
     page.locator("[data-see-contacts]").click()
-    assert page.locator("[data-contact]").count() == 6
-    page.locator("[data-search]").fill("ENGINES")
+    assert page.locator("[data-contact]").count() == 7
+    page.locator("[data-search]").fill("强")  # one Chinese letter
     page.get_by_role("button", name="Search").click()
     rows = page.locator("[data-contact]")
+    assert rows.count() == 1 and "xu.qiang@example.cn" in rows.inner_text()
+    page.locator("[data-search]").fill("ENGINES")
+    page.get_by_role("button", name="Search").click()
     assert rows.count() == 1 and "ada@engines.example" in rows.inner_text()
     with page.expect_download() as info:
         page.locator("[data-export]").click()
@@ -91,4 +95,4 @@ def test_search_the_contacts_page_and_export_what_it_shows(server, worker, new_p
     page.locator("[data-contact] a").first.click()
     assert "ada@engines.example" in page.locator("[data-contact-detail]").inner_text()
     page.get_by_role("link", name="Sources").click()
-    assert page.locator('[data-source="crm"] [data-contacts-count]').inner_text() == "6"
+    assert page.locator('[data-source="crm"] [data-contacts-count]').inner_text() == "7"
