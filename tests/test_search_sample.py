@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, text
+from sqlalchemy import Select, select, text
 
 from app import contact_search, maintenance, search_sample
 from app.contact_search import ContactFilter, keyset_page
@@ -100,29 +100,29 @@ def test_a_page_read_for_in_order_goes_on_past_the_contacts_read(people, monkeyp
     assert found(domain) == found(domain, plain=True) and len(found(domain)) > 50
 
 
+def explained(query: Select) -> str:
+    """PostgreSQL's plan of ``query``, a read of the whole table forbidden."""
+    with db.engine.connect() as conn:
+        conn.execute(text("SET enable_seqscan = off"))
+        compiled = query.compile(conn, compile_kwargs={"literal_binds": True})
+        return "\n".join(row[0] for row in conn.execute(text(f"EXPLAIN {compiled}")))
+
+
+def first_page(term: str) -> Select:
+    """The ids of the first page of the search for ``term``, as the contacts page asks for them."""
+    return select(Contact.id).where(*ContactFilter(q=term).where(db.session)).order_by(Contact.id).limit(51)
+
+
 def test_a_rare_term_asks_the_index_for_its_rarest_part_only(people: list[tuple[str, str]]):
     name, email = people[7]
     term = email.split("@")[0] + "@"
     parts = search_sample.plan(db.session, term).parts
     assert parts and all(part in term for part in parts) and "".join(parts) != term
-    query = select(Contact.id).where(*ContactFilter(q=term).where(db.session))
-    with db.engine.connect() as conn:
-        conn.execute(text("SET enable_seqscan = off"))
-        compiled = query.compile(conn, compile_kwargs={"literal_binds": True})
-        plan = "\n".join(row[0] for row in conn.execute(text(f"EXPLAIN {compiled}")))
+    plan = explained(select(Contact.id).where(*ContactFilter(q=term).where(db.session)))
     index_conditions = [line for line in plan.splitlines() if "Index Cond" in line]
     assert "contacts_search_trgm_idx" in plan and index_conditions
     assert not any(term in line for line in index_conditions)  # the whole term is checked, not indexed
     assert found(term) == [email]
-
-
-def explained(term: str) -> str:
-    """PostgreSQL's plan of the search for ``term`` as the contacts page asks it, a table read forbidden."""
-    query = select(Contact.id).where(*ContactFilter(q=term).where(db.session)).order_by(Contact.id).limit(51)
-    with db.engine.connect() as conn:
-        conn.execute(text("SET enable_seqscan = off"))
-        compiled = query.compile(conn, compile_kwargs={"literal_binds": True})
-        return "\n".join(row[0] for row in conn.execute(text(f"EXPLAIN {compiled}")))
 
 
 def test_a_short_cjk_term_is_asked_of_the_cjk_index(app: Flask, people: list[tuple[str, str]], monkeypatch):
@@ -136,7 +136,7 @@ def test_a_short_cjk_term_is_asked_of_the_cjk_index(app: Flask, people: list[tup
     assert len(found("徐强")) == len([n for n, _ in people if n == "徐强"]) > 0
     rare = search_sample.plan(db.session, "徐强")
     assert rare.cjk == ["徐强"] and rare.share is None  # a few contacts: asked of the index alone
-    assert all("contacts_cjk_trgm_idx" in explained(term) for term in ("徐强", "김", "ﾕｷ"))
+    assert all("contacts_cjk_trgm_idx" in explained(first_page(term)) for term in ("徐强", "김", "ﾕｷ"))
     assert search_sample.plan(db.session, "王秀英").cjk is None  # three letters: a trigram, as before
     # Beside a source, PostgreSQL chooses between the source's index and the CJK one.
     Imports(app).run(csv_bytes([["徐强", "xu.qiang@shop.example", "", "", "", ""]]), source="shop")
