@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 SAMPLE_ROWS = 50_000
 # Below this many contacts every search is fast without a sample, and none is kept.
 MIN_CONTACTS = 50_000
+# Below this many by PostgreSQL's statistics the contacts are counted, which costs little.
+COUNTED_BELOW = 2 * MIN_CONTACTS
 # Drawn again when the table has grown or shrunk by this share, or is this old.
 DRIFT = 0.2
 MAX_AGE = timedelta(days=1)
@@ -269,13 +271,7 @@ def draw(session: Session, minimum: int = MIN_CONTACTS, force: bool = False) -> 
         return False
     if not session.execute(text("SELECT pg_try_advisory_xact_lock(:lock)"), {"lock": LOCK}).scalar():
         return False
-    contacts = int(
-        session.execute(
-            text("SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'contacts'::regclass")
-        ).scalar()
-    )
-    if contacts < max(minimum, 1):  # the planner's count is an estimate, and none before ANALYZE
-        contacts = session.execute(text("SELECT count(*) FROM contacts")).scalar()
+    contacts = count_contacts(session)
     last = session.execute(text("SELECT contacts, made_at FROM search_samples WHERE id = 1")).one_or_none()
     if contacts < max(minimum, 1):
         if last is not None:
@@ -318,6 +314,29 @@ def draw(session: Session, minimum: int = MIN_CONTACTS, force: bool = False) -> 
         extra={"contacts": contacts, "seconds": round(time.perf_counter() - started, 2)},
     )
     return True
+
+
+def count_contacts(session: Session) -> int:
+    """How many contacts the table holds: as PostgreSQL's statistics count them, or counted when few.
+
+    The statistics count the rows each transaction inserts or deletes as it commits, so they follow
+    an import as it goes, and a maintenance tick never reads millions of rows beside the import
+    filling them. Where the table holds many more rows than they say (they are lost in a crash, or
+    not kept), the table is analyzed: a read of a sample of its rows, not of all of them.
+    """
+    live = session.execute(
+        text("SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'contacts'::regclass")
+    ).scalar()
+    if live is not None and live >= COUNTED_BELOW:
+        return live
+    counted = session.execute(
+        text("SELECT count(*) FROM (SELECT FROM contacts LIMIT :most) AS few"), {"most": COUNTED_BELOW}
+    ).scalar()
+    if counted < COUNTED_BELOW:
+        return counted
+    session.execute(text("ANALYZE contacts"))
+    estimate = session.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'contacts'::regclass"))
+    return int(estimate.scalar())
 
 
 @every("maintenance_interval")

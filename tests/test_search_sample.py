@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from flask import Flask
-from sqlalchemy import Select, select, text
+from sqlalchemy import Select, event, select, text
 
 from app import contact_search, maintenance, search_sample
 from app.contact_search import ContactFilter, keyset_page
@@ -169,6 +169,38 @@ def test_the_sample_is_drawn_again_only_when_the_table_has_changed(app: Flask, p
     assert db.session.execute(text("SELECT count(*) FROM search_samples")).scalar() == 0
     assert search_sample.plan(db.session, "extra7@") == search_sample.PLAIN
     assert search_sample.keep_search_sample in maintenance.TASKS
+
+
+def test_many_contacts_are_taken_from_the_statistics_not_counted(app: Flask, monkeypatch: pytest.MonkeyPatch):
+    def contacts(first: int) -> list[list[str]]:
+        return [[f"Person {n}", f"person{n}@example.org", "", "", "", ""] for n in range(first, first + 300)]
+
+    statements: list[str] = []
+
+    def sent(_connection, _cursor, statement: str, *_rest) -> None:
+        statements.append(statement)
+
+    def counted() -> int:
+        statements.clear()
+        event.listen(db.engine, "before_cursor_execute", sent)
+        try:
+            return search_sample.count_contacts(db.session)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", sent)
+            db.session.commit()  # as a maintenance tick does: the next one reads the statistics anew
+
+    Imports(app).run(csv_bytes(contacts(0)))
+    assert counted() == 300  # few: counted
+    Imports(app).run(csv_bytes(contacts(300)), source="shop")
+    monkeypatch.setattr(search_sample, "COUNTED_BELOW", 100)  # 600 contacts are now many
+    # Statistics lost (as in a crash): the count stops at COUNTED_BELOW, and the table is analyzed.
+    db.session.execute(text("SELECT pg_stat_reset_single_table_counters('contacts'::regclass)"))
+    assert counted() == 600
+    assert any("ANALYZE" in s for s in statements)
+    # Now the statistics know: neither a count nor ANALYZE.
+    assert counted() == 600
+    assert not [s for s in statements if "count(" in s or "ANALYZE" in s]
+    assert not [s for s in statements if "count(*) FROM contacts" in s]  # never every row
 
 
 def test_no_sample_means_the_plain_search(app: Flask):
