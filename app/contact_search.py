@@ -10,13 +10,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, func, literal_column, select
+from sqlalchemy import ColumnElement, Select, String, func, literal_column, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from app.imports.body import has_control_characters
 from app.imports.rejected import neutralise
 from app.models import Contact
-from app.search_sample import CJK, PLAIN, Plan, cjk_letters, plan
+from app.search_sample import CJK, PAIR_ENDS, PAIR_RESIDUE, PLAIN, Plan, cjk_letters, pair_of, plan
 
 QUERY_MAX = 200
 SEPARATOR = "\x1f"  # the unit separator
@@ -55,6 +55,22 @@ def cjk_text() -> ColumnElement[str]:
 def holds_cjk() -> ColumnElement[bool]:
     """The condition of the CJK index: contacts whose searched text holds a CJK letter."""
     return searched_text().op("~", is_comparison=True)(_sql(f"[{CJK}]"))
+
+
+def pair_conditions(pair: str) -> list[ColumnElement[bool]]:
+    """Where two lower-cased ASCII letters or digits can stand, each a condition an index answers.
+
+    The trigram index holds the pair with what comes before it (a letter, a digit, a word's end or
+    the text's start), after it, or at the text's end; the index of migration 0019 holds the rest.
+    A contact holding the pair meets one of them; the caller checks the pair itself.
+    """
+    beside = f"[a-z0-9{PAIR_ENDS}]"
+    return [
+        searched_text().op("~*", is_comparison=True)(_sql(f"(^|{beside}){pair}")),
+        searched_text().op("~*", is_comparison=True)(_sql(f"{pair}{beside}")),
+        searched_text().ilike(_sql(f"%{pair}")),
+        searched_text().op("~", is_comparison=True)(_sql(PAIR_RESIDUE)),
+    ]
 
 
 def _sql(constant: str) -> ColumnElement[str]:
@@ -106,13 +122,15 @@ class ContactFilter:
 
     def plan(self, session: Session, page: int = 50) -> Plan:
         """How to look for this filter's term (app.search_sample); beside a source or an import, as
-        PostgreSQL plans it, a term of a few CJK letters offered the CJK index."""
+        PostgreSQL plans it, a term of a few CJK letters offered the CJK index, and one of two
+        letters or digits the indexes that find it."""
         if not self.q:
             return PLAIN
         if self.source or self.import_id:
             postgresql = session.get_bind().dialect.name == "postgresql"
             cjk = cjk_letters(self.q) if postgresql else []
-            return Plan(cjk=cjk) if cjk else PLAIN
+            pair = pair_of(self.q) if postgresql else None
+            return Plan(cjk=cjk) if cjk else Plan(pair=pair) if pair else PLAIN
         return plan(session, self.q, page)
 
     def where(self, session: Session, search: Plan | None = None) -> list[ColumnElement[bool]]:
@@ -132,6 +150,11 @@ class ContactFilter:
             if search.cjk:
                 where += [cjk_text().like(_containing("".join(c * 3 for c in run))) for run in search.cjk]
                 where += [holds_cjk(), _unindexed().ilike(_containing(self.q), escape="\\")]
+            elif search.pair:
+                where += [
+                    or_(*pair_conditions(search.pair)),
+                    _unindexed().ilike(_containing(self.q), escape="\\"),
+                ]
             elif parts is None:
                 where.append(searched_text().ilike(_containing(self.q), escape="\\"))
             else:

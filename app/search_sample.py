@@ -9,9 +9,10 @@ drawn again as the table grows), and each web process reads it once a minute at 
 
 With the sample's counts each search is planned (``plan``): by its rarest trigrams in the index,
 the whole term then checked on each contact found; by reading contacts in id order when many hold
-the term; a term of one or two CJK letters by the index of those letters; or as PostgreSQL plans
-it, whichever costs least. Every plan finds exactly the contacts the plain search finds: the sample
-decides how fast, never what.
+the term; a term of one or two CJK letters by the index of those letters; a rare term of two
+Latin letters or digits by the trigrams that hold them with what stands beside them; or as
+PostgreSQL plans it, whichever costs least. Every plan finds exactly the contacts the plain search
+finds: the sample decides how fast, never what.
 """
 
 from __future__ import annotations
@@ -69,6 +70,14 @@ CJK = (
     r"\U00020000-\U0003134f"
 )
 CJK_RUN = re.compile(f"[{CJK}]+")
+# What ends a word beside a term of two letters or digits, as they stand in emails and names (the
+# unit separator joins the two): the trigram index holds the pair with one of these, a letter or a
+# digit, or the text's end beside it. The rest, a pair between two other characters (the `zt` of
+# `Öztürk`) or a letter that lower-cases to ASCII (İ, the Kelvin sign K), is the condition of the
+# index of migration 0019 (app.contact_search.pair_conditions).
+PAIR_ENDS = r"\x1f .@_+'-"
+PAIR_RESIDUE = rf"[^a-zA-Z0-9{PAIR_ENDS}][a-zA-Z0-9]{{2}}[^a-zA-Z0-9{PAIR_ENDS}]|[\u0130\u212a]"
+PAIR = re.compile(r"[a-z0-9]{2}")
 
 
 def _windows(text: str) -> list[str]:
@@ -167,6 +176,9 @@ class Plan:
     share: float | None = None
     # The runs of CJK letters of a term too short for trigrams, asked of the CJK index.
     cjk: list[str] | None = None
+    # A term of two ASCII letters or digits, lower-cased: asked of the trigram index with what
+    # stands beside it, and of the index of the few contacts that index cannot answer for.
+    pair: str | None = None
 
     def contacts_to_read(self, page: int) -> int:
         """How many contacts to read in id order to find ``page`` of them, with room to spare."""
@@ -174,7 +186,7 @@ class Plan:
 
     def past_reading(self) -> Plan:
         """How to look for the term past the contacts read in id order."""
-        return Plan(cjk=self.cjk) if self.cjk else PLAIN
+        return Plan(cjk=self.cjk, pair=self.pair) if self.cjk or self.pair else PLAIN
 
 
 PLAIN = Plan()
@@ -205,8 +217,9 @@ def plan(session: Session, term: str, page: int = 50) -> Plan:
     cjk = cjk_letters(term)
     if cjk:
         return Plan(share=share, cjk=cjk) if reading else Plan(cjk=cjk)
-    if reading:
-        return Plan(share=share)
+    pair = pair_of(term)
+    if reading or pair:
+        return Plan(share=share if reading else None, pair=pair)
     # Else the cheapest of the rarest trigrams, all of them, or PostgreSQL's plan of the whole term,
     # counting each trigram's list of contacts read and each contact found in the table.
     if len(inside) > RAREST:
@@ -217,6 +230,12 @@ def plan(session: Session, term: str, page: int = 50) -> Plan:
         costs[tuple(parts)] += sample.contacts_with_all(parts)
     best = min(costs, key=costs.__getitem__)
     return Plan(parts=list(best)) if best else PLAIN
+
+
+def pair_of(term: str) -> str | None:
+    """The term lower-cased, if it is two ASCII letters or digits (which hold no trigram)."""
+    lowered = term.lower()
+    return lowered if term.isascii() and PAIR.fullmatch(lowered) else None
 
 
 def cjk_letters(term: str) -> list[str]:

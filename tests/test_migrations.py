@@ -93,6 +93,30 @@ def test_a_cjk_index_build_cut_short_is_built_again_and_used(fresh: tuple[Flask,
         assert _indexes(url) == {"contacts_search_trgm_idx": True}
 
 
+def test_a_pair_index_build_cut_short_is_built_again_and_used(fresh: tuple[Flask, Config, str]):
+    app, config, url = fresh
+
+    def valid() -> list[bool]:
+        with psycopg.connect(url) as conn:
+            found = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('contacts_pair_idx')"
+            return [row[0] for row in conn.execute(found)]
+
+    with app.app_context():
+        command.upgrade(config, "0018_cjk_search")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE INDEX contacts_pair_idx ON contacts (name)")  # any, invalid
+            conn.execute(
+                "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'contacts_pair_idx'::regclass"
+            )
+        command.upgrade(config, "head")
+        assert valid() == [True]
+        # The search names the index's condition as the migration wrote it.
+        query = select(Contact.id).where(*ContactFilter(q="zt").where(db.session, Plan(pair="zt")))
+        assert "Bitmap Index Scan on contacts_pair_idx" in explained(query)
+        command.downgrade(config, "0018_cjk_search")
+        assert valid() == []
+
+
 def test_the_contacts_undos_removed_before_the_count_was_kept_are_counted_once(
     fresh: tuple[Flask, Config, str],
 ):

@@ -156,6 +156,77 @@ def test_a_short_cjk_term_is_asked_of_the_cjk_index(app: Flask, people: list[tup
     assert [e for n, e in people[170:] if late in n][-1] in found(late)
 
 
+# What stands beside a pair of letters in real names and emails: nothing (the text's start or
+# end), a letter or a digit, a separator, other punctuation, a letter outside ASCII (Öztürk), a CJK
+# letter, and the two letters that lower-case to ASCII letters (the Kelvin sign and İ).
+BESIDE = [
+    "",
+    "a",
+    "Q",
+    "7",
+    " ",
+    ".",
+    "@",
+    "_",
+    "+",
+    "'",
+    "-",
+    "(",
+    ")",
+    "/",
+    "é",
+    "Ö",
+    "ü",
+    "李",
+    "–",
+    "K",
+    "İ",
+]
+
+
+def test_a_pair_of_letters_is_found_beside_whatever_stands_around_it(app: Flask, people, monkeypatch):
+    """Two letters hold no trigram: the trigram index is asked for them with what stands beside
+    them, and the index of migration 0019 for the rest; what is found is what the plain search finds."""
+    rows = [
+        [f"Ma{before}Zt{after}", f"p{i}.{j}@pair.example", "", "", "", ""]
+        for i, before in enumerate(BESIDE)
+        for j, after in enumerate(BESIDE)
+    ]
+    rows += [[f"Öztürk {n}", f"zt{n}@pair.example", "", "", "", ""] for n in range(3)]  # at the text's start
+    rows += [["Ayşe Öztürk", "ayse@pair.example", "", "", "", ""]]
+    rows += [
+        ["Ma\u212at", "kelvin@pair.example", "", "", "", ""],
+        ["Mİt", "dotted@pair.example", "", "", "", ""],
+    ]
+    Imports(app).run(csv_bytes(rows), source="pairs")
+    stored = db.session.execute(select(Contact.email, Contact.name)).all()
+    for term in ["zt", "ZT", "tM", "a7", "7z", "qz", "kt", "it", "şe"]:
+        pair = search_sample.pair_of(term)
+        monkeypatch.setattr(contact_search, "plan", lambda *_, pair=pair: search_sample.Plan(pair=pair))
+        if term.isascii() and term.lower() not in ("kt", "it"):  # Python lower-cases as PostgreSQL does
+            by_hand = sorted(e for e, n in stored if term.lower() in f"{e}\x1f{n}".lower())
+            assert sorted(found(term)) == by_hand, term
+        assert found(term) == found(term, plain=True), term
+    assert len(found("zt")) > len(BESIDE) ** 2
+    # PostgreSQL asks the trigram index for the pair beside what it knows, and the new index for the rest.
+    by_pair = ContactFilter(q="zt").where(db.session, search_sample.Plan(pair="zt"))
+    plan = explained(select(Contact.id).where(*by_pair))
+    assert (
+        "Bitmap Index Scan on contacts_search_trgm_idx" in plan
+        and "Bitmap Index Scan on contacts_pair_idx" in plan
+    )
+
+
+def test_a_rare_pair_is_planned_by_the_indexes_a_common_one_read_in_order(people: list[tuple[str, str]]):
+    assert search_sample.plan(db.session, "Qz") == search_sample.Plan(pair="qz")
+    sample = search_sample.current(db.session)
+    term = max(["ar", "an", "er", "ia", "ll", "ng"], key=sample.share_holding)  # held by many names
+    common = search_sample.plan(db.session, term)
+    assert common.share and common.pair == term and common.past_reading() == search_sample.Plan(pair=term)
+    assert search_sample.plan(db.session, "q.").pair is None  # not two letters or digits: as before
+    assert sorted(found(term)) == sorted(e for n, e in people if term in e or term in n.lower())
+
+
 def test_the_sample_is_drawn_again_only_when_the_table_has_changed(app: Flask, people):
     assert not search_sample.draw(db.session, minimum=0)  # fresh: left as it is
     made = db.session.execute(text("SELECT made_at, contacts FROM search_samples")).one()
