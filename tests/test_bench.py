@@ -47,6 +47,7 @@ def test_quick_benchmark_prints_one_table_and_writes_results(tmp_path: Path) -> 
         "Contacts search",
         "selective searches (3 characters or more, or CJK letters) in turn, 16 connections",
         "two CJK letters, a name",
+        "two Latin letters, rare",
         "rejected rows, fix list",
     ):
         assert measure in measures
