@@ -75,15 +75,18 @@ def test_a_search_index_build_cut_short_is_built_again(fresh: tuple[Flask, Confi
         assert _indexes(url) == {"contacts_search_trgm_idx": True, "contacts_cjk_trgm_idx": True}
 
 
+def _cut_short(url: str, index: str) -> None:
+    """Leave what a CREATE INDEX CONCURRENTLY cut short leaves behind: an index of that name, invalid."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE INDEX {index} ON contacts (name)")
+        conn.execute(f"UPDATE pg_index SET indisvalid = false WHERE indexrelid = '{index}'::regclass")
+
+
 def test_a_cjk_index_build_cut_short_is_built_again_and_used(fresh: tuple[Flask, Config, str]):
     app, config, url = fresh
     with app.app_context():
         command.upgrade(config, "0017_row_errors_unchecked")
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE INDEX contacts_cjk_trgm_idx ON contacts (name)")  # any, invalid
-            conn.execute(
-                "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'contacts_cjk_trgm_idx'::regclass"
-            )
+        _cut_short(url, "contacts_cjk_trgm_idx")
         command.upgrade(config, "head")
         assert _indexes(url) == {"contacts_search_trgm_idx": True, "contacts_cjk_trgm_idx": True}
         # The search names the index's expression and condition as the migration wrote them.
@@ -103,11 +106,7 @@ def test_a_pair_index_build_cut_short_is_built_again_and_used(fresh: tuple[Flask
 
     with app.app_context():
         command.upgrade(config, "0018_cjk_search")
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE INDEX contacts_pair_idx ON contacts (name)")  # any, invalid
-            conn.execute(
-                "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'contacts_pair_idx'::regclass"
-            )
+        _cut_short(url, "contacts_pair_idx")
         command.upgrade(config, "head")
         assert valid() == [True]
         # The search names the index's condition as the migration wrote it.
