@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, aliased
 from app.imports.body import has_control_characters
 from app.imports.rejected import neutralise
 from app.models import Contact
-from app.search_sample import CJK, PAIR_ENDS, PAIR_RESIDUE, PLAIN, Plan, cjk_letters, pair_of, plan
+from app.search_sample import CJK, PAIR_ENDS, PAIR_RESIDUE, PLAIN, Plan, cjk_letters, plan
 
 QUERY_MAX = 200
 SEPARATOR = "\x1f"  # the unit separator
@@ -122,15 +122,13 @@ class ContactFilter:
 
     def plan(self, session: Session, page: int = 50) -> Plan:
         """How to look for this filter's term (app.search_sample); beside a source or an import, as
-        PostgreSQL plans it, a term of a few CJK letters offered the CJK index, and one of two
-        letters or digits the indexes that find it."""
+        PostgreSQL plans it, a term of a few CJK letters offered the CJK index."""
         if not self.q:
             return PLAIN
         if self.source or self.import_id:
             postgresql = session.get_bind().dialect.name == "postgresql"
             cjk = cjk_letters(self.q) if postgresql else []
-            pair = pair_of(self.q) if postgresql else None
-            return Plan(cjk=cjk) if cjk else Plan(pair=pair) if pair else PLAIN
+            return Plan(cjk=cjk) if cjk else PLAIN
         return plan(session, self.q, page)
 
     def where(self, session: Session, search: Plan | None = None) -> list[ColumnElement[bool]]:
