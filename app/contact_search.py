@@ -145,19 +145,18 @@ class ContactFilter:
         if self.q:
             search = search or self.plan(session)
             parts = search.parts
+            # The whole term, checked on what the index is asked for.
+            checked = _unindexed().ilike(_containing(self.q), escape="\\")
             if search.cjk:
                 where += [cjk_text().like(_containing("".join(c * 3 for c in run))) for run in search.cjk]
-                where += [holds_cjk(), _unindexed().ilike(_containing(self.q), escape="\\")]
+                where += [holds_cjk(), checked]
             elif search.pair:
-                where += [
-                    or_(*pair_conditions(search.pair)),
-                    _unindexed().ilike(_containing(self.q), escape="\\"),
-                ]
+                where += [or_(*pair_conditions(search.pair)), checked]
             elif parts is None:
                 where.append(searched_text().ilike(_containing(self.q), escape="\\"))
             else:
                 where += [searched_text().ilike(_containing(part), escape="\\") for part in parts]
-                where.append(_unindexed().ilike(_containing(self.q), escape="\\"))
+                where.append(checked)
         return where
 
     def args(self) -> dict[str, str]:
