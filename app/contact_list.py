@@ -12,6 +12,7 @@ from app.contact_search import BadFilter, ContactFilter, keyset_page
 from app.errors import error_response, wants_json
 from app.extensions import db
 from app.models import Contact, iso
+from app.principals import current_principal
 
 bp = Blueprint("contacts", __name__)
 
@@ -55,7 +56,7 @@ def index() -> Any:
     Browsers get the contacts page; ``after`` (an id) asks for keyset pages, which stay fast at any depth.
     """
     try:
-        wanted = ContactFilter.from_args(request.args)
+        wanted = ContactFilter.from_args(request.args, current_principal().sources)
     except BadFilter as exc:
         return error_response(400, str(exc))
     if not wants_json():

@@ -15,6 +15,7 @@ from app.extensions import db
 from app.fields import describe_mapping
 from app.mapping import SourceMapping
 from app.models import Contact, Import
+from app.principals import current_principal
 
 bp = Blueprint("contact_pages", __name__)
 
@@ -25,13 +26,16 @@ def contacts_page(wanted: ContactFilter) -> str:
     """The contacts page: a keyset page of the filter, with the search, filters and export link."""
     contacts, after = keyset_page(db.session, wanted, PER_PAGE)
     sources = sorted(contacts_by_source())[:500]
+    imported_by = db.session.get(Import, wanted.import_id) if wanted.import_id else None
+    if imported_by is not None and not current_principal().may_use(imported_by.source):
+        imported_by = None
     return render_template(
         "contacts/index.html",
         contacts=contacts,
         wanted=wanted,
         next_after=after,
         sources=sources,
-        imported_by=db.session.get(Import, wanted.import_id) if wanted.import_id else None,
+        imported_by=imported_by,
     )
 
 
@@ -42,7 +46,7 @@ def detail(contact_id: str) -> Any:
         contact = db.session.get(Contact, uuid.UUID(contact_id))
     except ValueError:
         contact = None
-    if contact is None:
+    if contact is None or not current_principal().may_use(contact.source):
         abort(404, description="Contact not found")
     if wants_json():
         return contact_json(contact)
@@ -53,7 +57,8 @@ def detail(contact_id: str) -> Any:
 def export() -> Response:
     """The contacts of the current filter as a CSV download, streamed however many there are."""
     try:
-        wanted = ContactFilter.from_args({k: v for k, v in request.args.items() if k != "after"})
+        args = {k: v for k, v in request.args.items() if k != "after"}
+        wanted = ContactFilter.from_args(args, current_principal().sources)
     except BadFilter as exc:
         return error_response(400, str(exc))
     response = Response(
@@ -70,7 +75,8 @@ def sources() -> Any:
     count_of = contacts_by_source()
     last = _last_imports()
     saved = {m.source: m for m in db.session.scalars(select(SourceMapping))}
-    names = sorted(set(count_of) | set(last) | set(saved))
+    principal = current_principal()
+    names = sorted(name for name in set(count_of) | set(last) | set(saved) if principal.may_use(name))
     items = [
         {
             "source": name,
@@ -89,7 +95,7 @@ def sources() -> Any:
 
 
 def contacts_by_source() -> dict[str, int]:
-    """How many contacts each source holds, for the sources that hold any.
+    """How many contacts each source holds, for the sources that hold any and this principal may read.
 
     A contact is made only by an import and removed only by its undo, so a source holds its
     imports' inserted rows less those their undos removed: a sum over the imports, where counting
@@ -97,7 +103,8 @@ def contacts_by_source() -> dict[str, int]:
     """
     held = func.sum(Import.inserted_rows - Import.removed_rows)
     counts = select(Import.source, held).group_by(Import.source).having(held > 0)
-    return {source: int(count) for source, count in db.session.execute(counts)}
+    readable = current_principal().may_use
+    return {source: int(count) for source, count in db.session.execute(counts) if readable(source)}
 
 
 def _last_imports() -> dict[str, Any]:

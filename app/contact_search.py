@@ -100,10 +100,13 @@ class ContactFilter:
     source: str | None = None
     import_id: str | None = None
     after: uuid.UUID | None = None
+    # The sources its reader may see (a token limited to some sources); None for every source.
+    readable: frozenset[str] | None = None
 
     @classmethod
-    def from_args(cls, args: Mapping[str, str]) -> ContactFilter:
-        """The filter of a request's query string; BadFilter for a value that cannot be searched."""
+    def from_args(cls, args: Mapping[str, str], readable: frozenset[str] | None = None) -> ContactFilter:
+        """The filter of a request's query string, within the ``readable`` sources; BadFilter for a
+        value that cannot be searched."""
         q = (args.get("q") or "").strip() or None
         source = args.get("source") or None
         import_id = args.get("importId") or None
@@ -118,14 +121,14 @@ class ContactFilter:
                 after = uuid.UUID(args["after"])
             except ValueError:
                 raise BadFilter("after must be the id of a contact, as the previous page gave it") from None
-        return cls(q, source, import_id, after)
+        return cls(q, source, import_id, after, readable)
 
     def plan(self, session: Session, page: int = 50) -> Plan:
-        """How to look for this filter's term (app.search_sample); beside a source or an import, as
-        PostgreSQL plans it, a term of a few CJK letters offered the CJK index."""
+        """How to look for this filter's term (app.search_sample); beside a source, an import or a
+        reader's sources, as PostgreSQL plans it, a term of a few CJK letters offered the CJK index."""
         if not self.q:
             return PLAIN
-        if self.source or self.import_id:
+        if self.source or self.import_id or self.readable is not None:
             postgresql = session.get_bind().dialect.name == "postgresql"
             cjk = cjk_letters(self.q) if postgresql else []
             return Plan(cjk=cjk) if cjk else PLAIN
@@ -138,6 +141,8 @@ class ContactFilter:
         A term planned by its parts asks the index for them and is checked whole on what they find.
         """
         where: list[ColumnElement[bool]] = []
+        if self.readable is not None:
+            where.append(Contact.source.in_(sorted(self.readable)))
         if self.source:
             where.append(Contact.source == self.source)
         if self.import_id:

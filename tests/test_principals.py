@@ -8,8 +8,10 @@ from collections.abc import Callable
 
 import pytest
 from flask import Flask
+from rq import SimpleWorker
 
 from app.config import ConfigError
+from app.extensions import QUEUE_NAME, redis
 from app.principals import fingerprint
 from tests.test_auth import PASSWORD, csrf_token_of, sign_in
 
@@ -102,6 +104,54 @@ def test_scopes_and_sources_limit_a_token(scoped):
     assert elsewhere.status_code == 403
     assert "source 'shop'" in elsewhere.get_json()["error"]
     assert client.post("/import", json=BODY, headers=bearer(CRM_ONLY)).status_code == 202
+
+
+def test_a_token_limited_to_some_sources_reads_only_their_contacts(scoped):
+    client = scoped.test_client()
+    people = [
+        {"name": "Ada Lovelace", "email": "ada@example.com"},
+        {"name": "Ada Shopper", "email": "ada@shop.example"},
+    ]
+    crm = client.post("/import", json={"source": "crm", "data": people[:1]}, headers=bearer(ADMIN)).get_json()
+    shop = client.post(
+        "/import",
+        json={"source": "shop", "data": people[1:]},
+        headers=bearer(ADMIN),
+    ).get_json()
+    with scoped.app_context():
+        SimpleWorker([QUEUE_NAME], connection=redis()).work(burst=True, with_scheduler=False)
+    everyone = client.get("/contacts", headers=bearer(ADMIN)).get_json()["items"]
+    assert sorted(c["source"] for c in everyone) == ["crm", "shop"]
+    theirs = next(c for c in everyone if c["source"] == "shop")
+
+    def emails(**args: str) -> list[str]:
+        items = client.get("/contacts", query_string=args, headers=bearer(CRM_ONLY)).get_json()["items"]
+        return [c["email"] for c in items]
+
+    assert emails() == emails(after="") == emails(q="ada") == emails(q="Ad") == ["ada@example.com"]
+    assert emails(source="shop") == emails(importId=shop["jobId"]) == emails(q="shop") == []
+    assert emails(importId=crm["jobId"]) == ["ada@example.com"]
+    assert client.get(f"/contacts/{theirs['id']}", headers=bearer(CRM_ONLY)).status_code == 404
+    assert client.get(f"/contacts/{theirs['id']}", headers=bearer(READER)).status_code == 200
+    exported = client.get("/contacts.csv", headers=bearer(CRM_ONLY)).get_data(as_text=True)
+    assert "ada@example.com" in exported and "shop" not in exported
+    assert "ada@shop.example" not in client.get(
+        "/contacts.csv?source=shop", headers=bearer(CRM_ONLY)
+    ).get_data(as_text=True)
+    assert [s["source"] for s in client.get("/sources", headers=bearer(CRM_ONLY)).get_json()["items"]] == [
+        "crm"
+    ]
+    html = bearer(CRM_ONLY) | {"Accept": "text/html"}
+    page = client.get("/contacts", query_string={"importId": shop["jobId"]}, headers=html).get_data(
+        as_text=True
+    )
+    assert "ada@example.com" not in page and "Inserted by" not in page and ">shop<" not in page
+    admin = bearer(ADMIN) | {"Accept": "text/html"}
+    shown = client.get("/contacts", query_string={"importId": shop["jobId"]}, headers=admin).get_data(
+        as_text=True
+    )
+    assert "ada@shop.example" in shown and "Inserted by" in shown and ">shop<" in shown
+    assert "shop" not in client.get("/sources", headers=html).get_data(as_text=True)
 
 
 def test_the_pages_say_who_started_an_import(scoped, users):
