@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, func, select
+from sqlalchemy import Boolean, ColumnElement, ForeignKey, Integer, String, Text, exists, func, not_, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db, settings
@@ -21,7 +21,11 @@ from app.validation import Contact
 
 # An import whose rejected rows can be fixed: it has ended and was not undone.
 FIXABLE = ("completed", "failed", "cancelled")
+# A follow-up import that ended so gives its rows back: they can be edited and sent again.
+GIVES_BACK = ("failed", "cancelled", "undone")
 ROWS_PER_PAGE = 50
+# The problem filter lists this many kinds at most (a file has a few dozen at the very most).
+PROBLEM_KINDS = 200
 
 
 class RowFix(db.Model):
@@ -107,8 +111,44 @@ def _fix_of(imp: Import, row: int) -> RowFix | None:
 
 
 def _check_fixable(imp: Import) -> None:
+    """Lock the import for this transaction, then refuse if its rows cannot be fixed now.
+
+    The lock makes the fixes of one import take turns: two "Import the fixed rows" at once send
+    each ready row once, and two first edits of one row do not both insert it.
+    """
+    db.session.execute(
+        select(Import).where(Import.id == imp.id).with_for_update().execution_options(populate_existing=True)
+    )
     if imp.status not in FIXABLE:
         raise ActionRefused(f"The rejected rows of an import that is {imp.status} cannot be fixed.")
+
+
+def _given_back() -> ColumnElement[bool]:
+    """SQL: the row's follow-up import failed, was cancelled or was undone."""
+    return exists().where(Import.id == RowFix.fixed_in, Import.status.in_(GIVES_BACK))
+
+
+def _sent() -> ColumnElement[bool]:
+    """SQL: the row is in a follow-up import that has not given it back."""
+    return RowFix.fixed_in.is_not(None) & not_(_given_back())
+
+
+def _sent_to(fixes: Iterable[RowFix]) -> dict[int, str]:
+    """Of these rows, those in a follow-up import that has not given them back: row -> that import."""
+    sent = {fix.row: fix.fixed_in for fix in fixes if fix.fixed_in}
+    given_back = set(
+        db.session.scalars(
+            select(Import.id).where(Import.id.in_(set(sent.values())), Import.status.in_(GIVES_BACK))
+        )
+    )
+    return {row: import_id for row, import_id in sent.items() if import_id not in given_back}
+
+
+def _open_for_change(fix: RowFix) -> None:
+    """Refuse a row already sent to a follow-up import; free one its follow-up gave back."""
+    if fix.fixed_in and _sent_to([fix]):
+        raise FixRefused(f"Row {fix.row} was already imported again, in import {fix.fixed_in}.")
+    fix.fixed_in = None
 
 
 def edit_row(imp: Import, row: int, values: Mapping[str, Any]) -> RowFix:
@@ -122,8 +162,7 @@ def edit_row(imp: Import, row: int, values: Mapping[str, Any]) -> RowFix:
     if row not in raw:
         raise FixRefused(f"Row {row} is not a rejected row of this import.")
     fix = _fix_of(imp, row) or RowFix(import_id=imp.id, row=row, dismissed=False)
-    if fix.fixed_in:
-        raise FixRefused(f"Row {row} was already imported again, in import {fix.fixed_in}.")
+    _open_for_change(fix)
     cells = _with_fields(imp, fix.cells or raw[row]) or {}
     if not cells:
         raise FixRefused(
@@ -147,8 +186,7 @@ def dismiss_row(imp: Import, row: int) -> RowFix:
     if row not in _raw_rows(imp.id, [row]):
         raise FixRefused(f"Row {row} is not a rejected row of this import.")
     fix = _fix_of(imp, row) or RowFix(import_id=imp.id, row=row)
-    if fix.fixed_in:
-        raise FixRefused(f"Row {row} was already imported again, in import {fix.fixed_in}.")
+    _open_for_change(fix)
     fix.dismissed = True
     db.session.add(fix)
     return fix
@@ -164,7 +202,7 @@ def import_fixes(imp: Import, rows: list[int]) -> Import | None:
                 RowFix.import_id == imp.id,
                 RowFix.problem.is_(None),
                 RowFix.dismissed.is_(False),
-                RowFix.fixed_in.is_(None),
+                not_(_sent()),
                 RowFix.cells.is_not(None),
             )
         )
@@ -208,35 +246,46 @@ def summary(imp: Import) -> FixSummary:
     """How many of the import's rejected rows were fixed (by follow-up import), dismissed, and are left."""
     fixed = db.session.execute(
         select(RowFix.fixed_in, func.count())
-        .where(RowFix.import_id == imp.id, RowFix.fixed_in.is_not(None))
+        .where(RowFix.import_id == imp.id, _sent())
         .group_by(RowFix.fixed_in)
+        .order_by(RowFix.fixed_in)
     ).all()
     dismissed = db.session.scalar(
-        select(func.count()).where(
-            RowFix.import_id == imp.id, RowFix.dismissed.is_(True), RowFix.fixed_in.is_(None)
-        )
+        select(func.count()).where(RowFix.import_id == imp.id, RowFix.dismissed.is_(True), not_(_sent()))
     )
     done = sum(count for _, count in fixed) + dismissed
     return FixSummary([(str(i), n) for i, n in fixed], dismissed, max(0, imp.rejected_rows - done))
 
 
-def problem_kind(message: str) -> str:
-    """The kind of a problem, its message before the specifics: "Not a valid email address"."""
-    return message.split(": ", 1)[0].split(". Did you mean", 1)[0].rstrip(".")
+def problem_kind() -> ColumnElement[str]:
+    """SQL for a problem's kind, its message before the specifics: "Not a valid email address"
+    of "Not a valid email address: the domain “example” has no dot. Did you mean …?"."""
+    message = RowError.message
+    if db.session.get_bind().dialect.name == "postgresql":
+        before = func.split_part(message, ": ", 1)
+    else:
+        before = func.substr(message, 1, func.instr(message + ": ", ": ") - 1)
+    return func.rtrim(before, ".")
 
 
 def problems(imp: Import) -> list[tuple[str, int]]:
-    """The kinds of problem of the rejected rows, with how many rows each, most first: for the filter."""
-    counts: dict[str, int] = {}
-    for message, count in db.session.execute(
-        select(RowError.message, func.count(func.distinct(RowError.row)))
-        .where(RowError.import_id == imp.id, RowError.level == "error")
-        .group_by(RowError.message)
-        .limit(1000)
-    ):
-        kind = problem_kind(message)
-        counts[kind] = counts.get(kind, 0) + count
-    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    """The kinds of problem of the rejected rows, with how many rows each, most first: for the filter.
+
+    Counted in PostgreSQL by kind, so that a message's specifics (each row's own domain) neither
+    split a kind nor make so many groups that some are left out.
+    """
+    kind = problem_kind().label("kind")
+    rows = func.count(func.distinct(RowError.row))
+    return [
+        (str(name), int(count))
+        for name, count in db.session.execute(
+            select(kind, rows)
+            .where(RowError.import_id == imp.id, RowError.level == "error")
+            .group_by(kind)
+            .order_by(rows.desc(), kind)
+            .limit(PROBLEM_KINDS)
+        )
+    ]
 
 
 @dataclass
@@ -257,7 +306,7 @@ def page_of_rows(imp: Import, problem: str | None, after: int) -> tuple[list[Sho
         RowError.import_id == imp.id, RowError.level == "error", RowError.row > after
     )
     if problem:
-        query = query.where(RowError.message.startswith(problem, autoescape=True))
+        query = query.where(problem_kind() == problem)
     numbers = db.session.scalars(query.distinct().order_by(RowError.row).limit(ROWS_PER_PAGE + 1)).all()
     more = len(numbers) > ROWS_PER_PAGE
     numbers = numbers[:ROWS_PER_PAGE]
@@ -273,6 +322,7 @@ def page_of_rows(imp: Import, problem: str | None, after: int) -> tuple[list[Sho
         f.row: f
         for f in db.session.scalars(select(RowFix).where(RowFix.import_id == imp.id, RowFix.row.in_(numbers)))
     }
+    sent = _sent_to(fixes.values())
     shown = []
     for row in numbers:
         fix = fixes.get(row)
@@ -283,7 +333,7 @@ def page_of_rows(imp: Import, problem: str | None, after: int) -> tuple[list[Sho
                 cells=fix.cells if edited else _with_fields(imp, raw.get(row)),
                 problem=fix.problem if edited else "; ".join(messages.get(row, [])),
                 dismissed=bool(fix and fix.dismissed),
-                fixed_in=fix.fixed_in if fix else None,
+                fixed_in=sent.get(row),
                 edited=edited,
             )
         )

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
+from flask import Flask
 from rq import SimpleWorker
+from sqlalchemy import func, select, text
 
 from app.extensions import QUEUE_NAME, db, redis
+from app.models import Import
 from tests import test_merge
 from tests.test_merge import HEADERS, Imports, csv_bytes
 
@@ -167,3 +174,125 @@ def test_a_vcard_without_an_email_is_fixed_by_its_own_property_names(imports: Im
     alan = imports.contacts("phone")["alan@example.com"]
     assert (alan[0], alan[1]) == ("Алан Тьюринг", "+441625000000")
     assert alan[4]["NOTE"] == "met at Bletchley"
+
+
+def test_the_problem_filter_counts_rows_by_kind_whatever_each_message_adds(imports: Imports):
+    # Each address without a dot names its own domain: 1,100 messages of one kind.
+    rows = [[f"Person {n}", f"p{n}@host{n}", "", "", "", ""] for n in range(1100)]
+    rows += [
+        ["Alan Turing", "alan@@example.com", "", "", "", ""],
+        ["Edsger Dijkstra", "", "", "", "", ""],
+        ["Barbara Liskov", "barbara@example.com", "", "", "", ""],
+    ]
+    original = imports.run(csv_bytes(rows))
+    assert original["rejectedRows"] == 1102
+    html = {"Accept": "text/html", "HX-Request": "true"}
+    listing = imports.client.get(f"/imports/{original['jobId']}/fixes", headers=html).get_data(as_text=True)
+    options = re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>', listing)
+    assert options == [
+        ("", "Every problem"),
+        ("Not a valid email address", "Not a valid email address (1,101)"),
+        ("Email is missing", "Email is missing (1)"),
+    ]
+    missing = imports.client.get(
+        f"/imports/{original['jobId']}/fixes", query_string={"problem": "Email is missing"}, headers=html
+    ).get_data(as_text=True)
+    assert re.findall(r'data-row="(\d+)"', missing) == ["1103"]
+    invalid = imports.client.get(
+        f"/imports/{original['jobId']}/fixes", query_string={"problem": "Not a valid email address"}, headers=html
+    ).get_data(as_text=True)
+    assert [int(n) for n in re.findall(r'data-row="(\d+)"', invalid)] == list(range(2, 52))
+
+
+def test_rows_of_a_follow_up_that_was_cancelled_or_undone_can_be_sent_again(imports: Imports):
+    original = imports.run(csv_bytes(ROWS))
+    grace, alan, *_ = sorted(rejected_rows(imports, original["jobId"]))
+    fixes = {"rows": [{"row": grace, "values": {"Email": "grace@example.com"}}]}
+    first = post_fixes(imports, original["jobId"], fixes).get_json()["jobId"]
+    cancelled = imports.client.post(f"/imports/{first}/cancel").get_json()
+    assert cancelled["status"] == "cancelled"
+    run_jobs()
+
+    def summary() -> str:
+        # A client of its own: a page's session cookie would ask the API client's posts for CSRF tokens.
+        page = imports.app.test_client().get(f"/imports/{original['jobId']}", headers={"Accept": "text/html"})
+        return re.sub(r"\s+", " ", page.get_data(as_text=True))
+
+    assert "0 dismissed, 4 left" in summary() and "fixed in" not in summary()
+    # Grace's edit is kept and ready: the button sends her again, with Alan now fixed too.
+    second = post_fixes(
+        imports, original["jobId"], {"rows": [{"row": alan, "values": {"Email": "al@example.com"}}]}
+    )
+    assert second.status_code == 202, second.get_data(as_text=True)
+    second_id = second.get_json()["jobId"]
+    run_jobs()
+    assert imports.client.get(f"/imports/{second_id}").get_json()["insertedRows"] == 2
+    assert f'2 fixed in <a href="/imports/{second_id}">' in summary()
+
+    assert imports.client.post(f"/imports/{second_id}/undo").status_code == 202
+    run_jobs()
+    assert imports.client.get(f"/imports/{second_id}").get_json()["status"] == "undone"
+    assert "grace@example.com" not in imports.contacts()
+    assert "0 dismissed, 4 left" in summary()
+    third = post_fixes(imports, original["jobId"], {})
+    assert third.status_code == 202
+    run_jobs()
+    assert imports.client.get(f"/imports/{third.get_json()['jobId']}").get_json()["insertedRows"] == 2
+    assert {"grace@example.com", "al@example.com"} <= set(imports.contacts())
+
+
+@pytest.fixture
+def on_postgresql(make_app: Callable[..., Flask]) -> Iterator[Imports]:
+    app = make_app(WTF_CSRF_ENABLED="false")
+    with app.app_context():
+        yield Imports(app)
+        db.session.remove()
+
+
+def test_two_imports_of_the_fixed_rows_at_once_send_each_row_once(on_postgresql: Imports):
+    imports = on_postgresql
+    original = imports.run(csv_bytes(ROWS))
+    job_id = original["jobId"]
+    grace, alan, *_ = sorted(rejected_rows(imports, job_id))
+    for row, email in ((grace, "grace@example.com"), (alan, "alan@example.com")):
+        assert (
+            imports.client.post(f"/imports/{job_id}/fixes/{row}", data={"cell:Email": email}).status_code
+            == 303
+        )
+    answers: list[Any] = []
+
+    def press_the_button() -> None:
+        client = imports.app.test_client()
+        answers.append(
+            client.post(f"/imports/{job_id}/fixes", json={}, headers={"Accept": "application/json"})
+        )
+
+    # Another transaction holds the import, so that both presses arrive before either goes on.
+    with db.engine.connect() as holder:
+        holder.execute(text("SELECT 1 FROM imports WHERE id = :id FOR UPDATE"), {"id": job_id})
+        presses = [threading.Thread(target=press_the_button) for _ in range(2)]
+        for press in presses:
+            press.start()
+        waiting = 0
+        for _ in range(100):
+            waiting = db.session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            )
+            db.session.rollback()
+            if waiting == 2:
+                break
+            time.sleep(0.1)
+        assert waiting == 2, "both presses should wait for the import's lock"
+        holder.rollback()
+    for press in presses:
+        press.join(30)
+    started = [a.get_json()["jobId"] for a in answers if a.status_code == 202]
+    assert sorted(a.status_code for a in answers) == [200, 202] and len(started) == 1
+    assert [a.get_json() for a in answers if a.status_code == 200] == [{"jobId": None, "dismissed": 0}]
+    run_jobs()
+    follow = imports.client.get(f"/imports/{started[0]}").get_json()
+    assert (follow["processedRows"], follow["insertedRows"]) == (2, 2)
+    assert db.session.scalar(select(func.count()).select_from(Import).where(Import.fixes_of == job_id)) == 1
