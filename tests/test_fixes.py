@@ -198,8 +198,9 @@ def test_the_problem_filter_counts_rows_by_kind_whatever_each_message_adds(impor
         f"/imports/{original['jobId']}/fixes", query_string={"problem": "Email is missing"}, headers=html
     ).get_data(as_text=True)
     assert re.findall(r'data-row="(\d+)"', missing) == ["1103"]
+    asked = {"problem": "Not a valid email address"}
     invalid = imports.client.get(
-        f"/imports/{original['jobId']}/fixes", query_string={"problem": "Not a valid email address"}, headers=html
+        f"/imports/{original['jobId']}/fixes", query_string=asked, headers=html
     ).get_data(as_text=True)
     assert [int(n) for n in re.findall(r'data-row="(\d+)"', invalid)] == list(range(2, 52))
 
