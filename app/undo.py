@@ -148,11 +148,43 @@ def _changers(contact_ids: list[uuid.UUID]) -> dict[str, int]:
     return counts
 
 
+def _previous_value(column: str) -> str:
+    """SQL for a merged column's previous value in ``b.previous`` (JSON null is SQL NULL, as stored)."""
+    if column == "attributes":
+        return "NULLIF(b.previous -> 'attributes', 'null'::jsonb)"
+    return f"b.previous ->> '{column}'"
+
+
+# One round trip on PostgreSQL, as _REMOVE below: the batch's range of the (import_id, contact_id)
+# key, the restore of the contacts no later import changed (rechecked on the newest row version if
+# a concurrent import touches one), the last contact looked at, how many were restored, and the ids
+# of those kept.
+_RESTORE = text(
+    "WITH batch AS (SELECT contact_id, previous, changed_at FROM contact_changes "
+    "WHERE import_id = :import_id AND contact_id > :after ORDER BY import_id, contact_id LIMIT :size), "
+    "restored AS (UPDATE contacts c SET "
+    + ", ".join(f"{column} = {_previous_value(column)}" for column in MERGED)
+    + ", updated_at = (b.previous ->> 'updated_at')::timestamptz "
+    "FROM batch b WHERE c.id = b.contact_id AND b.previous IS NOT NULL AND c.updated_at = b.changed_at "
+    "RETURNING c.id) "
+    "SELECT (SELECT contact_id FROM batch ORDER BY contact_id DESC LIMIT 1), "
+    "(SELECT count(*) FROM restored), "
+    "(SELECT array_agg(contact_id) FROM batch "
+    "WHERE previous IS NOT NULL AND contact_id NOT IN (SELECT id FROM restored))"
+)
+
+
 def _restore_batch(import_id: str, after: str | None, size: int) -> tuple[str | None, int, list[uuid.UUID]]:
     """Restore the previous values of a batch of the contacts the import updated.
 
     Returns the last contact looked at (None when none was left), the contacts restored and those kept.
     """
+    if db.session.get_bind().dialect.name == "postgresql":
+        last, restored, kept = db.session.execute(
+            _RESTORE,
+            {"import_id": import_id, "after": uuid.UUID(after) if after else uuid.UUID(int=0), "size": size},
+        ).one()
+        return (None if last is None else str(last)), restored, list(kept or [])
     query = select(ContactChange.contact_id, ContactChange.previous, ContactChange.changed_at).where(
         ContactChange.import_id == import_id
     )

@@ -47,14 +47,19 @@ def contact_rows(count: int) -> Iterator[tuple[str, str]]:
         yield name, email
 
 
-def write_csv(path: Path, count: int) -> Path:
-    """A CSV with a header row and ``count`` contacts; a missing name is written quoted (not NULL)."""
+def write_csv(path: Path, count: int, renamed: str = "") -> Path:
+    """A CSV with a header row and ``count`` contacts; a missing name is written quoted (not NULL).
+
+    ``renamed`` is added to each name: the same people, for an import that updates every one.
+    """
     if path.exists() and path.stat().st_size > 0:
         return path
     partial = path.with_suffix(".part")
     with open(partial, "w", encoding="utf-8", newline="") as out:
         out.write("name,email\n")
-        out.writelines(f"{name or chr(34) * 2},{email}\n" for name, email in contact_rows(count))
+        out.writelines(
+            f"{name + renamed if name else chr(34) * 2},{email}\n" for name, email in contact_rows(count)
+        )
     os.replace(partial, path)
     return path
 

@@ -688,7 +688,7 @@ def main(argv: list[str] | None = None) -> None:
         ("wide", lambda: wide_ingest(stack, results, workdir, rows, repeats)),
         ("memory", lambda: memory(stack, results, (little, small), (big, rows))),
         ("parallel", lambda: parallel_parts(stack, results, workdir, rows)),
-        ("undo", lambda: undo_run(stack, results, big, rows, pipeline_import, verdict)),
+        ("undo", lambda: undo_run(stack, results, big, rows, pipeline_import, verdict, workdir)),
         ("search", lambda: search_run(stack, results, args.search_rows or rows, seconds, load, verdict)),
         ("rejected", lambda: rejected_lists(stack, results, small, pipeline_import)),
     ]

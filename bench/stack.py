@@ -232,8 +232,8 @@ class Stack:
         finally:
             conn.close()
 
-    def post_file(self, path: Path, source: str) -> str:
-        """POST the file as a raw stream; the import's id."""
+    def post_file(self, path: Path, source: str, mode: str = "skip") -> str:
+        """POST the file as a raw stream, in the merge mode; the import's id."""
         with open(path, "rb") as f:
             status, answer = self.request(
                 "POST",
@@ -242,6 +242,7 @@ class Stack:
                 headers={
                     "X-Source": source,
                     "X-Filename": path.name,
+                    "X-Merge-Mode": mode,
                     "Content-Type": "application/octet-stream",
                     "Content-Length": str(path.stat().st_size),
                 },

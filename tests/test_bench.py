@@ -43,7 +43,8 @@ def test_quick_benchmark_prints_one_table_and_writes_results(tmp_path: Path) -> 
         "webhooks",
         "GET /ops",
         "preview of a",
-        "Undo of",
+        "Undo of a 2,000-row import",
+        "Undo of a 2,000-row update import",
         "Contacts search",
         "selective searches (3 characters or more, or CJK letters) in turn, 16 connections",
         "two CJK letters, a name",
@@ -64,3 +65,5 @@ def test_quick_benchmark_prints_one_table_and_writes_results(tmp_path: Path) -> 
     assert ops["rows"]["imports"] >= 500 and ops["rows"]["import_minutes"] > 0
     assert ops["/ops"]["n"] == 5 and ops["/health"]["n"] == 5
     assert results["undo_2000"]["undo"]["undoneRows"] == ingest["insertedRows"]
+    restored = results["undo_update_2000"]["undo"]
+    assert restored["undoneRows"] == ingest["insertedRows"] and restored["removedRows"] == 0

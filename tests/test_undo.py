@@ -18,9 +18,13 @@ imports = test_merge.imports
 
 
 def snapshot(source: str = "crm") -> list[tuple]:
-    """Every column of every contact of the source, in a stable order."""
+    """Every column of every contact of the source, in a stable order.
+
+    With whether the attributes are SQL NULL, which reads back as None just as JSON null does.
+    """
     db.session.remove()
-    rows = db.session.execute(select(Contact.__table__).where(Contact.source == source)).all()
+    columns = select(Contact.__table__, Contact.attributes.is_(None).label("no_attributes"))
+    rows = db.session.execute(columns.where(Contact.source == source)).all()
     return sorted((tuple(row) for row in rows), key=lambda row: str(row))
 
 
