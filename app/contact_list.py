@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint, abort, request
 from sqlalchemy import func, select
 
 from app.contact_search import BadFilter, ContactFilter, keyset_page
@@ -58,7 +58,7 @@ def index() -> Any:
     try:
         wanted = ContactFilter.from_args(request.args, current_principal().sources)
     except BadFilter as exc:
-        return error_response(400, str(exc))
+        abort(400, description=str(exc))  # a page to a browser, JSON to an API client
     if not wants_json():
         return contacts_page(wanted)
     per_page = min(max(request.args.get("per_page", PER_PAGE, type=int) or 1, 1), PER_PAGE_MAX)

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from app.contact_list import contact_json
 from app.contact_search import BadFilter, ContactFilter, export_csv, keyset_page
-from app.errors import error_response, wants_json
+from app.errors import wants_json
 from app.extensions import db
 from app.fields import describe_mapping
 from app.mapping import SourceMapping
@@ -60,7 +60,7 @@ def export() -> Response:
         args = {k: v for k, v in request.args.items() if k != "after"}
         wanted = ContactFilter.from_args(args, current_principal().sources)
     except BadFilter as exc:
-        return error_response(400, str(exc))
+        abort(400, description=str(exc))  # a page to a browser, JSON to an API client
     response = Response(
         stream_with_context(export_csv(db.session, wanted)), mimetype="text/csv; charset=utf-8"
     )

@@ -8,6 +8,7 @@ import uuid
 
 from sqlalchemy import select, text
 
+from app import contact_search
 from app.contact_search import ContactFilter
 from app.extensions import db
 from app.mapping import save_mapping
@@ -16,7 +17,7 @@ from tests import test_merge
 from tests.test_merge import Imports, csv_bytes
 
 # The merge tests' app, on PostgreSQL and on SQLite.
-imports = test_merge.imports
+imports, imports_on_postgresql = test_merge.imports, test_merge.imports_on_postgresql
 
 PEOPLE = [
     ["Ada Lovelace", "ada@example.com", "+44 20 7946 0001", "Engines", "Countess", "London"],
@@ -159,6 +160,39 @@ def test_one_contact_the_export_and_the_sources(imports: Imports):
     assert f'href="/contacts?importId={done["jobId"]}" data-see-contacts>4 inserted: see them' in detail
     listed = imports.client.get(f"/contacts?importId={done['jobId']}", headers=HTML).get_data(as_text=True)
     assert listed.count("data-contact=") == 4
+
+
+def test_a_long_export_holds_no_transaction_while_the_client_reads(
+    imports_on_postgresql: Imports, monkeypatch
+):
+    imports = imports_on_postgresql
+    monkeypatch.setattr(contact_search, "EXPORT_BATCH", 2)
+    imports.run(csv_bytes(PEOPLE))
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+    )
+    chunks = iter(imports.client.get("/contacts.csv", buffered=False).response)
+    read = [next(chunks)]
+    with db.engine.connect() as watcher:
+        for chunk in chunks:  # a batch of two contacts at a time, each read before the next is asked
+            read.append(chunk)
+            assert watcher.execute(waiting).scalar() == 0
+            watcher.rollback()
+    rows = list(csv.DictReader(io.StringIO(b"".join(read).decode("utf-8-sig"))))
+    assert len(read) == 3 and sorted(r["email"] for r in rows) == sorted(p[1] for p in PEOPLE)
+
+
+def test_a_filter_that_cannot_be_used_is_a_page_to_a_browser_and_json_to_a_client(imports: Imports):
+    said = "q must not contain control characters"
+    for path in ("/contacts", "/contacts.csv"):
+        page = imports.client.get(path, query_string={"q": "a\x00"}, headers=HTML)
+        assert page.status_code == 400 and page.mimetype == "text/html"
+        assert said in page.get_data(as_text=True)
+        answer = imports.client.get(path, query_string={"q": "a\x00"})
+        assert answer.status_code == 400 and answer.get_json() == {"error": said}
+    page = imports.client.get("/contacts", query_string={"after": "nope"}, headers=HTML)
+    assert page.status_code == 400 and "after must be the id of a contact" in page.get_data(as_text=True)
 
 
 def test_every_new_route_needs_a_token_when_authentication_is_on(make_app):

@@ -5,11 +5,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
-import pytest
-from flask import Flask
 from rq import SimpleWorker
 from sqlalchemy import func, select, text
 
@@ -19,7 +16,7 @@ from tests import test_merge
 from tests.test_merge import HEADERS, Imports, csv_bytes
 
 # The merge tests' app, on PostgreSQL and on SQLite.
-imports = test_merge.imports
+imports, imports_on_postgresql = test_merge.imports, test_merge.imports_on_postgresql
 
 ROWS = [
     ["Ada Lovelace", "ada@example.com", "", "", "", ""],
@@ -242,16 +239,8 @@ def test_rows_of_a_follow_up_that_was_cancelled_or_undone_can_be_sent_again(impo
     assert {"grace@example.com", "al@example.com"} <= set(imports.contacts())
 
 
-@pytest.fixture
-def on_postgresql(make_app: Callable[..., Flask]) -> Iterator[Imports]:
-    app = make_app(WTF_CSRF_ENABLED="false")
-    with app.app_context():
-        yield Imports(app)
-        db.session.remove()
-
-
-def test_two_imports_of_the_fixed_rows_at_once_send_each_row_once(on_postgresql: Imports):
-    imports = on_postgresql
+def test_two_imports_of_the_fixed_rows_at_once_send_each_row_once(imports_on_postgresql: Imports):
+    imports = imports_on_postgresql
     original = imports.run(csv_bytes(ROWS))
     job_id = original["jobId"]
     grace, alan, *_ = sorted(rejected_rows(imports, job_id))

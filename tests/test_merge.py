@@ -84,6 +84,15 @@ def imports(
             db.engine.dispose()
 
 
+@pytest.fixture
+def imports_on_postgresql(make_app: Callable[..., Flask]) -> Iterator[Imports]:
+    """The same on PostgreSQL alone, for what only it does (row locks, its transactions)."""
+    app = make_app(WTF_CSRF_ENABLED="false")
+    with app.app_context():
+        yield Imports(app)
+        db.session.remove()
+
+
 STORED = [
     ["Ada Lovelace", "ada@example.com", "", "Analytical Engines", "", "London"],
     ["Grace Hopper", "grace@example.com", "+1 202 555 0123", "", "Rear Admiral", ""],
