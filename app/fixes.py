@@ -12,7 +12,7 @@ from sqlalchemy import Boolean, ColumnElement, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db, settings
-from app.fields import Columns, MappingError, find_columns, mapping_headers
+from app.fields import FIELDS, Columns, MappingError, find_columns, mapping_headers
 from app.imports.service import ActionRefused, create_import
 from app.models import JSON_DOCUMENT, Import, RowError
 from app.principals import current_principal
@@ -168,16 +168,30 @@ def edit_row(imp: Import, row: int, values: Mapping[str, Any]) -> RowFix:
         raise FixRefused(
             f"Row {row} could not be read as cells; dismiss it, or fix the file and upload it again."
         )
-    for header, value in values.items():
-        if header not in cells:
-            shown = ", ".join(cells)
-            raise FixRefused(f"Row {row} has no column {header!r}. Its columns are: {shown}.")
+    for key, value in values.items():
+        header = _column_of(imp, cells, row, key)
         if value is not None and not isinstance(value, str):
-            raise FixRefused(f"The value of {header!r} in row {row} must be text.")
+            raise FixRefused(f"The value of {key!r} in row {row} must be text.")
         cells[header] = value or ""
     fix.cells, fix.problem, fix.dismissed = cells, check_row(imp, cells), False
     db.session.add(fix)
     return fix
+
+
+def _column_of(imp: Import, cells: Mapping[str, str], row: int, key: str) -> str:
+    """The row's column an edit names: one of its headers, or a field the import fills from one column
+    ("email" for a file whose column is "E-mail Address")."""
+    if key in cells:
+        return key
+    mapped = (imp.mapping or {}).get(key) if key in FIELDS else None
+    headers = [mapped] if isinstance(mapped, str) else list(mapped or [])
+    if len(headers) == 1 and headers[0] in cells:
+        return headers[0]
+    if len(headers) > 1:
+        raise FixRefused(
+            f"The {key} of row {row} is read from the columns {', '.join(headers)}: give each by its header."
+        )
+    raise FixRefused(f"Row {row} has no column {key!r}. Its columns are: {', '.join(cells)}.")
 
 
 def dismiss_row(imp: Import, row: int) -> RowFix:

@@ -286,3 +286,27 @@ def test_two_imports_of_the_fixed_rows_at_once_send_each_row_once(imports_on_pos
     follow = imports.client.get(f"/imports/{started[0]}").get_json()
     assert (follow["processedRows"], follow["insertedRows"]) == (2, 2)
     assert db.session.scalar(select(func.count()).select_from(Import).where(Import.fixes_of == job_id)) == 1
+
+
+def test_an_edit_may_name_a_field_for_the_column_it_is_read_from(imports: Imports):
+    outlook = (
+        "First Name,Last Name,E-mail Address,Company\r\n"
+        "José,García,jose.garcia@,Acme\r\n"
+        "Zoë,,,Ångström AB\r\n"
+    ).encode()
+    original = imports.run(outlook)
+    jose, zoe = sorted(rejected_rows(imports, original["jobId"]))
+    split = post_fixes(imports, original["jobId"], {"rows": [{"row": zoe, "values": {"name": "Zoë Lind"}}]})
+    assert split.status_code == 400
+    assert split.get_json()["error"] == (
+        f"The name of row {zoe} is read from the columns First Name, Last Name: give each by its header."
+    )
+    fixed = post_fixes(
+        imports,
+        original["jobId"],
+        {"rows": [{"row": jose, "values": {"email": "jose.garcia@example.es"}}], "dismiss": [zoe]},
+    )
+    assert fixed.status_code == 202, fixed.get_data(as_text=True)
+    run_jobs()
+    assert imports.client.get(f"/imports/{fixed.get_json()['jobId']}").get_json()["insertedRows"] == 1
+    assert imports.contacts()["jose.garcia@example.es"][:3] == ("José García", None, "Acme")
