@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import Row, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -22,6 +22,24 @@ _contacts = StoredContact.__table__
 _changes = ContactChange.__table__
 # The values a merge may change, and so the ones an undo restores.
 MERGED = ("name", "phone", "company", "title", "attributes")
+
+# What a merge reads of each stored contact it meets.
+_LOOKED_UP = (
+    _contacts.c.id,
+    _contacts.c.email,
+    _contacts.c.import_id,
+    _contacts.c.updated_at,
+    *(_contacts.c[column] for column in MERGED),
+)
+# On PostgreSQL, one probe of the (source, email) key per email, whatever the statistics say. Asked
+# as `email IN (...)`, PostgreSQL planned from statistics taken before the source's contacts were
+# imported (autovacuum off, or not yet run) and read every contact of the source for each chunk:
+# 400 ms per 500 emails at 1M contacts, against 3.4 ms this way.
+_LOOKUP = text(
+    "SELECT c.* FROM unnest(CAST(:emails AS text[])) AS e(email) CROSS JOIN LATERAL "
+    f"(SELECT {', '.join(column.name for column in _LOOKED_UP)} FROM contacts "
+    "WHERE source = :source AND email = e.email LIMIT 1 FOR UPDATE) AS c"
+).columns(*_LOOKED_UP)
 
 _UPDATE = (
     update(_contacts)
@@ -79,16 +97,14 @@ def merge_contacts(
     postgres = session.get_bind().dialect.name == "postgresql"
     stored: dict[str, Row] = {}
     for emails in _chunks(list(firsts)):
-        query = select(
-            _contacts.c.id,
-            _contacts.c.email,
-            _contacts.c.import_id,
-            _contacts.c.updated_at,
-            *(_contacts.c[column] for column in MERGED),
-        ).where(_contacts.c.source == source, _contacts.c.email.in_(emails))
         if postgres:
-            query = query.with_for_update()  # a concurrent import of the source waits for this batch
-        stored.update((row.email, row) for row in session.execute(query))
+            # A concurrent import of the source waits for this batch (FOR UPDATE).
+            rows = session.execute(_LOOKUP, {"emails": list(emails), "source": source})
+        else:
+            rows = session.execute(
+                select(*_LOOKED_UP).where(_contacts.c.source == source, _contacts.c.email.in_(emails))
+            )
+        stored.update((row.email, row) for row in rows)
     met: set[Any] = set()
     for ids in _chunks([row.id for row in stored.values() if row.import_id != import_id]):
         met.update(
