@@ -206,9 +206,13 @@ def dismiss_row(imp: Import, row: int) -> RowFix:
     return fix
 
 
-def import_fixes(imp: Import, rows: list[int]) -> Import | None:
-    """Start the follow-up import of the given rows and of every other ready row; the caller commits
-    and queues it. None when no row is ready."""
+def import_fixes(imp: Import) -> Import | None:
+    """Start the follow-up import of every ready row (edited, with no problem left, not dismissed, not
+    sent); the caller commits and queues it. None when no row is ready.
+
+    A row whose edit still has a problem stays in the list with it: it is not imported to be
+    rejected again, and counts as left.
+    """
     _check_fixable(imp)
     ready = set(
         db.session.scalars(
@@ -221,16 +225,13 @@ def import_fixes(imp: Import, rows: list[int]) -> Import | None:
             )
         )
     )
-    chosen = sorted(ready | set(rows))
+    chosen = sorted(ready)
     if not chosen:
         return None
     fixes = {
         f.row: f
         for f in db.session.scalars(select(RowFix).where(RowFix.import_id == imp.id, RowFix.row.in_(chosen)))
     }
-    chosen = [row for row in chosen if not fixes[row].dismissed]  # a row both fixed and dismissed stays out
-    if not chosen:
-        return None
     headers = mapping_headers(imp.mapping)
     for row in chosen:
         headers.extend(h for h in fixes[row].cells or {} if h not in headers)
@@ -248,7 +249,8 @@ def import_fixes(imp: Import, rows: list[int]) -> Import | None:
         mode=imp.mode,
         created_by=current_principal().id or None,  # who fixed the rows, which may not be who imported them
     )
-    follow_up.mapping = imp.mapping
+    # The original's mapping decides, as a mapping given with the file would: the rows were checked by it.
+    follow_up.mapping, follow_up.mapping_from = imp.mapping, "given" if imp.mapping else None
     follow_up.fixes_of = imp.id
     db.session.flush()
     for row in chosen:

@@ -78,11 +78,12 @@ def post_fixes(job_id: str) -> Response | tuple[dict, int] | dict:
     imp = changeable_or_403(job_id)
     rows, dismiss = _json_fixes() if request.is_json else ([], [])
     try:
-        for item in rows:
-            fixes.edit_row(imp, item["row"], item.get("values") or {})
+        edited = [fixes.edit_row(imp, item["row"], item.get("values") or {}) for item in rows]
         for row in dismiss:
             fixes.dismiss_row(imp, row)
-        follow_up = fixes.import_fixes(imp, [item["row"] for item in rows])
+        # A row edited, then dismissed in the same request, is dismissed rather than not ready.
+        not_ready = [{"row": f.row, "problem": f.problem} for f in edited if f.problem and not f.dismissed]
+        follow_up = fixes.import_fixes(imp)
     except fixes.FixRefused as exc:
         db.session.rollback()
         return error_response(400, str(exc))
@@ -93,8 +94,8 @@ def post_fixes(job_id: str) -> Response | tuple[dict, int] | dict:
         enqueue_import(follow_up.id)
     if wants_json():
         if follow_up is None:
-            return {"jobId": None, "dismissed": len(dismiss)}
-        return follow_up.to_dict(), 202
+            return {"jobId": None, "dismissed": len(dismiss), "notReady": not_ready}
+        return follow_up.to_dict() | {"notReady": not_ready}, 202
     if follow_up is None:
         flash("No row is ready to import: fix a row first.", "error")
         return redirect(url_for("imports.detail", job_id=imp.id, _anchor="fixes"), code=303)
