@@ -283,7 +283,8 @@ def test_two_imports_of_the_fixed_rows_at_once_send_each_row_once(imports_on_pos
         press.join(30)
     started = [a.get_json()["jobId"] for a in answers if a.status_code == 202]
     assert sorted(a.status_code for a in answers) == [200, 202] and len(started) == 1
-    assert [a.get_json() for a in answers if a.status_code == 200] == [{"jobId": None, "dismissed": 0, "notReady": []}]
+    nothing_left = {"jobId": None, "dismissed": 0, "notReady": []}
+    assert [a.get_json() for a in answers if a.status_code == 200] == [nothing_left]
     run_jobs()
     follow = imports.client.get(f"/imports/{started[0]}").get_json()
     assert (follow["processedRows"], follow["insertedRows"]) == (2, 2)
