@@ -316,7 +316,7 @@ def test_an_edit_may_name_a_field_for_the_column_it_is_read_from(imports: Import
 
 
 def test_the_follow_up_reads_the_columns_as_the_original_was_told_to(imports: Imports):
-    data = "Name,Work email,Home email\r\nAda Lovelace,ada@engines.example,ada@home\r\n".encode()
+    data = b"Name,Work email,Home email\r\nAda Lovelace,ada@engines.example,ada@home\r\n"
     mapping = '{"name": "Name", "email": "Home email"}'
     answer = imports.client.post(
         "/import", data=data, headers={"X-Source": "crm", "X-Mapping": mapping}, content_type="text/csv"
