@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from psycopg import errors
@@ -284,6 +285,14 @@ def cut(text: str, keep: int) -> str:
     if len(text) <= keep:
         return text
     return f"{text[:keep]}… [cut: {len(text):,} characters in all]"
+
+
+_CUT_NOTE = re.compile(r"… \[cut: [\d,]+ characters in all\]\Z")
+
+
+def was_cut(raw: Mapping[str, Any]) -> bool:
+    """Whether a stored rejected row lost the end of a cell or a header to ``cut``."""
+    return any(_CUT_NOTE.search(str(key)) or _CUT_NOTE.search(str(value)) for key, value in raw.items())
 
 
 def cut_row(raw: dict) -> dict:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Boolean, ColumnElement, ForeignKey, Integer, String, Text, exists, func, not_, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.contacts import RAW_LIMIT, was_cut
 from app.extensions import db, settings
 from app.fields import FIELDS, Columns, MappingError, find_columns, mapping_headers
 from app.imports.service import ActionRefused, create_import
@@ -24,6 +25,10 @@ FIXABLE = ("completed", "failed", "cancelled")
 # A follow-up import that ended so gives its rows back: they can be edited and sent again.
 GIVES_BACK = ("failed", "cancelled", "undone")
 ROWS_PER_PAGE = 50
+CUT_ROW = (
+    f"Row {{row}} was longer than {RAW_LIMIT // 1024} KB, so only the start of its cells was kept: "
+    "dismiss it, or fix it in the file and import that again."
+)
 # The problem filter lists this many kinds at most (a file has a few dozen at the very most).
 PROBLEM_KINDS = 200
 
@@ -163,6 +168,8 @@ def edit_row(imp: Import, row: int, values: Mapping[str, Any]) -> RowFix:
         raise FixRefused(f"Row {row} is not a rejected row of this import.")
     fix = _fix_of(imp, row) or RowFix(import_id=imp.id, row=row, dismissed=False)
     _open_for_change(fix)
+    if fix.cells is None and raw[row] and was_cut(raw[row]):
+        raise FixRefused(CUT_ROW.format(row=row))
     cells = _with_fields(imp, fix.cells or raw[row]) or {}
     if not cells:
         raise FixRefused(
@@ -314,6 +321,8 @@ class ShownRow:
     dismissed: bool
     fixed_in: str | None
     edited: bool
+    # Too long to have been kept whole (app.contacts.cut_row): shown, not editable.
+    cut: bool = False
 
 
 def page_of_rows(imp: Import, problem: str | None, after: int) -> tuple[list[ShownRow], int | None]:
@@ -351,6 +360,7 @@ def page_of_rows(imp: Import, problem: str | None, after: int) -> tuple[list[Sho
                 dismissed=bool(fix and fix.dismissed),
                 fixed_in=sent.get(row),
                 edited=edited,
+                cut=not edited and bool(raw.get(row)) and was_cut(raw[row] or {}),
             )
         )
     return shown, numbers[-1] if more else None

@@ -333,3 +333,23 @@ def test_the_follow_up_reads_the_columns_as_the_original_was_told_to(imports: Im
     assert imports.contacts() == {
         "ada@home.example": ("Ada Lovelace", None, None, None, {"Work email": "ada@engines.example"})
     }
+
+
+def test_a_row_too_long_to_keep_whole_is_shown_but_not_fixed_from_its_cut_copy(imports: Imports):
+    notes = "Met at the Analytical Society. " * 1400  # about 43,000 characters: kept cut
+    original = imports.run(csv_bytes([["Ada Lovelace", "ada@", "", "", "", notes]]))
+    [row] = rejected_rows(imports, original["jobId"])
+    refused = post_fixes(
+        imports, original["jobId"], {"rows": [{"row": row, "values": {"email": "ada@x.org"}}]}
+    )
+    assert refused.status_code == 400
+    assert refused.get_json()["error"] == (
+        f"Row {row} was longer than 32 KB, so only the start of its cells was kept: "
+        "dismiss it, or fix it in the file and import that again."
+    )
+    html = {"Accept": "text/html", "HX-Request": "true"}
+    page = imports.app.test_client()  # its session cookie would ask the API client's posts for CSRF tokens
+    listing = page.get(f"/imports/{original['jobId']}/fixes", headers=html).get_data(as_text=True)
+    assert "data-cut" in listing and ">Save<" not in listing and "data-dismiss" in listing
+    dismissed = post_fixes(imports, original["jobId"], {"dismiss": [row]})
+    assert dismissed.get_json() == {"jobId": None, "dismissed": 1, "notReady": []}
