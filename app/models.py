@@ -224,15 +224,21 @@ _JSON_NAMES = {
     "fixes_of": "fixes",
 }
 _JSON_TIMES = frozenset({"created_at", "started_at", "finished_at", "undone_at"})
-IMPORT_JSON_COLUMNS = tuple(Import.__table__.c[column] for column in _JSON_NAMES)
+IMPORT_JSON_COLUMNS = tuple(Import.__table__.c[column] for column in (*_JSON_NAMES, "undo_state"))
 
 
 def import_json(imp: Import | Row) -> dict[str, object]:
-    """An import as the JSON API shows it, from the loaded object or a row of ``IMPORT_JSON_COLUMNS``."""
-    return {
+    """An import as the JSON API shows it, from the loaded object or a row of ``IMPORT_JSON_COLUMNS``.
+
+    ``keptBy`` says which imports changed the contacts an undo kept: {jobId: contacts}, with "" for
+    a change no import recorded.
+    """
+    shown = {
         name: iso(getattr(imp, column)) if column in _JSON_TIMES else getattr(imp, column)
         for column, name in _JSON_NAMES.items()
     }
+    shown["keptBy"] = dict((imp.undo_state or {}).get("keptBy") or {})
+    return shown
 
 
 class RowError(db.Model):

@@ -72,6 +72,7 @@ def test_contacts_a_later_import_changed_keep_the_change_and_the_undo_names_it(i
     undone = undo(imports, first["jobId"])
     # Alan removed; Ada and Grace kept
     assert (undone["undoneRows"], undone["removedRows"], undone["keptRows"]) == (1, 1, 2)
+    assert undone["keptBy"] == {later["jobId"]: 2}
     contacts = imports.contacts()
     assert set(contacts) == {"ada@example.com", "grace@example.com", "edsger@example.nl"}
     assert contacts["ada@example.com"] == after_later["ada@example.com"]

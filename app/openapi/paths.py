@@ -196,16 +196,67 @@ PATHS: dict[str, Any] = {
             "requestBody": {"content": {JSON: {"schema": _ref("Fixes")}}},
             "responses": _responses(
                 {
-                    "202": _json(_ref("Import"), "The follow-up import, queued"),
+                    "202": _json(
+                        {"allOf": [_ref("Import"), {"properties": {"notReady": _ref("NotReady")}}]},
+                        "The follow-up import of the ready rows, queued",
+                    ),
                     "200": _json(
-                        {"type": "object", "properties": {"jobId": {"type": "null"}}},
-                        "Only rows dismissed: nothing to import",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "jobId": {"type": "null"},
+                                "dismissed": {"type": "integer", "minimum": 0},
+                                "notReady": _ref("NotReady"),
+                            },
+                        },
+                        "No row is ready (only rows dismissed, or every edit still has a problem)",
                     ),
                     "409": _error("The import's rejected rows cannot be fixed now; the error says why"),
                 },
                 "400",
                 "404",
             ),
+        }
+    },
+    "/imports/{jobId}/undo/cancel": {
+        "post": {
+            "operationId": "cancelUndo",
+            "summary": "Stop an undo after its batch; what it undid stays undone, a second undo finishes it",
+            "parameters": [_job_id()],
+            "responses": _responses(
+                {
+                    "200": _json(_ref("Import"), "The import, back to how it ended"),
+                    "409": _error("The import is not being undone"),
+                },
+                "404",
+            ),
+        }
+    },
+    "/contacts.csv": {
+        "get": {
+            "operationId": "exportContacts",
+            "summary": "The contacts of the filter as CSV: streamed, UTF-8 with a BOM, formula-safe",
+            "parameters": [
+                {"name": "source", "in": "query", "schema": {"type": "string"}},
+                {"name": "importId", "in": "query", "schema": {"type": "string"}},
+                {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 200}},
+            ],
+            "responses": _responses(
+                {
+                    "200": {
+                        "description": "The contacts",
+                        "content": {"text/csv": {"schema": {"type": "string"}}},
+                    }
+                },
+                "400",
+            ),
+        }
+    },
+    "/sources": {
+        "get": {
+            "operationId": "listSources",
+            "summary": "Each source with its contact count, its last import and its saved mapping",
+            "responses": _responses({"200": _json(_ref("Sources"), "The sources")}),
         }
     },
     "/contacts/{contactId}": {

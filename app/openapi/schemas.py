@@ -112,6 +112,12 @@ SCHEMAS: dict[str, Any] = {
             "undoneRows": {"type": "integer", "minimum": 0},
             "removedRows": {"type": "integer", "minimum": 0},
             "keptRows": {"type": "integer", "minimum": 0},
+            "keptBy": {
+                "type": "object",
+                "additionalProperties": {"type": "integer", "minimum": 0},
+                "description": "Which imports changed the contacts the undo kept: {jobId: contacts}; "
+                '"" for a change no import recorded',
+            },
             "undoneAt": _nullable("string", format="date-time"),
             "fixes": _nullable("string"),
         },
@@ -198,12 +204,51 @@ SCHEMAS: dict[str, Any] = {
             "totalExact": {"type": "boolean"},
         },
     },
+    "Sources": {
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["source", "contacts", "lastImport", "mapping"],
+                    "properties": {
+                        "source": {"type": "string"},
+                        "contacts": {"type": "integer", "minimum": 0},
+                        "lastImport": {
+                            "type": ["object", "null"],
+                            "properties": {
+                                "jobId": {"type": "string"},
+                                "status": {"type": "string"},
+                                "filename": _nullable("string"),
+                            },
+                        },
+                        "mapping": {
+                            "type": ["object", "null"],
+                            "description": "The mapping saved for the source",
+                        },
+                        "mappingShown": _nullable("string"),
+                    },
+                },
+            }
+        },
+    },
     "ContactKeysetPage": {
         "type": "object",
         "required": ["items", "next"],
         "properties": {
             "items": {"type": "array", "items": _ref("Contact")},
             "next": _nullable("string"),
+        },
+    },
+    "NotReady": {
+        "type": "array",
+        "description": "The rows edited that still have a problem: kept with their edits, not imported",
+        "items": {
+            "type": "object",
+            "required": ["row", "problem"],
+            "properties": {"row": {"type": "integer"}, "problem": {"type": "string"}},
         },
     },
     "Fixes": {
