@@ -98,6 +98,10 @@ def test_refusals_say_why(imports: Imports):
     assert refused.status_code == 409
     assert refused.get_json()["error"].startswith("This import is queued")
     assert imports.client.post("/imports/nope/undo").status_code == 404
+    SimpleWorker([QUEUE_NAME], connection=redis()).work(burst=True, with_scheduler=False)
+    assert imports.client.post(f"/imports/{job_id}/undo").get_json()["status"] == "undoing"
+    twice = imports.client.post(f"/imports/{job_id}/undo")
+    assert twice.status_code == 409 and twice.get_json()["error"] == "This import is already being undone."
 
 
 def test_the_page_asks_before_undoing_and_works_as_a_plain_form(imports: Imports):

@@ -58,6 +58,59 @@ def test_kill_9_mid_undo_then_a_new_worker_finishes_it_removing_each_contact_onc
     assert client.post(f"/imports/{job_id}/retry").status_code == 409
 
 
+def renamed_file(tmp_path, emails: list[str]):
+    """The same people, each with a new name: an update import of it changes every one."""
+    path = tmp_path / "renamed.csv"
+    with path.open("w") as out:
+        out.write("name,email\n")
+        out.writelines(f"Renamed {n},{email}\n" for n, email in enumerate(emails))
+    return path
+
+
+def post_update(client, path) -> str:
+    with path.open("rb") as body:
+        answer = client.post(
+            "/import", data=body, headers={"X-Source": "crm", "X-Merge-Mode": "update", "X-Filename": "r.csv"}
+        )
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    return answer.get_json()["jobId"]
+
+
+def renamed() -> int:
+    """How many contacts still carry the update import's names."""
+    db.session.rollback()
+    return db.session.scalar(select(func.count()).where(Contact.name.startswith("Renamed ")))
+
+
+def test_kill_9_mid_restore_then_a_new_worker_restores_each_contact_once(client, worker_process, tmp_path):
+    file = contact_file(tmp_path, rows=40_000)
+    first_id = post_file(client, file)
+    first = worker_process("--concurrency", "1", **FAST)
+    wait_for(lambda: status(first_id).status == "completed", timeout=180, interval=0.2)
+    before = {c.email: (c.name, c.updated_at) for c in db.session.scalars(select(Contact))}
+    update_id = post_update(client, renamed_file(tmp_path, sorted(file.emails)))
+    wait_for(lambda: status(update_id).status == "completed", timeout=300, interval=0.2)
+    updated = status(update_id).updated_rows
+    assert updated == len(file.emails) == renamed()
+
+    assert client.post(f"/imports/{update_id}/undo").status_code == 202
+    wait_for(lambda: undoing(update_id, 3_000), timeout=60, interval=0.02)
+    for pid in process_tree(first.pid):
+        os.kill(pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    stopped = status(update_id)
+    assert stopped.status == "undoing" and 0 < stopped.undone_rows < updated
+    # What the counter says was restored is exactly what was: the batch and its count commit together.
+    assert renamed() == updated - stopped.undone_rows
+
+    worker_process("--concurrency", "1", **FAST)
+    wait_for(lambda: status(update_id).status == "undone", timeout=180, interval=0.2)
+    done = status(update_id)
+    assert (done.undone_rows, done.removed_rows, done.kept_rows) == (updated, 0, 0)
+    db.session.rollback()
+    assert {c.email: (c.name, c.updated_at) for c in db.session.scalars(select(Contact))} == before
+
+
 def test_undo_beside_an_update_import_of_the_same_source(client, worker_process, tmp_path):
     file = contact_file(tmp_path, rows=30_000)
     first_id = post_file(client, file)
