@@ -55,6 +55,8 @@ class Contact(db.Model):
         UniqueConstraint("source", "email", name="contacts_source_email_key"),
         # An import's contacts in id order: the undo's batches and the contacts page of an import.
         Index("ix_contacts_import_id", "import_id", "id"),
+        # A source's contacts in id order: the contacts page of a source (migration 0020).
+        Index("contacts_source_id_idx", "source", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

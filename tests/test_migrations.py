@@ -145,3 +145,23 @@ def test_the_contacts_undos_removed_before_the_count_was_kept_are_counted_once(
         client = app.test_client()
         listed = client.get("/sources", headers={"Accept": "application/json"}).get_json()["items"]
         assert [(item["source"], item["contacts"]) for item in listed] == [("crm", 4)]
+
+
+def test_a_source_order_index_build_cut_short_is_built_again_and_used(fresh: tuple[Flask, Config, str]):
+    app, config, url = fresh
+
+    def valid() -> list[bool]:
+        with psycopg.connect(url) as conn:
+            found = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('contacts_source_id_idx')"
+            return [row[0] for row in conn.execute(found)]
+
+    with app.app_context():
+        command.upgrade(config, "0019_pair_search")
+        _cut_short(url, "contacts_source_id_idx")
+        command.upgrade(config, "head")
+        assert valid() == [True]
+        # A page of one source, in id order, as the contacts page asks for it.
+        query = select(Contact.id).where(*ContactFilter(source="crm").where(db.session)).order_by(Contact.id)
+        assert "contacts_source_id_idx" in explained(query.limit(51))
+        command.downgrade(config, "0019_pair_search")
+        assert valid() == []
