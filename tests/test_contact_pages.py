@@ -156,6 +156,9 @@ def test_one_contact_the_export_and_the_sources(imports: Imports):
     assert crm["mapping"]["mapping"]["email"] == "Email"
     shown = imports.client.get("/sources", headers=HTML).get_data(as_text=True)
     assert "Email → email" in shown and 'href="/sources/crm/mapping"' in shown
+    assert 'href="/contacts?source=crm"' in shown and 'href="/imports?source=crm"' in shown
+    listed_by_source = imports.client.get("/contacts?source=crm", headers=HTML).get_data(as_text=True)
+    assert listed_by_source.count("data-contact=") == 4
     detail = imports.client.get(f"/imports/{done['jobId']}", headers=HTML).get_data(as_text=True)
     assert f'href="/contacts?importId={done["jobId"]}" data-see-contacts>4 inserted: see them' in detail
     listed = imports.client.get(f"/contacts?importId={done['jobId']}", headers=HTML).get_data(as_text=True)

@@ -202,6 +202,10 @@ def test_the_problem_filter_counts_rows_by_kind_whatever_each_message_adds(impor
         f"/imports/{original['jobId']}/fixes", query_string=asked, headers=html
     ).get_data(as_text=True)
     assert [int(n) for n in re.findall(r'data-row="(\d+)"', invalid)] == list(range(2, 52))
+    # "Next rows" goes on after the last row shown, with the same filter.
+    following = re.search(r'hx-get="([^"]+)"[^>]*>Next rows<', invalid).group(1).replace("&amp;", "&")
+    more = imports.client.get(following, headers=html).get_data(as_text=True)
+    assert [int(n) for n in re.findall(r'data-row="(\d+)"', more)] == list(range(52, 102))
 
 
 def test_rows_of_a_follow_up_that_was_cancelled_or_undone_can_be_sent_again(imports: Imports):
