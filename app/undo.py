@@ -174,17 +174,25 @@ _RESTORE = text(
 )
 
 
+def _batch_in_one_statement(
+    statement: Any, import_id: str, after: str | None, size: int
+) -> tuple[str | None, int, list[uuid.UUID]]:
+    """Run _RESTORE or _REMOVE on the batch after ``after``: the last contact looked at, how many
+    were undone, and those kept."""
+    last, undone, kept = db.session.execute(
+        statement,
+        {"import_id": import_id, "after": uuid.UUID(after) if after else uuid.UUID(int=0), "size": size},
+    ).one()
+    return (None if last is None else str(last)), undone, list(kept or [])
+
+
 def _restore_batch(import_id: str, after: str | None, size: int) -> tuple[str | None, int, list[uuid.UUID]]:
     """Restore the previous values of a batch of the contacts the import updated.
 
     Returns the last contact looked at (None when none was left), the contacts restored and those kept.
     """
     if db.session.get_bind().dialect.name == "postgresql":
-        last, restored, kept = db.session.execute(
-            _RESTORE,
-            {"import_id": import_id, "after": uuid.UUID(after) if after else uuid.UUID(int=0), "size": size},
-        ).one()
-        return (None if last is None else str(last)), restored, list(kept or [])
+        return _batch_in_one_statement(_RESTORE, import_id, after, size)
     query = select(ContactChange.contact_id, ContactChange.previous, ContactChange.changed_at).where(
         ContactChange.import_id == import_id
     )
@@ -234,11 +242,7 @@ def _remove_batch(import_id: str, after: str | None, size: int) -> tuple[str | N
     Returns the last contact looked at (None when none was left), the contacts removed and those kept.
     """
     if db.session.get_bind().dialect.name == "postgresql":
-        last, removed, kept = db.session.execute(
-            _REMOVE,
-            {"import_id": import_id, "after": uuid.UUID(after) if after else uuid.UUID(int=0), "size": size},
-        ).one()
-        return (None if last is None else str(last)), removed, list(kept or [])
+        return _batch_in_one_statement(_REMOVE, import_id, after, size)
     query = select(Contact.id).where(Contact.import_id == import_id)
     if after is not None:
         query = query.where(Contact.id > uuid.UUID(after))

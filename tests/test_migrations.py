@@ -82,6 +82,13 @@ def _cut_short(url: str, index: str) -> None:
         conn.execute(f"UPDATE pg_index SET indisvalid = false WHERE indexrelid = '{index}'::regclass")
 
 
+def _valid(url: str, index: str) -> list[bool]:
+    """Whether the index is valid: [True], [False], or [] when there is none."""
+    with psycopg.connect(url) as conn:
+        found = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)"
+        return [row[0] for row in conn.execute(found, (index,))]
+
+
 def test_a_cjk_index_build_cut_short_is_built_again_and_used(fresh: tuple[Flask, Config, str]):
     app, config, url = fresh
     with app.app_context():
@@ -100,9 +107,7 @@ def test_a_pair_index_build_cut_short_is_built_again_and_used(fresh: tuple[Flask
     app, config, url = fresh
 
     def valid() -> list[bool]:
-        with psycopg.connect(url) as conn:
-            found = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('contacts_pair_idx')"
-            return [row[0] for row in conn.execute(found)]
+        return _valid(url, "contacts_pair_idx")
 
     with app.app_context():
         command.upgrade(config, "0018_cjk_search")
@@ -151,9 +156,7 @@ def test_a_source_order_index_build_cut_short_is_built_again_and_used(fresh: tup
     app, config, url = fresh
 
     def valid() -> list[bool]:
-        with psycopg.connect(url) as conn:
-            found = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('contacts_source_id_idx')"
-            return [row[0] for row in conn.execute(found)]
+        return _valid(url, "contacts_source_id_idx")
 
     with app.app_context():
         command.upgrade(config, "0019_pair_search")
