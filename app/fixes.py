@@ -123,7 +123,7 @@ def _check_fixable(imp: Import) -> None:
     """
     db.session.execute(
         select(Import).where(Import.id == imp.id).with_for_update().execution_options(populate_existing=True)
-    )
+    ).scalar_one()  # read, so that ``imp`` holds the status as the lock found it
     if imp.status not in FIXABLE:
         raise ActionRefused(f"The rejected rows of an import that is {imp.status} cannot be fixed.")
 
