@@ -138,20 +138,18 @@ def _sent() -> ColumnElement[bool]:
     return RowFix.fixed_in.is_not(None) & not_(_given_back())
 
 
-def _sent_to(fixes: Iterable[RowFix]) -> dict[int, str]:
-    """Of these rows, those in a follow-up import that has not given them back: row -> that import."""
-    sent = {fix.row: fix.fixed_in for fix in fixes if fix.fixed_in}
-    given_back = set(
-        db.session.scalars(
-            select(Import.id).where(Import.id.in_(set(sent.values())), Import.status.in_(GIVES_BACK))
-        )
+def _sent_to(import_id: str, rows: Iterable[int]) -> dict[int, str]:
+    """Of these rows of the import, those in a follow-up import that has not given them back: row ->
+    that import."""
+    found = select(RowFix.row, RowFix.fixed_in).where(
+        RowFix.import_id == import_id, RowFix.row.in_(list(rows)), _sent()
     )
-    return {row: import_id for row, import_id in sent.items() if import_id not in given_back}
+    return {row: fixed_in for row, fixed_in in db.session.execute(found)}
 
 
 def _open_for_change(fix: RowFix) -> None:
     """Refuse a row already sent to a follow-up import; free one its follow-up gave back."""
-    if fix.fixed_in and _sent_to([fix]):
+    if fix.fixed_in and _sent_to(fix.import_id, [fix.row]):
         raise FixRefused(f"Row {fix.row} was already imported again, in import {fix.fixed_in}.")
     fix.fixed_in = None
 
@@ -347,7 +345,7 @@ def page_of_rows(imp: Import, problem: str | None, after: int) -> tuple[list[Sho
         f.row: f
         for f in db.session.scalars(select(RowFix).where(RowFix.import_id == imp.id, RowFix.row.in_(numbers)))
     }
-    sent = _sent_to(fixes.values())
+    sent = _sent_to(imp.id, numbers)
     shown = []
     for row in numbers:
         fix = fixes.get(row)
@@ -360,7 +358,7 @@ def page_of_rows(imp: Import, problem: str | None, after: int) -> tuple[list[Sho
                 dismissed=bool(fix and fix.dismissed),
                 fixed_in=sent.get(row),
                 edited=edited,
-                cut=not edited and bool(raw.get(row)) and was_cut(raw[row] or {}),
+                cut=not edited and was_cut(raw.get(row) or {}),
             )
         )
     return shown, numbers[-1] if more else None

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
-
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Contact, ContactChange
 from tests import test_recovery
 from tests.conftest import wait_for
-from tests.test_recovery import FAST, contact_file, post_file, process_tree, status
+from tests.test_recovery import FAST, contact_file, post_file, status
+from tests.test_retries import kill_tree
 
 # The recovery tests' API client, whose app queues jobs with the short retry backoff.
 client = test_recovery.client
@@ -40,9 +38,7 @@ def test_kill_9_mid_undo_then_a_new_worker_finishes_it_removing_each_contact_onc
 
     assert client.post(f"/imports/{job_id}/undo").status_code == 202
     wait_for(lambda: undoing(job_id, 3_000), timeout=60, interval=0.02)
-    for pid in process_tree(first.pid):
-        os.kill(pid, signal.SIGKILL)
-    first.wait(timeout=10)
+    kill_tree(first)
     stopped = status(job_id)
     assert stopped.status == "undoing"
     assert 0 < stopped.undone_rows < inserted
@@ -95,9 +91,7 @@ def test_kill_9_mid_restore_then_a_new_worker_restores_each_contact_once(client,
 
     assert client.post(f"/imports/{update_id}/undo").status_code == 202
     wait_for(lambda: undoing(update_id, 3_000), timeout=60, interval=0.02)
-    for pid in process_tree(first.pid):
-        os.kill(pid, signal.SIGKILL)
-    first.wait(timeout=10)
+    kill_tree(first)
     stopped = status(update_id)
     assert stopped.status == "undoing" and 0 < stopped.undone_rows < updated
     # What the counter says was restored is exactly what was: the batch and its count commit together.
