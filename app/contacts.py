@@ -7,7 +7,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from psycopg import errors
@@ -36,6 +36,7 @@ _WIDE_COPY = (
     "COPY contacts (id, name, email, phone, company, title, attributes, source, import_id) FROM STDIN"
 )
 _NULL = "\\N"  # COPY's NULL
+_STAGED = 6  # contact_staging's columns after pos
 
 
 class Stored(NamedTuple):
@@ -151,9 +152,10 @@ class ContactBatch(list[Contact]):
     """A batch's valid contacts in file order; on PostgreSQL, also the COPY text of the new ones.
 
     Each contact appended whose email the import has not read yet gets its COPY line at once, so
-    the thread that stores the batch only sends it. A list, so that counting it costs nothing.
-    This one copies the name and email only (a file of just those), and leaves a contact with more
-    to the merge; see WideContactBatch.
+    the thread that stores the batch only sends it, and is kept as that line alone (None in the
+    list): a batch holds each row once while it waits to be stored. A list, so that counting it
+    costs nothing. This one copies the name and email only (a file of just those), and leaves a
+    contact with more to the merge; see WideContactBatch.
     """
 
     copy = _COPY
@@ -168,20 +170,36 @@ class ContactBatch(list[Contact]):
 
     def append(self, contact: Contact) -> None:
         position = len(self)
-        list.append(self, contact)
         if self.seen is None:
+            list.append(self, contact)
             return
         name, email = contact[0], contact[1]
-        if self.seen.saw(email):
+        if self.seen.saw(email) or contact.attributes or contact.phone or contact.company or contact.title:
+            # Read before, or more than this COPY carries (a second address of the email cell, kept
+            # in attributes): the merge stores it with every field, in file order with the others.
+            list.append(self, contact)
             self.repeated.append(position)
             return
-        if contact.attributes or contact.phone or contact.company or contact.title:
-            # More than this COPY carries (a second address of the email cell, kept in attributes):
-            # the merge stores it with every field, in file order with the rows repeated.
-            self.repeated.append(position)
-            return
+        list.append(self, None)
         hex_position = _POSITIONS[position] if position < len(_POSITIONS) else f"{position:08x}"
         self.lines.append(f"{self.id_head}{hex_position}\t{copy_text(name)}\t{email}{self._tail}")
+
+    def staging_lines(self, positions: Sequence[int]) -> Iterator[str]:
+        """The contacts at ``positions`` as COPY text of contact_staging, those kept as lines from them."""
+        from_lines: dict[int, list[str]] = {}
+        if len(positions) > len(self.repeated):  # copied ones among them: the copy was undone
+            from_lines = {int(line[24:32], 16): line.split("\t")[1:-2] for line in self.lines}
+        for position in positions:
+            contact = self[position]
+            if contact is None:
+                fields = from_lines[position]  # the contact's fields, without the id, source and import
+                yield "\t".join((str(position), *fields, *[_NULL] * (_STAGED - len(fields)))) + "\n"
+            else:
+                yield (
+                    f"{position}\t{copy_text(contact.name)}\t{contact.email}\t{_copy_field(contact.phone)}\t"
+                    f"{_copy_field(contact.company)}\t{_copy_field(contact.title)}\t"
+                    f"{_copy_field(attributes_json(contact.attributes))}\n"
+                )
 
 
 def _copy_field(value: str | None) -> str:
@@ -195,12 +213,14 @@ class WideContactBatch(ContactBatch):
 
     def append(self, contact: Contact) -> None:
         position = len(self)
-        list.append(self, contact)
         if self.seen is None:
+            list.append(self, contact)
             return
         if self.seen.saw(contact.email):
+            list.append(self, contact)
             self.repeated.append(position)
             return
+        list.append(self, None)
         hex_position = _POSITIONS[position] if position < len(_POSITIONS) else f"{position:08x}"
         attributes = attributes_json(contact.attributes)
         self.lines.append(
@@ -210,13 +230,16 @@ class WideContactBatch(ContactBatch):
         )
 
 
-def store_contacts(session: Session, import_id: str, source: str, batch: ContactBatch) -> Stored:
+def store_contacts(
+    session: Session, import_id: str, source: str, batch: ContactBatch, copied: Copied | None = None
+) -> Stored:
     """Insert the contacts whose email the source does not have yet (merge mode ``skip``).
 
     On PostgreSQL the contacts whose email the import had not read before are copied straight into
     contacts, the fastest way in; the rest, and every contact of a batch whose COPY met an email
     already stored, are merged with ON CONFLICT, so the first row of an email wins either way.
-    (``fill`` and ``update`` look the source's contacts up instead: ``app.merge``.)
+    ``copied`` is what ``copy_new_contacts`` already did in this transaction. (``fill`` and
+    ``update`` look the source's contacts up instead: ``app.merge``.)
     """
     if not batch:
         return Stored(0)
@@ -242,31 +265,46 @@ def store_contacts(session: Session, import_id: str, source: str, batch: Contact
             ],
         )
         return Stored(cursor.rowcount)
+    merged, count = copied or copy_new_contacts(session, batch)
+    if not merged:
+        return Stored(count)
     with connection.connection.driver_connection.cursor() as cursor:
-        merged = range(len(batch))
-        copied = 0
-        if batch.seen is not None and not batch.seen.clashed:
-            try:
-                # Left to end with the transaction: releasing it would cost a round trip per batch.
-                cursor.execute("SAVEPOINT contacts_copy")
-                with cursor.copy(batch.copy) as copy:
-                    copy.write("".join(batch.lines))
-                merged, copied = batch.repeated, len(batch.lines)
-            except (errors.UniqueViolation, errors.DeadlockDetected):
-                cursor.execute("ROLLBACK TO SAVEPOINT contacts_copy")
-                batch.seen.clashed = True
-        if not merged:
-            return Stored(copied)
         cursor.execute(_STAGING)
         columns = "(pos, name, email, phone, company, title, attributes)"
         with cursor.copy(f"COPY contact_staging {columns} FROM STDIN") as copy:
-            for position in merged:
-                c = batch[position]
-                copy.write_row(
-                    (position, c.name, c.email, c.phone, c.company, c.title, attributes_json(c.attributes))
-                )
+            copy.write("".join(batch.staging_lines(merged)))
         cursor.execute(_MERGE, {"source": source, "import_id": import_id, "id_head": batch.id_head})
-        return Stored(copied + cursor.rowcount)
+        return Stored(count + cursor.rowcount)
+
+
+class Copied(NamedTuple):
+    """What ``copy_new_contacts`` did: the positions of the contacts left to merge, and how many it copied."""
+
+    merged: Sequence[int]
+    count: int
+
+
+def copy_new_contacts(session: Session, batch: ContactBatch) -> Copied:
+    """COPY the batch's contacts whose email the import had not read before (PostgreSQL only).
+
+    None of them is in an earlier batch of the import, so the COPY can run while that batch is
+    still being stored. If it meets an email already stored, it is undone and every contact is left
+    to merge, as are those of a batch read after such a meeting.
+    """
+    merged: Sequence[int] = range(len(batch))
+    if batch.seen is None or batch.seen.clashed:
+        return Copied(merged, 0)
+    with session.connection().connection.driver_connection.cursor() as cursor:
+        try:
+            # Left to end with the transaction: releasing it would cost a round trip per batch.
+            cursor.execute("SAVEPOINT contacts_copy")
+            with cursor.copy(batch.copy) as copy:
+                copy.write("".join(batch.lines))
+        except (errors.UniqueViolation, errors.DeadlockDetected):
+            cursor.execute("ROLLBACK TO SAVEPOINT contacts_copy")
+            batch.seen.clashed = True
+            return Copied(merged, 0)
+    return Copied(batch.repeated, len(batch.lines))
 
 
 def _storable(value: str | None) -> str | None:

@@ -89,25 +89,45 @@ WIDE_STORED_COLUMNS = "id, name, email, phone, company, title, attributes, sourc
 
 
 def raw_copy(
-    stack: Stack, path: Path, columns: str = "name, email", options: str = "FORMAT csv, HEADER true"
+    stack: Stack,
+    path: Path | Sequence[Path],
+    columns: str = "name, email",
+    options: str = "FORMAT csv, HEADER true",
 ) -> float:
-    """Seconds for ``psql \\copy`` of the file into a fresh table shaped like contacts.
+    """Seconds for ``psql \\copy`` of the file into a fresh table shaped like contacts; of several
+    files, each by a ``psql`` of its own, all at once.
 
     Columns the file lacks take the table's defaults: ``gen_random_uuid()`` for a missing id.
     """
+    paths = [path] if isinstance(path, Path) else list(path)
     stack.sql("DROP TABLE IF EXISTS raw_contacts")
     stack.sql("CREATE TABLE raw_contacts (LIKE contacts INCLUDING ALL)")
     stack.sql("ALTER TABLE raw_contacts ALTER source SET DEFAULT 'raw', ALTER imported_at SET DEFAULT now()")
     stack.sql("CHECKPOINT")
     started = time.perf_counter()
-    subprocess.run(
-        ["psql", database_url(), "-q", "-v", "ON_ERROR_STOP=1", "-c"]
-        + [f"\\copy raw_contacts ({columns}) FROM '{path}' WITH ({options})"],
-        check=True,
-    )
+    loads = [
+        subprocess.Popen(
+            ["psql", database_url(), "-q", "-v", "ON_ERROR_STOP=1", "-c"]
+            + [f"\\copy raw_contacts ({columns}) FROM '{one}' WITH ({options})"]
+        )
+        for one in paths
+    ]
+    if any(load.wait() for load in loads):
+        raise RuntimeError(f"psql \\copy of {paths} failed")
     elapsed = time.perf_counter() - started
     stack.sql("DROP TABLE raw_contacts")
     return elapsed
+
+
+def halves(path: Path) -> list[Path]:
+    """The file's lines as two files, the first half and the second (COPY text has no header)."""
+    with open(path, "rb") as whole:
+        middle = sum(1 for _ in whole) // 2
+    parts = [path.with_suffix(f".half{n}.txt") for n in (1, 2)]
+    with open(path, "rb") as whole, open(parts[0], "wb") as first, open(parts[1], "wb") as second:
+        for number, line in enumerate(whole):
+            (first if number < middle else second).write(line)
+    return parts
 
 
 def export_stored(stack: Stack, path: Path, columns: str) -> int:
@@ -158,10 +178,13 @@ def _beside_copy(
     table made like contacts; the naive baseline is ``\\copy`` of the ``naive`` file (its path and
     columns) with ``gen_random_uuid()`` ids, whose scattered primary key inserts take about twice
     as long. Rates count the file's rows, so each ratio is one load's seconds over the other's.
+    The pipeline stores with two connections at once, so the same rows are also loaded by two
+    ``\\copy`` at once, each of half of them: PostgreSQL's limit on this machine's cores.
     Records the figures under ``key``; gives the rows/s of each and the ratios.
     """
     stored_path = imported.with_suffix(".stored.txt")
-    runs, limits, naives, peaks, timings = [], [], [], [], []
+    parts: list[Path] = []
+    runs, limits, pairs, naives, peaks, timings = [], [], [], [], [], []
     answer: dict = {}
     stored = 0
     try:
@@ -172,23 +195,35 @@ def _beside_copy(
             timings.append(answer.pop("timings"))
             if attempt == 0:
                 stored = export_stored(stack, stored_path, stored_columns)
+                parts = halves(stored_path)
             limits.append(raw_copy(stack, stored_path, stored_columns, "FORMAT text"))
+            pairs.append(raw_copy(stack, parts, stored_columns, "FORMAT text"))
             naives.append(raw_copy(stack, *naive))
     finally:
-        stored_path.unlink(missing_ok=True)
-    rate = {"pipeline": rows / min(runs), "limit": rows / min(limits), "naive": rows / min(naives)}
+        for path in (stored_path, *parts):
+            path.unlink(missing_ok=True)
+    rate = {
+        "pipeline": rows / min(runs),
+        "limit": rows / min(limits),
+        "pair": rows / min(pairs),
+        "naive": rows / min(naives),
+    }
     rate["ratio"], rate["naive_ratio"] = rate["pipeline"] / rate["limit"], rate["pipeline"] / rate["naive"]
+    rate["pair_ratio"] = rate["pipeline"] / rate["pair"]
     results.figures[key] = {
         "rows": rows,
         "stored_rows": stored,
         "pipeline_seconds": runs,
         "stored_copy_seconds": limits,
+        "stored_copy_two_connections_seconds": pairs,
         "random_id_copy_seconds": naives,
         "pipeline_rows_per_s": round(rate["pipeline"]),
         "stored_copy_rows_per_s": round(rate["limit"]),
+        "stored_copy_two_connections_rows_per_s": round(rate["pair"]),
         "random_id_copy_rows_per_s": round(rate["naive"]),
         "ratio": round(rate["ratio"], 3),
         "ratio_to_random_ids": round(rate["naive_ratio"], 3),
+        "ratio_to_two_connections": round(rate["pair_ratio"], 3),
         "worker_peak_mb": max(peaks),
         "pipeline_timings": timings,
         "import": answer,
@@ -204,6 +239,12 @@ def _add_beside(results: Results, what: str, rate: dict[str, float], target: flo
         f"psql \\copy of the rows stored {rate['limit']:,.0f}",
         f"{rate['ratio']:.2f}",
         f"≥ {target:.2f} {verdict(rate['ratio'] >= target)}",
+    )
+    results.add(
+        f"{what.split(' (')[0]}, beside two \\copy at once, each of half the rows stored",
+        f"{rate['pipeline']:,.0f}",
+        f"2 × psql \\copy {rate['pair']:,.0f}",
+        f"{rate['pair_ratio']:.2f}",
     )
     results.add(
         f"{what.split(' (')[0]}, beside \\copy with random ids",

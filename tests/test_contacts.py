@@ -70,6 +70,8 @@ def test_a_batch_sends_an_email_it_has_read_before_to_on_conflict():
     second.append(Valid("Bob again", "bob@example.com"))
 
     assert len(first) == 3 and first.repeated == [2] and len(first.lines) == 2
+    # A contact that goes in by COPY is kept as its line alone, until the batch is stored.
+    assert list(first) == [None, None, Valid("A2", "ada@example.com")]
     assert first.lines[0].split("\t")[1:] == ["Ada", "ada@example.com", "crm", "job\n"]
     assert first.lines[0][:36] != first.lines[1][:36]  # ids of one batch differ by position
     assert second.repeated == [0] and second.lines == []
@@ -209,19 +211,30 @@ _values = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characte
     ),
     repeat=st.booleans(),
     copied=st.booleans(),
+    clash=st.booleans(),
 )
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-def test_new_fields_round_trip_through_copy_and_on_conflict(app, fields: list, repeat: bool, copied: bool):
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_new_fields_round_trip_through_copy_and_on_conflict(
+    app, fields: list, repeat: bool, copied: bool, clash: bool
+):
     """Whatever the text, a wide contact is stored as given, by COPY or ON CONFLICT (which a repeated
-    email takes, and every contact of a batch without the filter of emails read)."""
+    email takes, and every contact of a batch without the filter of emails read, or whose COPY met
+    an email the source has: those it copied are then merged from their COPY lines)."""
     source = f"round-trip-{uuid.uuid4().hex}"
     seen = SeenEmails(10_000) if copied else None
     made = [
         Valid(name, f"p{i}@example.com", phone, company, title, attributes or None)
         for i, (name, phone, company, title, attributes) in enumerate(fields)
     ]
+    taken = Valid("Taken", "taken@example.com", "+442079460000", "Old Co", None, {"kept": "yes"})
+    if clash:
+        earlier = WideContactBatch(None, source, "before")
+        earlier.append(taken)
+        store_contacts(db.session, "before", source, earlier)
+        db.session.commit()
     # The same email again in a later batch takes ON CONFLICT, and changes nothing.
-    batches = [made, [made[0]._replace(name="Someone else")]] if repeat else [made]
+    first = [*made, taken._replace(name="Taken again")] if clash else made
+    batches = [first, [made[0]._replace(name="Someone else")]] if repeat else [first]
     for contacts_of_batch in batches:
         batch = WideContactBatch(seen, source, "job")
         for contact in contacts_of_batch:
@@ -233,4 +246,5 @@ def test_new_fields_round_trip_through_copy_and_on_conflict(app, fields: list, r
         .where(Contact.source == source)
         .order_by(Contact.email)
     ).all()
-    assert [tuple(row) for row in stored] == sorted((tuple(c[:6]) for c in made), key=lambda c: c[1])
+    expected = sorted((tuple(c[:6]) for c in [*made, *([taken] if clash else [])]), key=lambda c: c[1])
+    assert [tuple(row) for row in stored] == expected

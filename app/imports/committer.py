@@ -1,12 +1,15 @@
 """Committing an import's batches: contacts, row errors, counters and checkpoint in one transaction.
 
-On PostgreSQL the committer runs in a thread of its own, so PostgreSQL stores one batch while the
-import's thread reads and validates the next.
+On PostgreSQL the committer runs in threads of their own, so PostgreSQL stores batches while the
+import's thread reads and validates the next. An import that only adds contacts (merge mode
+``skip``) is stored by two connections: while one commits batch N, the other copies the new
+contacts of batch N+1, and stores the rest of it once batch N is committed.
 """
 
 from __future__ import annotations
 
 import sys
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,9 +20,11 @@ from sqlalchemy.orm import Session
 
 from app.contacts import (
     ContactBatch,
+    Copied,
     SeenEmails,
     Stored,
     WideContactBatch,
+    copy_new_contacts,
     copy_row_errors,
     row_error_line,
     store_contacts,
@@ -33,6 +38,10 @@ from app.models import Import, utcnow
 from app.validation import Problem
 
 COMMITTER_SWITCH_INTERVAL = 0.0002
+# How long a batch whose new contacts are copied waits for the batch before it to commit. Longer,
+# and its copy is undone and it is stored after that batch instead: a wait this long can be another
+# import's transaction waiting for a row of this one, which PostgreSQL cannot see is waiting in turn.
+OVERLAP_WAIT = 10.0
 
 
 class ImportStopped(Exception):
@@ -83,20 +92,36 @@ class Batch:
 
 
 def _commit_batch(
-    session: Session, import_id: str, attempt: int, source: str, mode: str, batch: Batch, timings: Timings
+    session: Session,
+    import_id: str,
+    attempt: int,
+    source: str,
+    mode: str,
+    batch: Batch,
+    timings: Timings,
+    previous: Future[None] | None = None,
 ) -> None:
     """Store a batch with its counters and checkpoint in one transaction, or nothing of it.
 
-    Stops, storing nothing, if the import was cancelled or a newer run claimed it.
+    Stops, storing nothing, if the import was cancelled or a newer run claimed it. With
+    ``previous`` (the batch before, still being stored by another connection), the batch's new
+    contacts are copied first, and the rest is stored once that batch is committed; if it failed,
+    so does this one, storing nothing.
     """
+    copied: Copied | None = None
     with timings.stage("contacts"):
         if session.get_bind().dialect.name == "postgresql":
             # Rows, row errors, counters and checkpoint commit together, so a commit lost in a
             # database crash loses all of them at once and the rerun redoes the batch from the older
             # checkpoint. The import's final commit stays synchronous: the stored file is deleted after it.
             session.execute(text("SET LOCAL synchronous_commit = off"))
+        if previous is not None:
+            copied = copy_new_contacts(session, batch.contacts)
+    if previous is not None and not _committed(session, previous, timings):
+        return _commit_batch(session, import_id, attempt, source, mode, batch, timings)
+    with timings.stage("contacts"):
         if mode == "skip":
-            stored = store_contacts(session, import_id, source, batch.contacts)
+            stored = store_contacts(session, import_id, source, batch.contacts, copied)
         else:
             stored = merge_contacts(session, import_id, source, batch.contacts, mode)
     with timings.stage("row_errors"):
@@ -109,6 +134,22 @@ def _commit_batch(
         _count_batch(session, import_id, attempt, batch, stored)
     with timings.stage("commit"):
         session.commit()
+
+
+def _committed(session: Session, previous: Future[None], timings: Timings) -> bool:
+    """Wait for the batch before to commit; False if it took so long that this batch's transaction
+    was undone (and that batch has since committed); raise, undoing it, what that batch raised."""
+    with timings.stage("previous"):
+        try:
+            previous.result(timeout=OVERLAP_WAIT)
+            return True
+        except TimeoutError:
+            session.rollback()
+            previous.result()
+            return False
+        except BaseException:
+            session.rollback()
+            raise
 
 
 def _count_batch(session: Session, import_id: str, attempt: int, batch: Batch, stored: Stored) -> None:
@@ -140,11 +181,14 @@ def _count_batch(session: Session, import_id: str, attempt: int, batch: Batch, s
 
 
 class Committer:
-    """Commits batches in order, one at a time; on PostgreSQL in a thread of its own.
+    """Commits batches in order, one at a time; on PostgreSQL in threads of their own.
 
     While PostgreSQL stores batch N the main thread reads and validates batch N+1 (psycopg
-    releases the GIL while it waits), so Python and PostgreSQL work at the same time. The thread
-    owns the session while a batch is pending; the caller must not touch it until ``wait``.
+    releases the GIL while it waits), so Python and PostgreSQL work at the same time. In merge mode
+    ``skip`` a second connection copies batch N+1's new contacts while batch N commits, so both of
+    the machine's PostgreSQL backends can work; batches still commit in order, each whole or not at
+    all. The threads own the session while a batch is pending; the caller must not touch it until
+    ``wait``.
     """
 
     def __init__(self, session: Session, imp: Import, attempt: int) -> None:
@@ -157,8 +201,16 @@ class Committer:
         self.seen = SeenEmails(imp.size_bytes) if threaded and self.mode == "skip" else None
         # Whether contacts carry more than a name and an email (set once the header is read).
         self.wide = True
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="import-commit") if threaded else None
-        self._pending: Future[None] | None = None
+        # The sessions batches take turns on: a second one where a batch's COPY may overlap the
+        # commit of the one before (its new emails are in no earlier batch, so neither waits for the other).
+        self.sessions = [session]
+        if self.seen is not None:
+            self.sessions.append(Session(bind=session.get_bind()))
+        self._submitted = 0
+        self._pool = (
+            ThreadPoolExecutor(len(self.sessions), thread_name_prefix="import-commit") if threaded else None
+        )
+        self._pending: deque[Future[None]] = deque()
         self.timings = Timings()
         # The committer wakes a dozen times a batch (each statement's answer, each COPY flush) and
         # must take the GIL back from the reading thread each time: at Python's default 5 ms per
@@ -175,33 +227,46 @@ class Committer:
         return Batch(contacts, last_row=last_row, problem_lines=lines, import_id=self.import_id)
 
     def submit(self, batch: Batch) -> None:
-        """Commit the batch once the previous one is committed; raise what the previous one raised."""
-        self.wait()
-        if self._pool is None:
-            self._commit(batch)
-        else:
-            self._pending = self._pool.submit(self._commit_in_thread, batch)
+        """Commit the batch once the one before is committed; raise what an earlier one raised.
 
-    def _commit_in_thread(self, batch: Batch) -> None:
+        Returns once fewer batches than sessions are pending, the new one among them.
+        """
+        if self._pool is None:
+            self._commit(self.session, batch)
+            return
+        while len(self._pending) >= len(self.sessions):
+            self._wait_oldest()
+        session = self.sessions[self._submitted % len(self.sessions)]
+        self._submitted += 1
+        previous = self._pending[-1] if self._pending else None
+        self._pending.append(self._pool.submit(self._commit_in_thread, session, batch, previous))
+
+    def _commit_in_thread(self, session: Session, batch: Batch, previous: Future[None] | None) -> None:
         # The session finds its engine through the app, so the thread needs an app context too.
         with self.app.app_context():
-            self._commit(batch)
+            self._commit(session, batch, previous)
 
-    def _commit(self, batch: Batch) -> None:
+    def _commit(self, session: Session, batch: Batch, previous: Future[None] | None = None) -> None:
         with self.timings.batch():
             _commit_batch(
-                self.session, self.import_id, self.attempt, self.source, self.mode, batch, self.timings
+                session, self.import_id, self.attempt, self.source, self.mode, batch, self.timings, previous
             )
 
+    def _wait_oldest(self) -> None:
+        pending = self._pending.popleft()
+        with self.timings.waited():
+            pending.result()
+
     def wait(self) -> None:
-        """Block until the pending batch is committed; raise its exception (ImportStopped, ...)."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            with self.timings.waited():
-                pending.result()
+        """Block until every pending batch is committed; raise the first exception (ImportStopped, ...)."""
+        while self._pending:
+            self._wait_oldest()
 
     def close(self) -> None:
-        """Let the pending batch finish, whatever happens to the caller, and stop the thread."""
+        """Let the pending batches finish, whatever happens to the caller, and stop the threads."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+            self._pending.clear()
             sys.setswitchinterval(self._switch_interval)
+        for session in self.sessions[1:]:
+            session.close()
