@@ -39,9 +39,15 @@ def run_task(app: Flask, task: Task) -> None:
             task()
         except Exception:  # logged and tried again at the next interval
             log.exception("maintenance task %s failed", task.__name__)
-            db.session.rollback()
         finally:
-            db.session.remove()
+            # Ending the session rolls back what the task left open. Where the database dropped the
+            # connection (a restart), that fails once and discards the connection: the worker
+            # pool's loop, which runs every task, must not end with it.
+            try:
+                db.session.remove()
+            except Exception as exc:
+                log.warning("maintenance task %s: its connection was lost: %s", task.__name__, exc)
+                db.session.remove()
 
 
 def run_once(app: Flask) -> None:

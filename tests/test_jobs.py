@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 import sqlalchemy.exc
 from rq import SimpleWorker
 from rq.job import Job
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from app.extensions import QUEUE_NAME, db, queue, redis, settings
 from app.imports import committer
@@ -79,3 +80,19 @@ def test_when_the_retries_run_out_the_import_fails_and_says_why(client, work, da
     assert status["status"] == "failed"
     assert "kept failing (OperationalError)" in status["error"]
     assert Job.fetch(job_id, connection=redis()).get_status() == "failed"
+
+
+def test_a_maintenance_task_whose_connection_the_database_dropped_does_not_end_the_loop(app, database_url):
+    """PostgreSQL restarted between a task's last statement and the end of its transaction, so the
+    task's session cannot be given back cleanly: the worker pool's loop, which runs every task, goes
+    on. (It once ended there, and no stopped import was resumed after that restart.)"""
+
+    def drops_its_connection() -> None:
+        pid = db.session.execute(text("SELECT pg_backend_pid()")).scalar()
+        with psycopg.connect(database_url, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    answers = []
+    run_task(app, drops_its_connection)
+    run_task(app, lambda: answers.append(db.session.execute(text("SELECT 1")).scalar()))
+    assert answers == [1]
