@@ -195,15 +195,20 @@ class ContactBatch(list[Contact]):
                 fields = from_lines[position]  # the contact's fields, without the id, source and import
                 yield "\t".join((str(position), *fields, *[_NULL] * (_STAGED - len(fields)))) + "\n"
             else:
-                yield (
-                    f"{position}\t{copy_text(contact.name)}\t{contact.email}\t{_copy_field(contact.phone)}\t"
-                    f"{_copy_field(contact.company)}\t{_copy_field(contact.title)}\t"
-                    f"{_copy_field(attributes_json(contact.attributes))}\n"
-                )
+                yield f"{position}\t{_fields_text(contact)}\n"
 
 
 def _copy_field(value: str | None) -> str:
     return _NULL if value is None else copy_text(value)
+
+
+def _fields_text(contact: Contact) -> str:
+    """A contact's name, email, phone, company, title and attributes as fields of COPY text."""
+    return (
+        f"{copy_text(contact.name)}\t{contact.email}\t{_copy_field(contact.phone)}\t"
+        f"{_copy_field(contact.company)}\t{_copy_field(contact.title)}\t"
+        f"{_copy_field(attributes_json(contact.attributes))}"
+    )
 
 
 class WideContactBatch(ContactBatch):
@@ -222,12 +227,7 @@ class WideContactBatch(ContactBatch):
             return
         list.append(self, None)
         hex_position = _POSITIONS[position] if position < len(_POSITIONS) else f"{position:08x}"
-        attributes = attributes_json(contact.attributes)
-        self.lines.append(
-            f"{self.id_head}{hex_position}\t{copy_text(contact.name)}\t{contact.email}\t"
-            f"{_copy_field(contact.phone)}\t{_copy_field(contact.company)}\t{_copy_field(contact.title)}\t"
-            f"{_copy_field(attributes)}{self._tail}"
-        )
+        self.lines.append(f"{self.id_head}{hex_position}\t{_fields_text(contact)}{self._tail}")
 
 
 def store_contacts(
